@@ -1,0 +1,34 @@
+# Everything a fresh machine needs: `make demo` and `make test` build the virtual environment first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv demo test lint soak bench lock clean
+
+help:  ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+venv: $(STAMP)  ## Create .venv with the pinned requirements
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+demo: $(STAMP)  ## Run the whole flow locally against the emulator
+	$(BIN)/python demo.py
+
+test: $(STAMP)  ## Lint, then run the test suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check .
+
+lock: $(STAMP)  ## Re-pin every installed package into constraints.txt
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
+
+clean:  ## Remove the venv and generated files
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis demo
