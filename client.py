@@ -1,0 +1,161 @@
+"""Submit audio files to Speechmatics with a notification URL, recording each job in the database.
+
+The row is committed *before* the API call, under a fresh local reference that also travels with the job
+(`tracking.reference`). So a crash at any line leaves a row that cronjob.py can resolve, and a notification
+that arrives before we have recorded the job id can still be matched to us.
+
+    python client.py                      # the bundled sample, as in Speechmatics' own example
+    python client.py calls/*.wav --language de
+    python client.py --list               # what happened to every job
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from notification_flow import settings as config
+from notification_flow.api import AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
+from notification_flow.cli import exit_on_bad_settings
+from notification_flow.db import Job, JobStore, open_store
+from notification_flow.progress import Progress
+
+SAMPLE_AUDIO = Path(__file__).with_name("example.wav")
+EXIT_NOT_ALL_SUBMITTED = 1
+
+
+def job_config(settings: config.Settings, reference: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The job config: the user's extras, our language options, our notification and our reference."""
+    job: dict[str, Any] = copy.deepcopy(args.extra_config)
+    job["type"] = "transcription"
+    transcription = job.setdefault("transcription_config", {})
+    transcription["language"] = args.language or transcription.get("language") or "en"
+    for option in ("model", "operating_point"):
+        if getattr(args, option):
+            transcription[option] = getattr(args, option)
+    job.setdefault("notification_config", []).append({
+        "url": settings.webhook_url,
+        "contents": ["transcript"],
+        "auth_headers": [f"Authorization: Bearer {settings.webhook_secret}"],
+    })
+    job.setdefault("tracking", {})["reference"] = reference
+    return job
+
+
+def submit(path: Path, settings: config.Settings, store: JobStore, api: SpeechmaticsAPI,
+           args: argparse.Namespace) -> tuple[bool, str]:
+    """Submit one file; the answer is (submitted, message for the user)."""
+    try:
+        with path.open("rb") as audio:
+            audio.read(1)
+    except OSError as error:
+        return False, f"{path}: cannot read: {error.strerror or error}"  # nothing recorded for it
+    reference = uuid.uuid4().hex
+    store.add_submission(reference, str(path))
+    try:
+        job_id = api.submit(path, job_config(settings, reference, args), lambda: store.touch(reference))
+    except AmbiguousSubmission as error:
+        return False, f"{path}: {error}; left as 'submitting' for cronjob.py to resolve"
+    except Unauthorized as error:
+        store.record_submit_failed(reference, str(error))
+        raise  # every other file would fail the same way: stop
+    except ApiError as error:
+        store.record_submit_failed(reference, str(error))
+        return False, f"{path}: not submitted: {error}"
+    job = store.record_submitted(reference, job_id)
+    return True, f"{path}: job {job_id} {job.status if job else 'running'}"
+
+
+def submit_all(paths: list[Path], settings: config.Settings, store: JobStore,
+               args: argparse.Namespace) -> int:
+    failures = 0
+    with SpeechmaticsAPI(settings.api_key or "", settings.batch_url) as api, \
+            ThreadPoolExecutor(max_workers=args.concurrency) as pool, Progress(len(paths)) as progress:
+        results = pool.map(lambda path: submit(path, settings, store, api, args), paths)
+        try:
+            for submitted, message in results:
+                failures += not submitted
+                progress.advance(message, ok=submitted)
+        except Unauthorized as error:
+            progress.fail(str(error))
+            pool.shutdown(cancel_futures=True)
+            return EXIT_NOT_ALL_SUBMITTED
+    return EXIT_NOT_ALL_SUBMITTED if failures else 0
+
+
+def show_jobs(store: JobStore, as_json: bool) -> None:
+    jobs = store.jobs()
+    if as_json:
+        print(json.dumps([job_summary(job) for job in jobs], indent=2))
+        return
+    print(f"{'job_id':<12} {'reference':<32} {'status':<13} {'updated':<19} transcript / error")
+    for job in jobs:
+        print(f"{job.job_id or '-':<12} {job.reference:<32} {job.status:<13} {timestamp(job.updated_at):<19} "
+              f"{job.transcript or job.error or ''}")
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {"job_id": job.job_id, "reference": job.reference, "audio": job.audio, "status": job.status,
+            "transcript": job.transcript, "error": job.error, "created_at": timestamp(job.created_at),
+            "updated_at": timestamp(job.updated_at)}
+
+
+def timestamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Submit audio to Speechmatics with a notification URL and "
+                                     "record each job.", epilog="Exit codes: 0 every file submitted, "
+                                     "1 some were not, 2 bad settings or arguments.")
+    parser.add_argument("audio", nargs="*", type=Path, help=f"audio files (default: {SAMPLE_AUDIO.name})")
+    parser.add_argument("--language", help="language code (default: en)")
+    parser.add_argument("--model", help="model, e.g. standard or enhanced")
+    parser.add_argument("--operating-point", help="operating point (older name for --model)")
+    parser.add_argument("--config-file", type=Path, help="JSON file merged into every job config")
+    parser.add_argument("--concurrency", type=int, default=4, help="parallel uploads (default: 4; never "
+                        "more than 10 job creations per second)")
+    parser.add_argument("--list", action="store_true", help="show the recorded jobs instead of submitting")
+    parser.add_argument("--json", action="store_true", help="with --list: a JSON array")
+    config.add_arguments(parser, "api_key", "batch_url", "webhook_url", "webhook_secret", "database_url")
+    args = parser.parse_args(argv)
+    if not 1 <= args.concurrency <= 10:
+        parser.error("--concurrency must be between 1 and 10")
+    args.extra_config = read_config_file(parser, args.config_file)
+    return args
+
+
+def read_config_file(parser: argparse.ArgumentParser, path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        extra = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        parser.error(f"--config-file {path}: {error}")
+    if not isinstance(extra, dict):
+        parser.error(f"--config-file {path}: must hold a JSON object")
+    return extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with exit_on_bad_settings():
+        settings = config.load(overrides=vars(args))
+        if not args.list:
+            settings.require("api_key", "webhook_url", "webhook_secret")
+        store = open_store(settings.database_url)
+    if args.list:
+        show_jobs(store, args.json)
+        return 0
+    return submit_all(args.audio or [SAMPLE_AUDIO], settings, store, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Reading a notification body, whatever shape `contents` gave it, without holding it in memory.
+
+Speechmatics sends nothing (``contents: []``), one item as the whole body (JSON for ``transcript``,
+``transcript.json-v2`` and ``jobinfo``; text/plain for ``transcript.txt`` and ``transcript.srt``), or
+multipart/form-data with one named file part per item (``data_file`` when ``contents`` is omitted). We keep
+the json-v2 transcript if there is one, and the job info (id, tracking reference, errors) from wherever it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import ijson
+from flask import Request
+
+from notification_flow.storage import IncomingFile, TranscriptStore
+
+TRANSCRIPT_PARTS = ("transcript", "transcript.json-v2", "data_file")
+# Where job details live: under `job` in a transcript, at the top level in a jobinfo body.
+JOB_FIELDS = ("job.", "id", "created_at", "data_name", "duration", "tracking.", "errors.", "status")
+JSON_TYPES = ("application/json", "application/vnd.speechmatics.v2+json")
+
+
+class UnreadableBody(Exception):
+    """The body claims to be JSON (or a transcript part) but cannot be parsed."""
+
+    def __init__(self, message: str, incoming: IncomingFile | None = None) -> None:
+        super().__init__(message)
+        self.incoming = incoming
+
+
+@dataclass
+class NotificationBody:
+    transcript: IncomingFile | None = None  # a complete, parsed json-v2 transcript, not yet stored
+    info: dict[str, Any] = field(default_factory=dict)  # scalar job fields: id, tracking.reference, errors
+
+    @property
+    def job_id(self) -> str | None:
+        return self.info.get("id")
+
+    @property
+    def reference(self) -> str | None:
+        return self.info.get("tracking.reference")
+
+    @property
+    def error(self) -> str | None:
+        return self.info.get("errors.item.message")
+
+
+@contextlib.contextmanager
+def read_body(request: Request, job_id: str, transcripts: TranscriptStore,
+              limit: int) -> Iterator[NotificationBody]:
+    """Yield what the body holds; every temporary file is removed when the block ends. A body that cannot
+    be understood is kept in TRANSCRIPTS_DIR/.unreadable for an operator, then UnreadableBody is raised."""
+    with contextlib.ExitStack() as cleanup:
+        def new_file() -> IncomingFile:
+            return cleanup.enter_context(transcripts.incoming_file(limit))
+
+        try:
+            if request.mimetype == "multipart/form-data":
+                body = _read_multipart(request, new_file)
+            else:
+                body = _read_single(new_file().copy_from(request.stream), request.mimetype)
+            if body.job_id not in (None, job_id):
+                raise UnreadableBody(f"body is for job {body.job_id!r}, not {job_id!r}", body.transcript)
+        except UnreadableBody as error:
+            if error.incoming is not None:
+                transcripts.keep_unreadable(job_id, error.incoming)
+            raise
+        yield body
+
+
+def _read_single(incoming: IncomingFile, mimetype: str) -> NotificationBody:
+    if incoming.size == 0 or mimetype not in JSON_TYPES:
+        return NotificationBody()  # empty, or transcript.txt / .srt: the json-v2 must come from the API
+    return _read_json(incoming)
+
+
+def _read_multipart(request: Request, new_file: Any) -> NotificationBody:
+    body = NotificationBody()
+    for name, part in request.files.items():
+        if name in TRANSCRIPT_PARTS or (name not in ("jobinfo",) and part.mimetype in JSON_TYPES):
+            incoming = new_file()
+            shutil.copyfileobj(part.stream, incoming)
+            found = _read_json(incoming)
+            body.transcript = body.transcript or found.transcript
+            body.info = {**found.info, **body.info}
+        elif name == "jobinfo":
+            incoming = new_file()
+            shutil.copyfileobj(part.stream, incoming)
+            body.info = {**body.info, **_read_json(incoming).info}
+    return body
+
+
+def _read_json(incoming: IncomingFile) -> NotificationBody:
+    """Stream-parse the whole document (so a truncated one is caught) keeping only top-level keys and the
+    job's scalar fields, which are all we need to route it."""
+    top_keys: set[str] = set()
+    info: dict[str, Any] = {}
+    path = incoming.finish()
+    try:
+        with path.open("rb") as source:
+            for prefix, event, value in ijson.parse(source):
+                if prefix == "" and event == "map_key":
+                    top_keys.add(value)
+                elif event in ("string", "number", "boolean") and prefix.startswith(JOB_FIELDS):
+                    info[prefix.removeprefix("job.")] = value
+    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as error:
+        raise UnreadableBody(f"body is not valid JSON: {error}", incoming) from error
+    if not top_keys and not info:
+        raise UnreadableBody("body is JSON but not an object", incoming)
+    is_transcript = {"format", "job", "results"} <= top_keys
+    return NotificationBody(transcript=incoming if is_transcript else None, info=info)

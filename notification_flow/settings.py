@@ -1,0 +1,187 @@
+"""Configuration for all three scripts, from environment variables with command-line overrides.
+
+One table of settings (``SETTINGS``) drives the environment lookup, the command-line flags, the README's
+configuration table and the validation, so the four can never disagree. A bad value is reported as one
+line naming the variable, before any script has written anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PRODUCTION_BATCH_URL = "https://asr.api.speechmatics.com/v2"
+
+# Speechmatics' published notification egress addresses, by region (docs: batch/notifications).
+EGRESS_IPS: dict[str, tuple[str, ...]] = {
+    "eu1": ("40.74.41.91", "52.236.157.154", "40.74.37.0", "20.73.209.153", "20.73.142.44"),
+    "eu2": ("20.105.89.153", "20.105.89.173", "20.105.89.184", "20.105.89.98", "20.105.88.228"),
+    "us1": ("52.149.21.32", "52.149.21.10", "52.137.102.83", "40.64.107.92", "40.64.107.99"),
+    "us2": ("52.146.58.224", "52.146.58.159", "52.146.59.242", "52.146.59.213", "52.146.58.64"),
+    "au1": ("20.248.249.20", "20.248.249.47", "20.248.249.181", "20.248.249.119", "20.248.249.164"),
+}
+
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def _url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _secret(name: str, value: str) -> str:
+    if not SECRET_PATTERN.fullmatch(value):
+        raise SettingsError(f"{name} must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / = -")
+    return value
+
+
+def _database_url(name: str, value: str) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme == "sqlite" and value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return value
+    if scheme in ("postgresql", "postgres"):
+        return value
+    raise SettingsError(f"{name} must look like sqlite:///jobs.db or postgresql://user@host/dbname")
+
+
+def _positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
+    if number <= 0:
+        raise SettingsError(f"{name} must be greater than zero, got {number}")
+    return number
+
+
+def _count(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise SettingsError(f"{name} must be a whole number of zero or more, got {value!r}")
+    return int(value)
+
+
+def _regions(name: str, value: str) -> tuple[str, ...]:
+    regions = tuple(r.strip().lower() for r in value.split(",") if r.strip())
+    unknown = [r for r in regions if r not in EGRESS_IPS]
+    if unknown:
+        raise SettingsError(f"{name}: unknown region {unknown[0]!r}; known: {', '.join(EGRESS_IPS)}")
+    return regions
+
+
+def _path(name: str, value: str) -> Path:
+    return Path(value)
+
+
+def _webhook_path(name: str, value: str) -> str:
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+        raise SettingsError(f"{name} must be a URL path such as /webhook, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    field: str
+    help: str
+    parse: Callable[[str, str], object]
+    default: str | None = None
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SPEECHMATICS_API_KEY", "api_key", "Speechmatics API key (else the key saved by "
+            "`speechmatics config set --auth-token`)", lambda n, v: v, secret=True),
+    Setting("SPEECHMATICS_BATCH_URL", "batch_url", "Batch API base URL; the emulator's URL for local work",
+            _url, PRODUCTION_BATCH_URL),
+    Setting("WEBHOOK_URL", "webhook_url", "Public URL Speechmatics calls when a job finishes", _url),
+    Setting("WEBHOOK_SECRET", "webhook_secret", "Bearer token Speechmatics sends via auth_headers; the "
+            "server requires it", _secret, secret=True),
+    Setting("WEBHOOK_SECRET_PREVIOUS", "webhook_secret_previous", "Old secret still accepted during a "
+            "rotation", _secret, secret=True),
+    Setting("DATABASE_URL", "database_url", "Job database: sqlite:///path or postgresql://user@host/db",
+            _database_url, "sqlite:///jobs.db"),
+    Setting("TRANSCRIPTS_DIR", "transcripts_dir", "Where <job_id>.json transcripts are stored", _path,
+            "transcripts"),
+    Setting("WEBHOOK_PATH", "webhook_path", "URL path of the notification endpoint", _webhook_path,
+            "/webhook"),
+    Setting("MAX_NOTIFICATION_MB", "max_notification_mb", "Largest notification body accepted (413 above)",
+            _positive_int, "512"),
+    Setting("ALLOWED_REGIONS", "allowed_regions", "Only accept notifications from these regions' "
+            "Speechmatics egress IPs, e.g. eu1,us1 (off when empty)", _regions, ""),
+    Setting("TRUSTED_PROXIES", "trusted_proxies", "Number of reverse proxies in front of the server whose "
+            "X-Forwarded-For entries are trusted", _count, "0"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str | None
+    batch_url: str
+    webhook_url: str | None
+    webhook_secret: str | None
+    webhook_secret_previous: str | None
+    database_url: str
+    transcripts_dir: Path
+    webhook_path: str
+    max_notification_mb: int
+    allowed_regions: tuple[str, ...]
+    trusted_proxies: int
+
+    def require(self, *names: str) -> Settings:
+        """Fail with the variable's name unless every named setting has a value."""
+        for setting in SETTINGS:
+            if setting.field in names and not getattr(self, setting.field):
+                raise SettingsError(f"{setting.env} is not set: {setting.help}")
+        return self
+
+    @property
+    def max_notification_bytes(self) -> int:
+        return self.max_notification_mb * 1024 * 1024
+
+
+def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None) -> Settings:
+    """Read every setting: a command-line override wins over the environment, which wins over the default."""
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    values: dict[str, object] = {}
+    for setting in SETTINGS:
+        raw = overrides.get(setting.field)
+        if raw is None:
+            raw = environ.get(setting.env) or setting.default
+        values[setting.field] = None if raw is None else setting.parse(setting.env, str(raw))
+    if not values["api_key"]:
+        values["api_key"] = saved_api_key()
+    return Settings(**values)
+
+
+def saved_api_key() -> str | None:
+    """The key stored by `speechmatics config set --auth-token`, which speechmatics-python owns."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from speechmatics.config import read_config_from_home
+    try:
+        return (read_config_from_home() or {}).get("auth_token") or None
+    except (Exception, SystemExit):  # a malformed config file or missing profile: no saved key
+        return None
+
+
+def add_arguments(parser: argparse.ArgumentParser, *field_names: str) -> None:
+    """Add a --flag for each named setting, documented with its environment variable."""
+    for setting in SETTINGS:
+        if setting.field in field_names:
+            flag = "--" + setting.field.replace("_", "-")
+            default = f" (default: {setting.default})" if setting.default else ""
+            parser.add_argument(flag, dest=setting.field, metavar=setting.env,
+                                help=f"{setting.help}; env {setting.env}{default}")

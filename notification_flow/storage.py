@@ -1,0 +1,139 @@
+"""Transcript storage: `<job_id>.json` files in TRANSCRIPTS_DIR, written so that a reader never sees half a file.
+
+Every transcript is first streamed into `.incoming/`, fsynced, then *hard-linked* to its final name. A link,
+unlike a rename, refuses to replace an existing file: of two concurrent deliveries of the same transcript,
+exactly one writes it, and a crash at any point leaves either no `<job_id>.json` or a complete one. The
+directory may be a shared mount (NFS supports hard links) when several servers run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+# Speechmatics job ids are 10 lowercase letters and digits today; a little slack in length, none in the
+# alphabet: nothing that passes this can name another directory.
+JOB_ID_PATTERN = re.compile(r"[a-z0-9]{8,32}")
+
+
+class InvalidJobId(ValueError):
+    """The id cannot be a Speechmatics job id, so it must never become part of a path."""
+
+
+def check_job_id(job_id: str | None) -> str:
+    if not job_id or not JOB_ID_PATTERN.fullmatch(job_id):
+        raise InvalidJobId("job id must be 8 to 32 lowercase letters and digits")
+    return job_id
+
+
+class IncomingFile:
+    """A temporary file in `.incoming/` that counts what is written and refuses to grow past a limit."""
+
+    def __init__(self, directory: Path, limit: int | None = None) -> None:
+        handle, name = tempfile.mkstemp(dir=directory, suffix=".part")
+        self.path = Path(name)
+        self.file: BinaryIO = os.fdopen(handle, "wb")
+        self.size = 0
+        self.limit = limit
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.limit is not None and self.size > self.limit:
+            raise BodyTooLarge(self.limit)
+        self.file.write(chunk)
+
+    def copy_from(self, source: BinaryIO, chunk_size: int = 1 << 16) -> IncomingFile:
+        while chunk := source.read(chunk_size):
+            self.write(chunk)
+        return self
+
+    def finish(self) -> Path:
+        """Make the bytes durable before anyone can link to them."""
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+        return self.path
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body larger than {limit} bytes")
+        self.limit = limit
+
+
+class TranscriptStore:
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory).resolve()
+        self.incoming = self.directory / ".incoming"
+        self.unreadable = self.directory / ".unreadable"
+
+    def ensure_directories(self) -> TranscriptStore:
+        for path in (self.directory, self.incoming, self.unreadable):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def path_for(self, job_id: str) -> Path:
+        path = (self.directory / f"{check_job_id(job_id)}.json").resolve()
+        if path.parent != self.directory:  # belt and braces: the pattern already forbids this
+            raise InvalidJobId("transcript path escapes TRANSCRIPTS_DIR")
+        return path
+
+    def exists(self, job_id: str) -> bool:
+        return self.path_for(job_id).is_file()
+
+    @contextlib.contextmanager
+    def incoming_file(self, limit: int | None = None) -> Iterator[IncomingFile]:
+        """A temporary file that is always removed, whether or not it was stored."""
+        incoming = IncomingFile(self.incoming, limit)
+        try:
+            yield incoming
+        finally:
+            incoming.discard()
+
+    def store(self, job_id: str, incoming: IncomingFile) -> bool:
+        """Publish the transcript as `<job_id>.json` unless it is already there; True if this call wrote it."""
+        final = self.path_for(job_id)
+        try:
+            os.link(incoming.finish(), final)
+            written = True
+        except FileExistsError:
+            written = False
+        _fsync_directory(self.directory)
+        return written
+
+    def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
+        """Keep a body we could not understand, so that an operator can see what was sent."""
+        target = self.unreadable / f"{check_job_id(job_id)}-{time.time_ns()}.body"
+        os.link(incoming.finish(), target)
+        return target
+
+    def remove_stale_incoming(self, older_than_seconds: float = 3600) -> int:
+        """Delete temporary files left by a killed process; returns how many."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self.incoming.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+
+def _fsync_directory(directory: Path) -> None:
+    """A new directory entry is durable only once the directory itself is fsynced."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

@@ -1,0 +1,181 @@
+"""Receive Speechmatics job notifications and store each transcript as TRANSCRIPTS_DIR/<job_id>.json.
+
+The order of work is the whole point: authenticate, validate the id, stream the body to disk, write the
+transcript file (durably, once), then mark the job done, and only then answer 2xx. Anything we cannot do
+right now is a 5xx, so Speechmatics tries again; anything that is wrong with the request is a 4xx that
+changes nothing. Duplicates and late notifications are answered 200 without a second write.
+
+Run `python server.py` (gunicorn, one worker per core) or any WSGI server with `server:create_app()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from notification_flow import settings as config
+from notification_flow.api import ApiError, SpeechmaticsAPI
+from notification_flow.auth import Guard
+from notification_flow.cli import exit_on_bad_settings, setup_logging
+from notification_flow.db import FAILURE_NOTIFICATIONS, JobStore, StoreUnavailable, open_store
+from notification_flow.payloads import NotificationBody, UnreadableBody, read_body
+from notification_flow.storage import BodyTooLarge, InvalidJobId, TranscriptStore, check_job_id
+
+NOTIFICATION_STATUSES = ("success", *FAILURE_NOTIFICATIONS)
+log = logging.getLogger("server")
+
+
+def create_app(settings: config.Settings | None = None) -> Flask:
+    settings = (settings or config.load()).require("webhook_secret")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_notification_bytes
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    receiver = Receiver(settings)
+
+    app.add_url_rule(settings.webhook_path, "notification", receiver.receive, methods=["POST", "PUT"])
+    app.add_url_rule("/healthz", "healthz", receiver.healthz)
+    app.register_error_handler(HTTPException, lambda error: reply(error.code or 500, error.name))
+    app.register_error_handler(Exception, receiver.unexpected)
+    return app
+
+
+def reply(code: int, outcome: str) -> tuple[Response, int]:
+    return jsonify(outcome=outcome), code
+
+
+class Receiver:
+    def __init__(self, settings: config.Settings) -> None:
+        self.settings = settings
+        self.guard = Guard(settings)
+        self.store: JobStore = open_store(settings.database_url)
+        self.transcripts = TranscriptStore(settings.transcripts_dir).ensure_directories()
+        self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10, attempts=2)
+                    if settings.api_key else None)
+
+    def receive(self) -> tuple[Response, int]:
+        started = time.monotonic()
+        job_id, status = request.args.get("id", "-")[:40], request.args.get("status", "-")[:20]
+        code, outcome = self.handle(job_id, status)
+        log.info("notification job=%s status=%s outcome=%s code=%d ms=%.1f", job_id, status, outcome, code,
+                 (time.monotonic() - started) * 1000)
+        return reply(code, outcome)
+
+    def handle(self, job_id: str, status: str) -> tuple[int, str]:
+        refusal = self.guard.refusal(request)
+        if refusal:
+            return refusal, "unauthenticated" if refusal == 401 else "address not allowed"
+        try:
+            check_job_id(job_id)
+        except InvalidJobId:
+            return 400, "invalid job id"
+        if status not in NOTIFICATION_STATUSES:
+            return 400, "invalid status"
+        if (request.content_length or 0) > self.settings.max_notification_bytes:
+            return 413, "body too large"
+        try:
+            with read_body(request, job_id, self.transcripts, self.settings.max_notification_bytes) as body:
+                if status == "success":
+                    return self.on_success(job_id, body)
+                return self.on_failure(job_id, status, body)
+        except BodyTooLarge:
+            return 413, "body too large"
+        except UnreadableBody as error:
+            return 400, f"unreadable body ({error})"
+        except (StoreUnavailable, OSError) as error:
+            log.warning("notification job=%s could not be stored now: %s", job_id, error)
+            return 503, "temporarily unavailable"
+
+    def on_success(self, job_id: str, body: NotificationBody) -> tuple[int, str]:
+        job = self.store.find(job_id)
+        if job is None and body.reference:  # the notification beat client.py to recording the id
+            job = self.store.record_submitted(body.reference, job_id)
+        if job is not None and job.is_final:
+            return 200, "duplicate"
+        if body.transcript is None:
+            return self.fetch_and_store(job_id)
+        self.transcripts.store(job_id, body.transcript)
+        path = str(self.transcripts.path_for(job_id))
+        return 200, self.store.record_notification(job_id, "success", transcript=path)
+
+    def fetch_and_store(self, job_id: str) -> tuple[int, str]:
+        """The body had no json-v2 transcript (txt, srt, jobinfo or nothing): fetch it from the API."""
+        if self.api is None:
+            return 202, self.store.record_notification(job_id, "success")  # cronjob.py will fetch it
+        with self.transcripts.incoming_file() as incoming:
+            try:
+                self.api.download_transcript(job_id, incoming)
+            except ApiError as error:
+                log.warning("notification job=%s transcript fetch failed: %s", job_id, error)
+                return 503, "transcript not fetched yet"
+            self.transcripts.store(job_id, incoming)
+        path = str(self.transcripts.path_for(job_id))
+        return 200, self.store.record_notification(job_id, "success", transcript=path)
+
+    def on_failure(self, job_id: str, status: str, body: NotificationBody) -> tuple[int, str]:
+        job = self.store.find(job_id)
+        if job is not None and job.is_final:
+            return 200, "duplicate"
+        reason = body.error or self.reason_from_api(job_id) or f"Speechmatics reported {status}"
+        return 200, self.store.record_notification(job_id, status, error=reason)
+
+    def reason_from_api(self, job_id: str) -> str | None:
+        if self.api is None:
+            return None
+        try:
+            errors = self.api.job(job_id).get("errors") or []
+        except ApiError:
+            return None
+        return errors[-1].get("message") if errors else None
+
+    def healthz(self) -> tuple[Response, int]:
+        try:
+            self.store.ping()
+        except StoreUnavailable:
+            return reply(503, "database unavailable")
+        return reply(200, "ok")
+
+    def unexpected(self, error: Exception) -> tuple[Response, int]:
+        """Never show a stack trace; a 500 makes Speechmatics retry, and the log has the details."""
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return reply(500, "internal error")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Receive Speechmatics notifications (production WSGI "
+                                     "server, never Flask's debugger).")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; "
+                        "put a TLS proxy in front for the internet)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes (default: one per core)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default: 4)")
+    config.add_arguments(parser, "webhook_secret", "webhook_secret_previous", "database_url",
+                         "transcripts_dir", "webhook_path", "max_notification_mb", "allowed_regions",
+                         "trusted_proxies", "api_key", "batch_url")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    with exit_on_bad_settings():
+        settings = config.load(overrides=vars(args)).require("webhook_secret")
+        open_store(settings.database_url)  # create or migrate the schema once, and fail here if we cannot
+        TranscriptStore(settings.transcripts_dir).ensure_directories()
+    from notification_flow.wsgi import serve
+
+    serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers,
+          threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
