@@ -1,0 +1,273 @@
+"""The Flask application: the documented /v2 routes, plus the hooks every API request passes through.
+
+Order of the hooks for /v2 requests: counted in the stats, delayed by ``api_latency_ms``, bearer
+auth (401), documented rate limits (429), injected 429/503 faults, then the route. Every answer
+gets a ``Request-Id`` header; errors are ``{"code", "error", "detail"}`` JSON with enum strings.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from pathlib import PurePath
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from emulator import transcripts, usage
+from emulator.control import control
+from emulator.errors import ApiError
+from emulator.jobs import TERMINAL, Job
+from emulator.service import Service
+from emulator.uploads import UploadRequest
+from emulator.validation import ConfigError, parse_config
+
+FORMATS = {"json-v2", "txt", "srt"}
+HTTP_ERRORS = {400: "Bad Request", 401: "Permission Denied", 403: "Forbidden", 404: "Job not found",
+               422: "Unprocessable Entity", 429: "Max concurrent running jobs exceeded",
+               501: "Not Implemented"}
+
+api = Blueprint("api", __name__, url_prefix="/v2")
+
+
+def create_app(service: Service) -> Flask:
+    app = Flask("emulator")
+    app.request_class = UploadRequest
+    app.url_map.strict_slashes = False
+    app.json.sort_keys = True  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = service.config.max_upload_bytes + (1 << 20)
+    app.extensions["emulator"] = service
+    app.register_blueprint(api)
+    app.register_blueprint(control)
+    app.before_request(_before)
+    app.after_request(_after)
+    app.teardown_request(lambda _exc: request.cleanup())
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _crash)
+    return app
+
+
+def _service() -> Service:
+    return current_app.extensions["emulator"]
+
+
+def _route() -> str:
+    rule = request.url_rule.rule if request.url_rule else "<unmatched>"
+    return rule.replace("<job_id>", "{id}").replace("<key>", "{key}")
+
+
+def _before() -> Response | None:
+    g.request_id = uuid.uuid4().hex
+    service = _service()
+    is_api = request.path.startswith("/v2")
+    if is_api:
+        service.traffic.record(request.method, _route())
+        time.sleep(service.faults.config.api_latency_ms / 1000)
+    if is_api or request.path.startswith("/_emulator"):
+        _authenticate(service)
+    if is_api:
+        _limit(service)
+    return None
+
+
+def _authenticate(service: Service) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), service.config.api_key.encode()):
+        raise ApiError(401, "Permission Denied", "A valid 'Authorization: Bearer <API key>' header is required",
+                       {"WWW-Authenticate": "Bearer"})
+
+
+def _limit(service: Service) -> None:
+    """The documented rate limits first, then the injected 429/503 faults."""
+    config = service.faults.config
+    limits = {"get": config.rate_limit_get_per_second, "post_jobs": config.rate_limit_post_per_second}
+    if not service.traffic.admit(request.method, _route(), limits):
+        detail = (f"Rate limit exceeded: at most {config.rate_limit_post_per_second} job submissions and "
+                  f"{config.rate_limit_get_per_second} GET requests per second")
+        raise ApiError(429, "Max concurrent running jobs exceeded", detail, {"Retry-After": "1"})
+    fault = service.faults.api_fault()
+    if fault == 429:
+        service.traffic.count("injected_429")
+        headers = {} if config.omit_retry_after else {"Retry-After": str(config.retry_after_seconds)}
+        raise ApiError(429, "Max concurrent running jobs exceeded", "Too many requests (injected fault)", headers)
+    if fault == 503:
+        service.traffic.count("injected_503")
+        raise ApiError(503, "Internal Server Error", "Service temporarily unavailable (injected fault)")
+
+
+def _after(response: Response) -> Response:
+    response.headers["Request-Id"] = g.get("request_id") or uuid.uuid4().hex
+    request.drain()
+    return response
+
+
+def _api_error(error: ApiError) -> Response:
+    response = jsonify(error.body())
+    response.status_code = error.code
+    response.headers.update(error.headers)
+    return response
+
+
+def _http_error(error: HTTPException) -> Response:
+    code = error.code or 500
+    if isinstance(error, RequestEntityTooLarge):
+        return _api_error(ApiError(400, "Job rejected", f"The upload is too large: {error.description}"))
+    detail = f"{request.method} {request.path}: {error.description}"
+    return _api_error(ApiError(code, HTTP_ERRORS.get(code, "Bad Request"), detail))
+
+
+def _crash(error: Exception) -> Response:
+    current_app.logger.exception("unhandled error")
+    return _api_error(ApiError(500, "Internal Server Error", f"{type(error).__name__}: {error}"))
+
+
+# --- query helpers -----------------------------------------------------------------------------------
+
+
+def _flag(name: str) -> bool:
+    return request.args.get(name, "false").strip().lower() in {"true", "1", "yes"}
+
+
+def _wait_seconds() -> float:
+    """?wait=N (capped server-side like the service); without it the configured default wait."""
+    config = _service().config
+    raw = request.args.get("wait")
+    try:
+        seconds = float(config.default_wait_seconds if raw is None else int(raw))
+    except ValueError:
+        seconds = config.default_wait_seconds
+    return max(0.0, min(seconds, config.max_wait_seconds))
+
+
+def _job(job_id: str, view: Any = Job.details) -> Any:
+    """Read a job after lazily applying expiry; 404 when unknown, 410 once expired."""
+    service = _service()
+    try:
+        service.expire_if_due(job_id)
+        result, status = service.store.read(job_id, lambda job: (view(job), job.status))
+    except KeyError:
+        raise ApiError(404, "Job not found", f"No job with id {job_id!r}") from None
+    if status == "expired":
+        raise ApiError(410, "Job Expired", "The job and its data were deleted after the retention period")
+    return result
+
+
+# --- routes ------------------------------------------------------------------------------------------
+
+
+@api.post("/jobs")
+def create_job() -> tuple[Response, int]:
+    service = _service()
+    try:
+        config = parse_config(request.form.get("config"))
+    except ConfigError as exc:
+        raise ApiError(400, "Job rejected", str(exc)) from None
+    upload = request.files.get("data_file")
+    has_fetch = "fetch_data" in config
+    if upload is not None and has_fetch:
+        raise ApiError(400, "Job rejected", "Send either a data_file or config.fetch_data, not both")
+    if upload is None and not has_fetch:
+        raise ApiError(400, "Missing data_file", "Send a data_file part or set config.fetch_data.url")
+    if upload is None:
+        job_id = service.submit(config, "", None)
+    else:
+        data_name = PurePath(upload.filename or "data_file").name
+        job_id = service.submit(config, data_name, request.adopt(upload.stream))
+    return jsonify(_submit_answer(job_id)), 201
+
+
+def _submit_answer(job_id: str) -> dict[str, Any]:
+    """``{"id"}``; with ?wait= also the outcome and, when done, the transcript (synchronous mode)."""
+    if "wait" not in request.args:
+        return {"id": job_id}
+    store = _service().store
+    store.wait_terminal(job_id, _wait_seconds())
+    status, document = store.read(job_id, lambda job: (job.status, job.transcript))
+    answer: dict[str, Any] = {"id": job_id, "status": status if status in TERMINAL else "created"}
+    fmt = request.args.get("format", "json-v2")
+    if status == "done" and document is not None and fmt in FORMATS:
+        answer[fmt] = document if fmt == "json-v2" else _render(document, fmt)
+    return answer
+
+
+@api.get("/jobs")
+def list_jobs() -> Response:
+    limit = _limit_param()
+    created_before = request.args.get("created_before")
+    before_ms = usage.parse_timestamp_ms(created_before) if created_before else None
+    service = _service()
+    service.expire_due_jobs()
+    jobs = service.store.listing(before_ms, _flag("include_deleted"))
+    details = [service.store.read(job.id, Job.details) for job in jobs[:limit]]
+    return jsonify({"jobs": details})
+
+
+def _limit_param() -> int | None:
+    raw = request.args.get("limit")
+    if raw is None:
+        return None
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ApiError(422, "Unprocessable Entity", "limit in query must be of type int64") from None
+    if not 1 <= limit <= 100:
+        raise ApiError(422, "Unprocessable Entity", "limit in query must be between 1 and 100")
+    return limit
+
+
+@api.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    _job(job_id)
+    _service().store.wait_terminal(job_id, _wait_seconds())
+    return jsonify({"job": _job(job_id)})
+
+
+@api.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> Response:
+    _job(job_id)
+    return jsonify({"job": _service().delete(job_id, _flag("force"))})
+
+
+@api.get("/jobs/<job_id>/transcript")
+def get_transcript(job_id: str) -> Response:
+    fmt = request.args.get("format", "json-v2")
+    if fmt not in FORMATS:
+        raise ApiError(400, "Format Not Supported", f"format must be one of {', '.join(sorted(FORMATS))}")
+    _job(job_id)
+    _service().store.wait_terminal(job_id, _wait_seconds())
+    status, document = _job(job_id, lambda job: (job.status, job.transcript))
+    if status == "running":
+        raise ApiError(404, "Transcription not ready", "The job is still running")
+    if status == "rejected":
+        raise ApiError(404, "Job rejected", "The job was rejected; see errors in GET /v2/jobs/{id}")
+    if document is None:
+        raise ApiError(404, "Job not found", f"The job is {status}")
+    if fmt == "json-v2":
+        return Response(transcripts.dump_json(document), mimetype="application/json")
+    return Response(_render(document, fmt), mimetype="text/plain")
+
+
+def _render(document: dict[str, Any], fmt: str) -> str:
+    return transcripts.render_txt(document) if fmt == "txt" else transcripts.render_srt(document)
+
+
+@api.get("/jobs/<job_id>/log")
+def get_log(job_id: str) -> Response:
+    """Logs exist only on the Batch Appliance; SaaS answers Not Implemented, as the legacy docs say."""
+    try:
+        _job(job_id)
+    except ApiError as exc:
+        if exc.code == 404:
+            raise ApiError(404, "Log file not available", exc.detail) from None
+        raise
+    raise ApiError(501, "Not Implemented", "Job logs are not available on the SaaS API")
+
+
+@api.get("/usage")
+def get_usage() -> Response:
+    since, until = request.args.get("since"), request.args.get("until")
+    return jsonify(usage.report(_service().store.all(), since, until))

@@ -1,0 +1,151 @@
+"""Fault injection and traffic accounting: the seeded decisions, the rate limiter and the stats.
+
+Every random choice comes from a ``random.Random`` seeded with the emulator seed plus what the
+choice is about (a job id, a notification index, the n-th API request), never from a shared
+generator, so the same seed replays the same faults whatever order threads happen to run in.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.config import EmulatorConfig
+
+
+@dataclass(frozen=True)
+class NotificationPlan:
+    """What happens to one notification: dropped, or sent after ``delay`` (and again if duplicated)."""
+
+    dropped: bool
+    delay: float
+    duplicate_delay: float | None
+
+
+class Faults:
+    """The current fault settings (changeable at runtime) and the decisions drawn from them."""
+
+    def __init__(self, config: EmulatorConfig, seed: int) -> None:
+        self.seed = seed
+        self._config = config
+        self._lock = threading.Lock()
+        self._api_calls = 0
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self._config
+
+    def update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply changes atomically (all or none) and return the new fault settings."""
+        with self._lock:
+            self._config = self._config.with_faults(changes)
+            return self._config.faults()
+
+    def _rng(self, *topic: object) -> random.Random:
+        return random.Random(":".join(str(part) for part in (self.seed, *topic)))
+
+    def api_fault(self) -> int | None:
+        """429, 503 or None for the next API request, by the configured fractions."""
+        with self._lock:
+            self._api_calls += 1
+            number, config = self._api_calls, self._config
+        roll = self._rng("api", number).random()
+        if roll < config.api_429_fraction:
+            return 429
+        if roll < config.api_429_fraction + config.api_503_fraction:
+            return 503
+        return None
+
+    def rejects(self, job_id: str, data_name: str) -> bool:
+        """Whether a job is chosen to end rejected, by fraction or by a data_name glob."""
+        config = self._config
+        if any(fnmatch.fnmatchcase(data_name, pattern) for pattern in config.reject_data_names):
+            return True
+        return self._rng("reject", job_id).random() < config.reject_fraction
+
+    def plan(self, job_id: str, index: int) -> NotificationPlan:
+        """Drop / delay / duplicate decision for the notification to config entry ``index``."""
+        config, rng = self._config, self._rng("notify", job_id, index)
+        dropped = rng.random() < config.drop_fraction
+        duplicated = rng.random() < config.duplicate_fraction
+        delay = rng.uniform(0, config.delay_max_seconds)
+        # Half of the duplicates go out together with the original, the rest a little later.
+        later = rng.random() < 0.5
+        duplicate_delay = delay + (rng.uniform(0.05, 0.5) if later else 0.0)
+        return NotificationPlan(dropped, delay, duplicate_delay if duplicated else None)
+
+
+class Traffic:
+    """Request counts, per-second peaks, injected errors and the sliding-window rate limiter."""
+
+    WINDOW = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: Counter[str] = Counter()
+        self._events: Counter[str] = Counter()
+        self._seen = {"get": deque(), "post_jobs": deque()}
+        self._admitted = {"get": deque(), "post_jobs": deque()}
+        self._peaks = {"get": 0, "post_jobs": 0}
+
+    @staticmethod
+    def kind(method: str, route: str) -> str | None:
+        """The two documented limits: job creations and GETs (status requests)."""
+        if method == "GET":
+            return "get"
+        if method == "POST" and route == "/v2/jobs":
+            return "post_jobs"
+        return None
+
+    def record(self, method: str, route: str) -> None:
+        """Count a request that reached the API, whatever its fate, and update the peak window."""
+        kind, now = self.kind(method, route), time.monotonic()
+        with self._lock:
+            self._requests[f"{method} {route}"] += 1
+            if kind:
+                window = self._trim(self._seen[kind], now)
+                window.append(now)
+                self._peaks[kind] = max(self._peaks[kind], len(window))
+
+    def admit(self, method: str, route: str, limits: dict[str, int]) -> bool:
+        """Sliding 1 s window over admitted requests; a limit of 0 disables it."""
+        kind = self.kind(method, route)
+        if kind is None or not limits.get(kind):
+            return True
+        now = time.monotonic()
+        with self._lock:
+            window = self._trim(self._admitted[kind], now)
+            if len(window) >= limits[kind]:
+                self._events[f"rate_limited_{kind}"] += 1
+                return False
+            window.append(now)
+            return True
+
+    def _trim(self, window: deque, now: float) -> deque:
+        while window and window[0] <= now - self.WINDOW:
+            window.popleft()
+        return window
+
+    def count(self, event: str) -> None:
+        with self._lock:
+            self._events[event] += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            limited_get = self._events["rate_limited_get"]
+            limited_post = self._events["rate_limited_post_jobs"]
+            return {
+                "requests": dict(sorted(self._requests.items())),
+                "injected_429": self._events["injected_429"],
+                "injected_503": self._events["injected_503"],
+                "rate_limited": limited_get + limited_post,
+                "rate_limited_get": limited_get,
+                "rate_limited_post_jobs": limited_post,
+                "peak_get_per_second": self._peaks["get"],
+                "peak_post_jobs_per_second": self._peaks["post_jobs"],
+            }

@@ -1,0 +1,219 @@
+"""The emulated batch service: job lifecycle from submission to done/rejected, deletion and expiry.
+
+A job is ``running`` from submission until ``processing_seconds`` after it was created (or until a
+test finishes it through the control API); it then ends ``done`` with a transcript, or ``rejected``
+when its media could not be fetched (notification status ``fetch_error``), is not a recognised
+audio format (``error``), holds no audio (``trim_error``) or was picked by the reject fault
+(``error``). Finishing starts the notifications. ``retention_seconds`` after creation the job
+expires, its media and transcript are deleted, and the API answers 410 for it.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from emulator import media, transcripts
+from emulator.config import EmulatorConfig
+from emulator.errors import ApiError
+from emulator.faults import Faults, Traffic
+from emulator.jobs import Failure, Job, JobStore, iso_micros, iso_millis
+from emulator.notifications import USER_AGENT, Notifier
+from emulator.scheduler import Scheduler
+
+NOTIFY_STATUS_SUCCESS = "success"
+
+
+class Service:
+    """Owns the state of one emulator: jobs, faults, traffic stats, timers, notifier, upload dir."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
+        self.faults = Faults(config, self.seed)
+        self.traffic = Traffic()
+        self.store = JobStore(self.seed)
+        self.scheduler = Scheduler()
+        self.notifier = Notifier(self.store, self.scheduler, self.faults)
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="emulator-uploads-", dir=config.upload_dir))
+
+    def close(self) -> None:
+        """Stop timers and workers, release waiters, delete every stored upload."""
+        self.store.close()
+        self.scheduler.stop()
+        shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+    # --- submission -------------------------------------------------------------------------------
+
+    def submit(self, config: dict[str, Any], data_name: str, data_path: Path | None) -> str:
+        """Create a running job from an upload (``data_path``) or a ``fetch_data`` URL; returns its id."""
+        job = self.store.create(config, data_name, data_path)
+        if data_path is None:
+            self.scheduler.run_now(self._fetch, job.id)
+        else:
+            self._media_ready(job.id, data_path)
+        self.scheduler.call_later(self.config.retention_seconds, self.expire_if_due, job.id)
+        return job.id
+
+    def _media_ready(self, job_id: str, path: Path) -> None:
+        """Classify the media, decide the job's fate, and start its processing timer."""
+        info = media.inspect(path)
+        failure = _media_failure(info)
+        data_name = self.store.read(job_id, lambda job: job.data_name)
+        if failure is None and self.faults.rejects(job_id, data_name):
+            failure = Failure("error", "Job rejected by the emulator's reject fault")
+
+        def attach(job: Job) -> bool:
+            if job.status != "running":
+                return False
+            job.data_path, job.media, job.failure = path, info, failure
+            return True
+
+        if not self.store.update(job_id, attach):
+            path.unlink(missing_ok=True)
+            return
+        self._schedule_finish(job_id)
+
+    def _schedule_finish(self, job_id: str) -> None:
+        created = self.store.read(job_id, lambda job: job.created_ts)
+        remaining = created + self.faults.config.processing_seconds - time.time()
+        self.scheduler.call_later(remaining, self.complete, job_id, None)
+
+    def _fetch(self, job_id: str) -> None:
+        """Download ``fetch_data.url`` into the upload dir; a failure rejects the job as ``fetch_error``."""
+        fetch = self.store.read(job_id, lambda job: job.config["fetch_data"])
+        path = self.upload_dir / f"fetch-{job_id}"
+        try:
+            message = self._download(fetch, path)
+        except requests.RequestException as exc:
+            message = f"Audio fetch error: {type(exc).__name__}: {exc}"
+        if message is None:
+            self._media_ready(job_id, path)
+            return
+        path.unlink(missing_ok=True)
+        failure = Failure("fetch_error", message)
+        self.store.update(job_id, lambda job: setattr(job, "failure", failure))
+        self._schedule_finish(job_id)
+
+    def _download(self, fetch: dict[str, Any], path: Path) -> str | None:
+        """Stream the media to disk under the size cap; returns an error message or None."""
+        headers = {"User-Agent": USER_AGENT}
+        for line in fetch.get("auth_headers") or []:
+            name, _, value = line.partition(":")
+            headers[name.strip()] = value.strip()
+        timeout = self.config.fetch_timeout
+        with requests.Session() as session:
+            session.trust_env = False
+            with session.get(fetch["url"], headers=headers, timeout=timeout, stream=True) as response:
+                if not 200 <= response.status_code < 300:
+                    return f"Audio fetch error, http status {response.status_code}"
+                size = 0
+                with path.open("wb") as target:
+                    for chunk in response.iter_content(1 << 16):
+                        size += len(chunk)
+                        if size > self.config.max_upload_bytes:
+                            return "Audio fetch error, file exceeds the 1 GB size limit"
+                        target.write(chunk)
+        return None
+
+    # --- finishing ----------------------------------------------------------------------------------
+
+    def complete(self, job_id: str, forced: str | None) -> bool:
+        """Finish a running job (``forced`` = "done"/"rejected" overrides its natural outcome).
+
+        The transcript is rendered outside the lock; whoever commits first (timer or control call)
+        wins, so a job finishes and notifies exactly once. Returns False if it was not running.
+        """
+        snapshot = self.store.read(job_id, lambda job: (job.status, job.failure, job.media, job.data_path))
+        status, failure, info, path = snapshot
+        if status != "running":
+            return False
+        if forced == "done":
+            failure = None
+        elif forced == "rejected" and failure is None:
+            failure = Failure("error", "Job rejected through the emulator control API")
+        transcript = None if failure else self._render(job_id, info, path)
+
+        def commit(job: Job) -> list[dict[str, Any]] | None:
+            if job.status != "running":
+                return None
+            job.status = "rejected" if failure else "done"
+            job.billable = failure is None
+            job.transcript, job.failure = transcript, failure
+            if failure:
+                job.errors.append({"message": failure.message, "timestamp": iso_millis(time.time())})
+            return list(job.config.get("notification_config") or [])
+
+        entries = self.store.update(job_id, commit)
+        if entries is None:
+            return False
+        notify_status = failure.notify_status if failure else NOTIFY_STATUS_SUCCESS
+        self.notifier.job_finished(job_id, notify_status, entries)
+        return True
+
+    def _render(self, job_id: str, info: media.MediaInfo | None, path: Path | None) -> dict[str, Any]:
+        audio_hash = media.fingerprint(path) if path and path.exists() else media.EMPTY_SHA256
+        job_info, config = self.store.read(job_id, lambda job: (job.info(), job.config))
+        seconds, channels = (info.seconds, info.channels) if info else (0.0, 1)
+        seed = transcripts.seed_for(audio_hash, config)
+        return transcripts.build_json_v2(job_info, config, seconds, channels, seed, iso_micros(time.time()))
+
+    # --- deletion and expiry ------------------------------------------------------------------------
+
+    def expire_if_due(self, job_id: str) -> None:
+        created = self.store.read(job_id, lambda job: job.created_ts)
+        if time.time() >= created + self.faults.config.retention_seconds:
+            self.expire(job_id)
+
+    def expire(self, job_id: str) -> None:
+        """The system deletes the job: media and transcript go, the API answers 410 from now on."""
+        self._discard(job_id, "expired")
+
+    def delete(self, job_id: str, force: bool) -> dict[str, Any]:
+        """DELETE /v2/jobs/{id}: 423 for a running job unless forced; no notification either way."""
+        self.expire_if_due(job_id)
+
+        def check(job: Job) -> None:
+            if job.status == "expired":
+                raise ApiError(410, "Job Expired")
+            if job.status == "running" and not force:
+                raise ApiError(423, "Resource Locked", "The job is running; use force=true to delete it")
+
+        return self._discard(job_id, "deleted", check)
+
+    def _discard(self, job_id: str, status: str, check: Callable[[Job], None] | None = None) -> dict[str, Any]:
+        """Move the job to ``status`` (checked atomically first) and delete its media and transcript."""
+
+        def change(job: Job) -> tuple[dict[str, Any], Path | None]:
+            if check:
+                check(job)
+            path, job.data_path, job.transcript = job.data_path, None, None
+            if job.status != "expired":
+                job.status = status
+            return job.details(), path
+
+        details, path = self.store.update(job_id, change)
+        if path:
+            path.unlink(missing_ok=True)
+        return details
+
+    def expire_due_jobs(self) -> None:
+        """Catch up on expiry before listing, in case the clock passed a job's retention just now."""
+        for job in self.store.all():
+            if job.status != "expired":
+                self.expire_if_due(job.id)
+
+
+def _media_failure(info: media.MediaInfo) -> Failure | None:
+    if info.kind is None:
+        return Failure("error", "Job rejected due to invalid audio: the media format could not be recognised")
+    if info.seconds <= 0:
+        return Failure("trim_error", "Job rejected due to invalid audio: the media file contains no audio")
+    return None
