@@ -21,7 +21,8 @@ or in-process (tests)::
         emu.deliveries()                   # every notification attempt: outcome, attempt, duplicate, times
         emu.set_faults(drop_fraction=0.5)  # change fault options at runtime; emu.faults() reads them
         emu.held()                         # with hold_notifications=True: queued attempts [{key, ...}]
-        emu.deliver(key) / emu.duplicate(key) / emu.drop(key)   # send (and remove / keep) or discard one
+        emu.deliver(key)                   # send one held attempt now, remove it: {"outcome": 200 | "error: .."}
+        emu.duplicate(key) / emu.drop(key) # send it but keep it held / discard it
         emu.seed                           # the seed in use: pass it back to replay the same faults
 
 Every method also exists over HTTP under ``/_emulator/`` (same bearer auth); see emulator/README.md

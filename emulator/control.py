@@ -63,6 +63,19 @@ def expire(service: Service, job_id: str) -> dict[str, Any]:
     return job(service, job_id)
 
 
+def deliver(service: Service, key: str) -> dict[str, Any]:
+    return {"outcome": service.notifier.deliver(key)}
+
+
+def duplicate(service: Service, key: str) -> dict[str, Any]:
+    return {"outcome": service.notifier.deliver(key, keep=True)}
+
+
+def drop(service: Service, key: str) -> dict[str, Any]:
+    service.notifier.drop(key)
+    return {"dropped": key}
+
+
 def transcript_bytes(service: Service, job_id: str) -> bytes:
     """The exact json-v2 bytes GET /v2/jobs/{id}/transcript serves; KeyError unless the job is done."""
     document = service.store.read(job_id, lambda current: current.transcript)
@@ -129,18 +142,17 @@ def held_route() -> Response:
 
 @control.post("/held/<key>/deliver")
 def deliver_route(key: str) -> Response:
-    return jsonify({"outcome": _service().notifier.deliver(key)})
+    return jsonify(deliver(_service(), key))
 
 
 @control.post("/held/<key>/duplicate")
 def duplicate_route(key: str) -> Response:
-    return jsonify({"outcome": _service().notifier.deliver(key, keep=True)})
+    return jsonify(duplicate(_service(), key))
 
 
 @control.post("/held/<key>/drop")
 def drop_route(key: str) -> Response:
-    _service().notifier.drop(key)
-    return jsonify({"dropped": key})
+    return jsonify(drop(_service(), key))
 
 
 @control.post("/jobs/<job_id>/finish")

@@ -146,6 +146,7 @@ class Traffic:
                 "rate_limited": limited_get + limited_post,
                 "rate_limited_get": limited_get,
                 "rate_limited_post_jobs": limited_post,
-                "peak_get_per_second": self._peaks["get"],
-                "peak_post_jobs_per_second": self._peaks["post_jobs"],
+                "max_gets_per_second": self._peaks["get"],
+                "max_posts_per_second": self._peaks["post_jobs"],
+                "jobs_created": self._events["jobs_created"],
             }

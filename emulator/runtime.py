@@ -123,14 +123,16 @@ class Emulator:
     def held(self) -> list[dict[str, Any]]:
         return self.service.notifier.held()
 
-    def deliver(self, key: str) -> int | str:
-        return self.service.notifier.deliver(key)
+    def deliver(self, key: str) -> dict[str, Any]:
+        """Send held attempt ``key`` now and remove it: ``{"outcome": status code or "error: ..."}``."""
+        return control.deliver(self.service, key)
 
-    def duplicate(self, key: str) -> int | str:
-        return self.service.notifier.deliver(key, keep=True)
+    def duplicate(self, key: str) -> dict[str, Any]:
+        """Send held attempt ``key`` now but keep it held (a second copy can follow)."""
+        return control.duplicate(self.service, key)
 
-    def drop(self, key: str) -> None:
-        self.service.notifier.drop(key)
+    def drop(self, key: str) -> dict[str, Any]:
+        return control.drop(self.service, key)
 
     def finish(self, job_id: str, outcome: str | None = None) -> dict[str, Any]:
         return control.finish(self.service, job_id, outcome)

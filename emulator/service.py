@@ -55,6 +55,7 @@ class Service:
     def submit(self, config: dict[str, Any], data_name: str, data_path: Path | None) -> str:
         """Create a running job from an upload (``data_path``) or a ``fetch_data`` URL; returns its id."""
         job = self.store.create(config, data_name, data_path)
+        self.traffic.count("jobs_created")
         if data_path is None:
             self.scheduler.run_now(self._fetch, job.id)
         else:
