@@ -201,27 +201,42 @@ def render_srt(document: dict[str, Any]) -> str:
 
 
 def _cues(results: list[dict[str, Any]], delimiter: str, width: int, max_lines: int) -> list[list[list[dict]]]:
-    """Fill lines up to ``width`` characters; a cue ends when full, at a sentence end or a new speaker."""
+    """Fill lines up to ``width`` characters; a cue ends when full, at a sentence end or a new speaker.
+
+    Lines are filled with words together with the punctuation attached to them, so a comma never
+    pushes a line past the width on its own and never starts a line.
+    """
     cues: list[list[list[dict]]] = []
     current: list[list[dict]] = [[]]
-    for item in results:
+    for chunk in _chunks(results):
         line = current[-1]
-        if item["type"] == "word" and current[0] and _label(current[0][0]) != _label(item):
+        if current[0] and _label(current[0][0]) != _label(chunk[0]):
             cues.append(current)
             current = [[]]
-        elif item["type"] == "word" and line and len(_join([*line, item], delimiter)) > width:
+        elif line and len(_join(line + chunk, delimiter)) > width:
             if len(current) == max_lines:
                 cues.append(current)
                 current = [[]]
             else:
                 current.append([])
-        current[-1].append(item)
-        if item.get("is_eos"):
+        current[-1].extend(chunk)
+        if chunk[-1].get("is_eos"):
             cues.append(current)
             current = [[]]
     if current[0]:
         cues.append(current)
     return cues
+
+
+def _chunks(results: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Each word with the punctuation that follows it."""
+    chunks: list[list[dict[str, Any]]] = []
+    for item in results:
+        if item["type"] == "punctuation" and chunks:
+            chunks[-1].append(item)
+        else:
+            chunks.append([item])
+    return chunks
 
 
 def _timestamp(seconds: float) -> str:

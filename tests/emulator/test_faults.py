@@ -1,0 +1,191 @@
+"""Fault injection: dropped, duplicated, delayed and failing notifications, API errors, rate limits."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from emulator import Emulator, EmulatorConfig
+from tests.emulator.support import AUTH, Receiver, job_config, submit, submit_id, wait_for, wav_bytes
+
+
+def entries(receiver: Receiver, *paths: str) -> list[dict]:
+    return [{"url": receiver.url(path), "contents": ["jobinfo"]} for path in paths]
+
+
+def test_dropped_notifications_are_never_sent(make_emulator, receiver: Receiver) -> None:
+    emu = make_emulator(drop_fraction=1.0, processing_seconds=0.05)
+    job_id = submit_id(emu.url, notification_config=entries(receiver, "/a", "/b"))
+    deliveries = wait_for(lambda: len(emu.deliveries()) == 2 and emu.deliveries(), message="drop records")
+    assert {(d["url"], d["outcome"], d["job_id"]) for d in deliveries} == {
+        (receiver.url("/a"), "dropped", job_id), (receiver.url("/b"), "dropped", job_id)}
+    other = submit_id(emu.url)
+    wait_for(lambda: emu.job(other)["status"] == "done", message="a later job")  # the emulator kept going
+    assert receiver.got() == [] and "errors" not in emu.job(job_id)
+
+
+def test_drop_fraction_is_seeded_and_replayable(make_emulator, receiver: Receiver) -> None:
+    def dropped_pattern(seed: int) -> list[str]:
+        emu = make_emulator(seed=seed, drop_fraction=0.5, processing_seconds=0.05, rate_limit_post_per_second=0)
+        ids = [submit_id(emu.url, notification_config=entries(receiver, f"/s{seed}")) for _ in range(12)]
+        wait_for(lambda: len(emu.deliveries()) == 12, message="12 outcomes")
+        outcome = {d["job_id"]: d["outcome"] for d in emu.deliveries()}
+        return [str(outcome[job_id]) for job_id in ids]
+
+    first, again, other = dropped_pattern(3), dropped_pattern(3), dropped_pattern(4)
+    assert first == again
+    assert {"dropped", "200"} == set(first)
+    assert first != other
+
+
+def test_duplicates_are_sent_twice(make_emulator, receiver: Receiver) -> None:
+    emu = make_emulator(duplicate_fraction=1.0)
+    job_id = submit_id(emu.url, notification_config=entries(receiver, "/hook"))
+    first, second = receiver.wait(2)
+    assert first.body == second.body and first.query == second.query == {"id": [job_id], "status": ["success"]}
+    flags = sorted(d["duplicate"] for d in wait_for(lambda: len(emu.deliveries()) == 2 and emu.deliveries()))
+    assert flags == [False, True]
+
+
+def test_delay_reorders_notifications(make_emulator, receiver: Receiver) -> None:
+    emu = make_emulator(delay_max_seconds=1.0, processing_seconds=0.05, seed=11)
+    config = entries(receiver, "/1", "/2", "/3")
+    submit_id(emu.url, notification_config=config)
+    got = receiver.wait(3, timeout=5)
+    order = [r.path for r in got]
+    assert order != ["/1", "/2", "/3"]  # seed 11 is known to shuffle them; the same seed always does
+    plan = [emu.service.faults.plan(got[0].query["id"][0], index).delay for index in range(3)]
+    assert max(plan) <= 1.0 and sorted(range(3), key=lambda i: plan[i]) == [int(p[1]) - 1 for p in order]
+
+
+def test_failing_first_attempts_without_sending(make_emulator, receiver: Receiver) -> None:
+    emu = make_emulator(fail_first_attempts=2)
+    job_id = submit_id(emu.url, notification_config=entries(receiver, "/hook"))
+    [request] = receiver.wait(1)
+    outcomes = [(d["attempt"], d["outcome"]) for d in emu.deliveries()]
+    assert outcomes == [(1, "error: injected failure (not sent)"), (2, "error: injected failure (not sent)"), (3, 200)]
+    errors = emu.job(job_id)["errors"]
+    assert len(errors) == 2 and all("injected failure" in e["message"] and e["message"].endswith(", retrying")
+                                    for e in errors)
+    assert request.query["status"] == ["success"]
+
+
+def test_all_attempts_failing_ends_with_sending_notification_failed(make_emulator, receiver: Receiver) -> None:
+    emu = make_emulator(fail_first_attempts=9, notify_retry_delays=(0.05, 0.05))
+    job_id = submit_id(emu.url, notification_config=entries(receiver, "/hook"))
+    errors = wait_for(lambda: len(emu.job(job_id).get("errors", [])) == 4 and emu.job(job_id)["errors"])
+    assert errors[-1]["message"] == "Sending notification failed"
+    assert emu.job(job_id)["status"] == "done" and receiver.got() == []
+
+
+@pytest.mark.parametrize("omit", [False, True])
+def test_injected_429_with_and_without_retry_after(make_emulator, omit: bool) -> None:
+    emu = make_emulator(api_429_fraction=1.0, retry_after_seconds=7, omit_retry_after=omit)
+    response = requests.get(f"{emu.url}/jobs", headers=AUTH, timeout=10)
+    assert response.status_code == 429 and response.json()["code"] == 429
+    assert response.headers.get("Retry-After") == (None if omit else "7")
+    assert emu.stats()["injected_429"] == 1
+
+
+def test_injected_503_and_mixed_fractions(make_emulator) -> None:
+    emu = make_emulator(api_503_fraction=1.0)
+    response = submit(emu.url)
+    assert response.status_code == 503 and response.json() == {
+        "code": 503, "error": "Internal Server Error", "detail": "Service temporarily unavailable (injected fault)"}
+    assert emu.stats()["jobs_created"] == 0
+    emu.set_faults(api_503_fraction=0.3, api_429_fraction=0.3, rate_limit_get_per_second=0)
+    codes = [requests.get(f"{emu.url}/jobs", headers=AUTH, timeout=10).status_code for _ in range(60)]
+    stats = emu.stats()
+    assert stats["injected_429"] == codes.count(429) and stats["injected_503"] == codes.count(503) + 1
+    assert 5 < codes.count(429) < 35 and 5 < codes.count(503) < 35 and codes.count(200) > 5
+
+
+def test_api_latency(make_emulator) -> None:
+    emu = make_emulator(api_latency_ms=300)
+    started = time.monotonic()
+    requests.get(f"{emu.url}/jobs", headers=AUTH, timeout=10)
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    requests.get(f"{emu.base_url}/_emulator/stats", headers=AUTH, timeout=10)
+    assert time.monotonic() - started < 0.3  # the control API is not slowed down
+
+
+def test_reject_by_glob_and_fraction(make_emulator, receiver: Receiver) -> None:
+    emu = make_emulator(reject_data_names=["bad-*.wav"])
+    bad = submit_id(emu.url, name="bad-1.wav", notification_config=entries(receiver, "/hook"))
+    good = submit_id(emu.url, name="good.wav")
+    [request] = receiver.wait(1)
+    assert request.query == {"id": [bad], "status": ["error"]}
+    wait_for(lambda: emu.job(good)["status"] == "done", message="the good job")
+    assert emu.job(bad)["status"] == "rejected"
+    emu.set_faults(reject_data_names=[], reject_fraction=1.0)
+    chosen = submit_id(emu.url)
+    wait_for(lambda: emu.job(chosen)["status"] == "rejected", message="rejection by fraction")
+
+
+def test_documented_rate_limits_by_default(make_emulator) -> None:
+    """Sequential bursts: a dozen small requests take well under the 1 s window, even on a slow machine."""
+    emu = make_emulator()
+    posts = [submit(emu.url, wav_bytes(0.2)) for _ in range(12)]
+    assert [r.status_code for r in posts] == [201] * 10 + [429] * 2
+    assert all(r.json()["code"] == 429 and r.headers["Retry-After"] == "1" for r in posts[10:])
+    gets = [requests.get(f"{emu.url}/jobs", headers=AUTH, timeout=10).status_code for _ in range(55)]
+    assert gets == [200] * 50 + [429] * 5
+    stats = emu.stats()
+    assert stats["max_posts_per_second"] == 12 and stats["max_gets_per_second"] == 55
+    assert stats["rate_limited_post_jobs"] == 2 and stats["rate_limited_get"] == 5 and stats["rate_limited"] == 7
+    assert stats["requests"]["POST /v2/jobs"] == 12 and stats["requests"]["GET /v2/jobs"] == 55
+
+
+def test_rate_limits_can_be_changed_or_disabled(make_emulator) -> None:
+    emu = make_emulator(rate_limit_post_per_second=2, rate_limit_get_per_second=0)
+    codes = [submit(emu.url, wav_bytes(0.2)).status_code for _ in range(3)]
+    assert codes == [201, 201, 429]
+    assert all(requests.get(f"{emu.url}/jobs", headers=AUTH, timeout=10).ok for _ in range(70))
+    emu.set_faults(rate_limit_post_per_second=0)
+    assert all(submit(emu.url, wav_bytes(0.2)).status_code == 201 for _ in range(15))
+
+
+def test_faults_over_http(emu: Emulator) -> None:
+    control = f"{emu.base_url}/_emulator/faults"
+    current = requests.get(control, headers=AUTH, timeout=10).json()
+    assert current["drop_fraction"] == 0.0 and current["rate_limit_post_per_second"] == 10 and current["seed"] == 1
+    changed = requests.put(control, headers=AUTH, json={"drop_fraction": 0.25, "reject_data_names": ["x*"]},
+                           timeout=10)
+    assert changed.status_code == 200 and changed.json()["drop_fraction"] == 0.25
+    assert emu.faults()["reject_data_names"] == ["x*"]
+    for bad in ({"drop_fraction": 2}, {"processing_seconds": 1}, {"no_such": 1}, {"fail_first_attempts": "x"}):
+        response = requests.put(control, headers=AUTH, json=bad, timeout=10)
+        assert response.status_code == 400 and response.json()["code"] == 400, bad
+    assert emu.faults()["drop_fraction"] == 0.25  # a refused change leaves everything as it was
+    with pytest.raises(ValueError, match="unknown fault option"):
+        emu.set_faults(hold=True)
+
+
+def test_config_checks_values() -> None:
+    with pytest.raises(ValueError, match="drop_fraction"):
+        EmulatorConfig(api_key="k", drop_fraction=1.5)
+    with pytest.raises(ValueError, match="api_key"):
+        EmulatorConfig(api_key="")
+    assert EmulatorConfig(api_key="k", notify_retry_delays="1, 2").notify_retry_delays == (1.0, 2.0)
+
+
+def test_stats_count_requests_by_route(emu: Emulator) -> None:
+    job_id = submit_id(emu.url)
+    requests.get(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10)
+    requests.get(f"{emu.url}/jobs/{job_id}/transcript", headers=AUTH, params={"format": "txt"}, timeout=10)
+    requests.delete(f"{emu.url}/jobs/{job_id}", headers=AUTH, params={"force": "true"}, timeout=10)
+    stats = requests.get(f"{emu.base_url}/_emulator/stats", headers=AUTH, timeout=10).json()
+    assert stats["requests"] == {"POST /v2/jobs": 1, "GET /v2/jobs/{id}": 1, "GET /v2/jobs/{id}/transcript": 1,
+                                 "DELETE /v2/jobs/{id}": 1}
+    assert stats["jobs_created"] == 1 and stats["seed"] == 1
+
+
+def test_post_config_as_plain_form_field_is_accepted(emu: Emulator) -> None:
+    """speechmatics-batch sends ``config`` as a text part; speechmatics-python as a form field."""
+    response = requests.post(f"{emu.url}/jobs", headers=AUTH, data={"config": json.dumps(job_config())},
+                             files={"data_file": ("a.wav", wav_bytes(0.5), "audio/wav")}, timeout=10)
+    assert response.status_code == 201
