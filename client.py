@@ -76,7 +76,7 @@ def submit(path: Path, settings: config.Settings, store: JobStore, api: Speechma
 def submit_all(paths: list[Path], settings: config.Settings, store: JobStore,
                args: argparse.Namespace) -> int:
     failures = 0
-    with SpeechmaticsAPI(settings.api_key or "", settings.batch_url) as api, \
+    with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api, \
             ThreadPoolExecutor(max_workers=args.concurrency) as pool, Progress(len(paths)) as progress:
         results = pool.map(lambda path: submit(path, settings, store, api, args), paths)
         try:
@@ -124,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "more than 10 job creations per second)")
     parser.add_argument("--list", action="store_true", help="show the recorded jobs instead of submitting")
     parser.add_argument("--json", action="store_true", help="with --list: a JSON array")
-    config.add_arguments(parser, "api_key", "batch_url", "webhook_url", "webhook_secret", "database_url")
+    config.add_arguments(parser, "api_key", "batch_url", "api_timeout", "webhook_url", "webhook_secret", "database_url")
     args = parser.parse_args(argv)
     if not 1 <= args.concurrency <= 10:
         parser.error("--concurrency must be between 1 and 10")

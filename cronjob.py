@@ -175,7 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--all", action="store_true", help="ignore the grace period")
     parser.add_argument("--loop", type=float, metavar="SECONDS", help="run a pass every SECONDS until stopped")
     parser.add_argument("--concurrency", type=int, default=8, help="jobs worked on at once (default: 8)")
-    config.add_arguments(parser, "api_key", "batch_url", "database_url", "transcripts_dir")
+    config.add_arguments(parser, "api_key", "batch_url", "api_timeout", "database_url", "transcripts_dir")
     return parser.parse_args(argv)
 
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = config.load(overrides=vars(args)).require("api_key")
         store = open_store(settings.database_url)
         transcripts = TranscriptStore(settings.transcripts_dir).ensure_directories()
-    with SpeechmaticsAPI(settings.api_key or "", settings.batch_url) as api:
+    with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api:
         reconciler = Reconciler(store, api, transcripts, 0 if args.all else args.grace, args.concurrency)
         while True:
             summary = reconciler.run_pass()

@@ -29,6 +29,9 @@ from urllib.parse import unquote, urlsplit
 OPEN_STATES = ("submitting", "running")
 TERMINAL_STATES = ("done", "rejected", "expired", "deleted", "submit_failed")
 FAILURE_NOTIFICATIONS = ("error", "fetch_error", "trim_error")
+# How long a writer waits for a lock before giving up with StoreUnavailable (the server's 503): long enough
+# for any of our short transactions, short enough that Speechmatics' own request does not time out first.
+LOCK_TIMEOUT_SECONDS = 5
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -316,7 +319,8 @@ class SqliteBackend(_PerThreadConnections):
 
     def connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None,
+                                   check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")  # a 2xx promises the commit survives a power cut
@@ -370,7 +374,9 @@ class PostgresBackend(_PerThreadConnections):
         from psycopg.rows import dict_row
 
         try:
-            return psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+            conn = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+            conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
+            return conn
         except psycopg.OperationalError as error:
             first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             raise StoreConfigError(f"DATABASE_URL: cannot connect: {first_line}") from error

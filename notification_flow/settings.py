@@ -105,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
             "`speechmatics config set --auth-token`)", lambda n, v: v, secret=True),
     Setting("SPEECHMATICS_BATCH_URL", "batch_url", "Batch API base URL; the emulator's URL for local work",
             _url, PRODUCTION_BATCH_URL),
+    Setting("SPEECHMATICS_TIMEOUT", "api_timeout", "Seconds to wait for Speechmatics before a call counts as "
+            "failed", _positive_int, "30"),
     Setting("WEBHOOK_URL", "webhook_url", "Public URL Speechmatics calls when a job finishes", _url),
     Setting("WEBHOOK_SECRET", "webhook_secret", "Bearer token Speechmatics sends via auth_headers; the "
             "server requires it", _secret, secret=True),
@@ -129,6 +131,7 @@ SETTINGS: tuple[Setting, ...] = (
 class Settings:
     api_key: str | None
     batch_url: str
+    api_timeout: int
     webhook_url: str | None
     webhook_secret: str | None
     webhook_secret_previous: str | None

@@ -108,6 +108,8 @@ class TranscriptStore:
             os.link(incoming.finish(), final)
             written = True
         except FileExistsError:
+            if not final.is_file() or final.stat().st_size == 0:
+                raise OSError(f"{final} exists but is not a transcript file") from None
             written = False
         _fsync_directory(self.directory)
         return written

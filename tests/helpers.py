@@ -1,0 +1,144 @@
+"""Running the real scripts as real processes against the emulator, and waiting without sleeping blindly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+from notification_flow.db import JobStore, open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-webhook-secret-0123456789"
+API_KEY = "test-api-key"
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05,
+             message: str = "condition") -> T:
+    """Poll until `predicate` returns something truthy; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def script_env(home: Path, **values: Any) -> dict[str, str]:
+    """The environment a user would set, and nothing of the developer's own."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SPEECHMATICS_", "WEBHOOK_", "DATABASE_URL", "TRANSCRIPTS_DIR"))}
+    env["HOME"] = str(home)  # no ~/.speechmatics/config of the developer's
+    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
+    env.update({k: str(v) for k, v in values.items() if v is not None})
+    return env
+
+
+@dataclass
+class Stack:
+    """One user's installation: settings, a database, a transcripts directory, and the emulator."""
+
+    tmp: Path
+    emulator: Any
+    database_url: str
+    server_port: int = field(default_factory=free_port)
+    server: subprocess.Popen[bytes] | None = None
+
+    @property
+    def transcripts(self) -> Path:
+        return self.tmp / "transcripts"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/webhook"
+
+    def env(self, **extra: Any) -> dict[str, str]:
+        settings = {"SPEECHMATICS_API_KEY": API_KEY, "SPEECHMATICS_BATCH_URL": self.emulator.url,
+                    "WEBHOOK_URL": self.webhook_url, "WEBHOOK_SECRET": SECRET, "DATABASE_URL": self.database_url,
+                    "TRANSCRIPTS_DIR": self.transcripts}
+        return script_env(self.tmp, **{**settings, **extra})
+
+    def run(self, script: str, *args: str, timeout: float = 120, **env: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(ROOT / script), *args], env=self.env(**env), cwd=self.tmp,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def client(self, *args: str, **env: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("client.py", *args, **env)
+
+    def cronjob(self, *args: str, **env: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("cronjob.py", *args, **env)
+
+    def start_server(self, workers: int = 2, **env: Any) -> subprocess.Popen[bytes]:
+        log = (self.tmp / "server.log").open("ab")
+        self.server = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py"), "--port", str(self.server_port), "--workers", str(workers)],
+            env=self.env(**env), cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._healthy, timeout=30, message="server.py to answer /healthz")
+        return self.server
+
+    def _healthy(self) -> bool:
+        if self.server is not None and self.server.poll() is not None:
+            raise AssertionError(f"server.py exited: {self.server_log()}")
+        with contextlib.suppress(requests.RequestException):
+            return requests.get(f"http://127.0.0.1:{self.server_port}/healthz", timeout=1).status_code == 200
+        return False
+
+    def stop_server(self, sig: int = signal.SIGTERM) -> None:
+        if self.server is not None and self.server.poll() is None:
+            os.killpg(self.server.pid, sig)
+            self.server.wait(timeout=30)
+        self.server = None
+
+    def server_log(self) -> str:
+        path = self.tmp / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def store(self) -> JobStore:
+        return open_store(self.database_url)
+
+    def jobs(self) -> dict[str, Any]:
+        return {job.job_id or job.reference: job for job in self.store().jobs()}
+
+    def notify(self, job_id: str, status: str = "success", body: bytes = b"", content_type: str | None = None,
+               secret: str | None = SECRET, method: str = "POST", **params: str) -> requests.Response:
+        """Send a notification the way Speechmatics does, for tests of what the server refuses."""
+        headers = {"User-Agent": "Speechmatics-API/2.0"}
+        if secret is not None:
+            headers["Authorization"] = f"Bearer {secret}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        return requests.request(method, self.webhook_url, params={"id": job_id, "status": status, **params},
+                                data=body, headers=headers, timeout=30)
+
+
+def transcript_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.json"))
+
+
+@contextlib.contextmanager
+def running(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

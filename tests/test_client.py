@@ -1,0 +1,129 @@
+"""client.py: intent recorded before the API call, clear errors, and nothing recorded for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.blackhole import blackhole
+from tests.direct import created_jobs
+from tests.helpers import ROOT, Stack, wait_for
+
+
+def listed(stack: Stack) -> list[dict]:
+    return json.loads(stack.client("--list", "--json").stdout)
+
+
+def test_list_json_shape(stack: Stack) -> None:
+    assert stack.client().returncode == 0
+    [job] = listed(stack)
+    assert {"job_id", "reference", "status", "transcript", "error"} <= job.keys()
+    assert job["status"] == "running" and len(job["reference"]) == 32
+    table = stack.client("--list").stdout
+    assert job["job_id"] in table and "running" in table
+
+
+def test_job_config_carries_notification_reference_and_extras(stack: Stack) -> None:
+    extra = stack.tmp / "extra.json"
+    extra.write_text(json.dumps({"transcription_config": {"diarization": "speaker"},
+                                 "tracking": {"title": "call 42"}}))
+    assert stack.client("--config-file", str(extra), "--language", "de", "--model", "enhanced").returncode == 0
+    [job] = listed(stack)
+    config = stack.emulator.job(job["job_id"])["config"]
+    assert config["transcription_config"] == {"language": "de", "diarization": "speaker", "model": "enhanced"}
+    assert config["tracking"] == {"title": "call 42", "reference": job["reference"]}
+    [notification] = config["notification_config"]
+    assert notification["url"] == stack.webhook_url and notification["contents"] == ["transcript"]
+    assert notification["auth_headers"] == ["Authorization: Bearer test-webhook-secret-0123456789"]
+
+
+def test_missing_or_unreadable_file_records_nothing_for_it(stack: Stack) -> None:
+    directory = stack.tmp / "a-directory.wav"
+    directory.mkdir()
+    result = stack.client(str(ROOT / "example.wav"), str(stack.tmp / "missing.wav"), str(directory))
+    assert result.returncode == 1
+    assert "missing.wav: cannot read" in result.stderr and "a-directory.wav: cannot read" in result.stderr
+    assert [job["audio"] for job in listed(stack)] == [str(ROOT / "example.wav")]
+
+
+def test_wrong_api_key_says_to_check_it(stack: Stack) -> None:
+    result = stack.client(SPEECHMATICS_API_KEY="not-the-key")
+    assert result.returncode == 1
+    assert "check SPEECHMATICS_API_KEY" in result.stderr
+    [job] = listed(stack)
+    assert job["status"] == "submit_failed" and job["job_id"] is None
+
+
+def test_timeout_after_upload_is_not_resubmitted_and_cronjob_resolves_it(stack: Stack) -> None:
+    with blackhole(stack.emulator.url) as swallowing_url:
+        result = stack.client(SPEECHMATICS_BATCH_URL=swallowing_url, SPEECHMATICS_TIMEOUT="2")
+    assert result.returncode == 1
+    assert "cronjob.py" in result.stderr
+    [job] = listed(stack)
+    assert job["status"] == "submitting" and job["job_id"] is None
+    assert len(created_jobs(stack)) == 1  # no blind resubmission
+
+    resolved = stack.cronjob("--all")
+    assert resolved.returncode == 0, resolved.stdout + resolved.stderr
+    [job] = listed(stack)
+    assert job["job_id"] is not None and job["status"] in ("running", "done")
+
+
+def test_client_killed_between_submit_and_record_is_recovered(stack: Stack) -> None:
+    stack.emulator.set_faults(hold_notifications=True)  # the webhook must not rescue it first
+    stack.start_server()
+    with blackhole(stack.emulator.url) as swallowing_url:
+        client = subprocess.Popen([sys.executable, str(ROOT / "client.py")], cwd=stack.tmp,
+                                  env=stack.env(SPEECHMATICS_BATCH_URL=swallowing_url))
+        wait_for(lambda: created_jobs(stack), message="the job to be created")
+        client.send_signal(signal.SIGKILL)
+        client.wait(timeout=10)
+    [job] = listed(stack)
+    assert job["status"] == "submitting" and job["job_id"] is None
+    [created] = created_jobs(stack)
+    wait_for(lambda: stack.emulator.job(created["id"])["status"] == "done", message="the job to finish")
+
+    assert stack.cronjob("--all").returncode == 0
+    [job] = listed(stack)
+    assert (job["job_id"], job["status"]) == (created["id"], "done")
+    assert (stack.transcripts / f"{created['id']}.json").read_bytes() == stack.emulator.transcript_bytes(created["id"])
+    [held] = stack.emulator.held()
+    assert stack.emulator.deliver(held["key"])["outcome"] == 200  # the late notification: a duplicate
+
+
+def test_submission_that_never_reached_the_api_becomes_submit_failed(stack: Stack) -> None:
+    dead_url = "http://127.0.0.1:9/v2"  # nothing listens on the discard port
+    result = stack.client(SPEECHMATICS_BATCH_URL=dead_url)
+    assert result.returncode == 1 and "cannot connect" in result.stderr
+    [job] = listed(stack)
+    assert job["status"] == "submit_failed"
+
+
+def test_crash_before_the_api_call_leaves_a_row_that_cronjob_marks_submit_failed(stack: Stack) -> None:
+    stack.store().add_submission("0" * 32, "lost.wav")  # what a client killed right after its insert leaves
+    result = stack.cronjob("--all")
+    assert result.returncode == 0 and "submit failed 1" in result.stdout
+    assert stack.store().find_by_reference("0" * 32).status == "submit_failed"
+
+
+def test_submissions_stay_under_ten_per_second(stack: Stack) -> None:
+    audio = [stack.tmp / f"clip{i}.wav" for i in range(25)]
+    for path in audio:
+        shutil.copy(ROOT / "example.wav", path)
+    result = stack.client(*map(str, audio), "--concurrency", "10")
+    assert result.returncode == 0, result.stderr
+    stats = stack.emulator.stats()
+    assert stats["max_posts_per_second"] <= 10 and stats["rate_limited"] == 0
+    assert len(listed(stack)) == 25
+
+
+@pytest.mark.parametrize("argument", ["--concurrency=0", "--concurrency=11", "--config-file=/nonexistent.json"])
+def test_bad_arguments_exit_2(stack: Stack, argument: str) -> None:
+    result = stack.client(argument)
+    assert result.returncode == 2 and "error:" in result.stderr.strip().splitlines()[-1]
+    assert not (stack.tmp / "jobs.db").exists() or listed(stack) == []

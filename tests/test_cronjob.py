@@ -1,0 +1,91 @@
+"""cronjob.py: recovers what notifications lost, within the API's limits, safely run twice at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.direct import submit_like_client
+from tests.helpers import ROOT, Stack, transcript_files, wait_for
+
+
+def lost_jobs(stack: Stack, count: int) -> list[str]:
+    """`count` jobs done at the emulator whose notifications were all lost."""
+    stack.emulator.set_faults(drop_fraction=1.0, rate_limit_post_per_second=0)
+    job_ids = [submit_like_client(stack, {"contents": ["transcript"]})[1] for _ in range(count)]
+    wait_for(lambda: all(stack.emulator.job(j)["status"] == "done" for j in job_ids), message="jobs to finish")
+    return job_ids
+
+
+def transcript_reads(stack: Stack) -> int:
+    return sum(v for k, v in stack.emulator.stats()["requests"].items() if "transcript" in k)
+
+
+def test_two_overlapping_passes_do_no_double_work(stack: Stack) -> None:
+    job_ids = lost_jobs(stack, 40)
+    stack.emulator.set_faults(api_latency_ms=20)
+    passes = [subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--all"], cwd=stack.tmp,
+                               env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in passes]
+    assert [p.returncode for p in passes] == [0, 0], outputs
+    assert {stack.store().find(j).status for j in job_ids} == {"done"}
+    assert len(transcript_files(stack.transcripts)) == 40
+    assert transcript_reads(stack) == 40  # each transcript fetched once, by one of the two passes
+    for job_id in job_ids:
+        assert (stack.transcripts / f"{job_id}.json").read_bytes() == stack.emulator.transcript_bytes(job_id)
+
+
+def test_statuses_come_from_list_pages_not_one_call_per_job(stack: Stack) -> None:
+    lost_jobs(stack, 30)
+    before = stack.emulator.stats()["requests"]
+    assert stack.cronjob("--all").returncode == 0
+    after = stack.emulator.stats()["requests"]
+    reads = sum(after.values()) - sum(before.values())
+    assert reads <= 30 * 1.1, after
+
+
+def test_rate_limits_and_throttling_are_respected(stack: Stack) -> None:
+    job_ids = lost_jobs(stack, 30)
+    stack.emulator.set_faults(api_429_fraction=0.3, api_503_fraction=0.1)
+    result = stack.cronjob("--all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {stack.store().find(j).status for j in job_ids} == {"done"}
+    stats = stack.emulator.stats()
+    assert stats["max_gets_per_second"] <= 50 and stats["injected_429"] > 0
+
+
+def test_summary_and_exit_code(stack: Stack) -> None:
+    lost_jobs(stack, 2)
+    result = stack.cronjob("--all")
+    assert result.returncode == 0
+    assert result.stdout.strip().splitlines()[-1] == "checked 2, recovered 2, still running 0, failed 0"
+
+
+@pytest.mark.emulator(processing_seconds=3600)
+def test_running_jobs_stay_running_and_loop_repeats(stack: Stack) -> None:
+    _, job_id = submit_like_client(stack, {"contents": ["transcript"]})
+    result = stack.cronjob("--all")
+    assert result.returncode == 0 and "still running 1" in result.stdout
+    assert stack.store().find(job_id).status == "running"
+    stack.emulator.finish(job_id)
+    looping = subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--all", "--loop", "0.2"], cwd=stack.tmp,
+                               env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: stack.store().find(job_id).status == "done", message="a later pass to recover the job")
+    finally:
+        looping.terminate()
+        looping.wait(timeout=10)
+
+
+def test_one_failing_job_never_aborts_the_pass(stack: Stack) -> None:
+    job_ids = lost_jobs(stack, 3)
+    (stack.transcripts / ".incoming").mkdir(parents=True, exist_ok=True)
+    # The second job's transcript cannot be stored: a directory already holds its name.
+    (stack.transcripts / f"{job_ids[1]}.json").mkdir()
+    result = stack.cronjob("--all")
+    assert result.returncode == 1
+    assert "recovered 2" in result.stdout and "failed 1" in result.stdout
+    assert [stack.store().find(j).status for j in job_ids] == ["done", "running", "done"]

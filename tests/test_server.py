@@ -1,0 +1,280 @@
+"""server.py as Speechmatics and attackers see it: a real gunicorn process on a real port."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+
+import pytest
+import requests
+
+from tests.direct import create_job, submit_like_client
+from tests.helpers import SECRET, Stack, transcript_files, wait_for
+
+# Every documented body shape (docs: batch/notifications "Return MIME types"), and PUT.
+BODY_SHAPES = {
+    "contents omitted: multipart data_file": {},
+    "transcript as JSON": {"contents": ["transcript"]},
+    "transcript.json-v2 as JSON": {"contents": ["transcript.json-v2"]},
+    "jobinfo as JSON": {"contents": ["jobinfo"]},
+    "transcript.txt as text": {"contents": ["transcript.txt"]},
+    "transcript.srt as text": {"contents": ["transcript.srt"]},
+    "empty body": {"contents": []},
+    "multipart transcript and jobinfo": {"contents": ["transcript", "jobinfo"]},
+    "multipart txt, srt and data": {"contents": ["transcript.txt", "transcript.srt", "data"]},
+    "data alone": {"contents": ["data"]},
+    "PUT with transcript": {"contents": ["transcript"], "method": "put"},
+}
+
+
+def nothing_written(stack: Stack) -> bool:
+    stored = [p for p in stack.transcripts.rglob("*") if p.is_file()]
+    return stored == []
+
+
+def done_job(stack: Stack) -> str:
+    """A job finished at the emulator whose notification was lost, so a test can deliver its own."""
+    stack.emulator.set_faults(drop_fraction=1.0)
+    _, job_id = submit_like_client(stack, {"contents": ["transcript"]})
+    wait_for(lambda: stack.emulator.job(job_id)["status"] == "done", message="the job to finish")
+    return job_id
+
+
+@pytest.mark.emulator(rate_limit_post_per_second=0)
+def test_every_documented_body_shape_stores_the_transcript(served: Stack) -> None:
+    jobs = {shape: submit_like_client(served, notification)[1] for shape, notification in BODY_SHAPES.items()}
+    for shape, job_id in jobs.items():
+        wait_for(lambda job_id=job_id: served.store().find(job_id).status == "done", message=shape)
+        stored = served.transcripts / f"{job_id}.json"
+        assert stored.read_bytes() == served.emulator.transcript_bytes(job_id), shape
+    methods = {d["method"].upper() for d in served.emulator.deliveries()}
+    assert methods == {"POST", "PUT"}
+
+
+@pytest.mark.parametrize("authorization", [
+    None, "", "Bearer", "Bearer ", f"Bearer {SECRET[:-1]}", f"Bearer {SECRET}x", f"bearer {SECRET.upper()}",
+    f"Basic {SECRET}", SECRET, f"Bearer  {SECRET}", f"Bearer {SECRET};", "Bearer \u00e9\u00e9\u00e9",
+])
+def test_wrong_missing_and_almost_right_secrets_are_refused(served: Stack, authorization: str | None) -> None:
+    job_id = done_job(served)
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    response = requests.post(served.webhook_url, params={"id": job_id, "status": "success"}, headers=headers,
+                             data=served.emulator.transcript_bytes(job_id), timeout=10)
+    assert response.status_code == 401
+    assert nothing_written(served)
+    assert served.store().find(job_id).status == "running"
+
+
+def test_previous_secret_is_accepted_during_rotation(stack: Stack) -> None:
+    stack.start_server(WEBHOOK_SECRET="a-brand-new-secret-0123456789", WEBHOOK_SECRET_PREVIOUS=SECRET)
+    job_id = done_job(stack)
+    response = stack.notify(job_id, body=stack.emulator.transcript_bytes(job_id), content_type="application/json")
+    assert response.status_code == 200
+    assert stack.store().find(job_id).status == "done"
+
+
+@pytest.mark.parametrize("job_id", [
+    "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "/etc/passwd", "abc/def/gh", "..", "ABCDEFGHIJ", "",
+    "a" * 33, "abcdefghij\x00", "abcdefghij.json", "abcdefgh~j", "abcdefghij\n",
+])
+def test_path_traversal_and_malformed_ids_are_refused(served: Stack, job_id: str) -> None:
+    response = served.notify(job_id, body=b'{"format": "2.9", "job": {}, "results": []}',
+                             content_type="application/json")
+    assert response.status_code == 400
+    assert nothing_written(served)
+    assert not (served.tmp / "etc").exists()
+
+
+@pytest.mark.parametrize("status", ["", "done", "SUCCESS", "success ", "../x"])
+def test_unknown_notification_status_is_refused(served: Stack, status: str) -> None:
+    job_id = done_job(served)
+    response = served.notify(job_id, status=status, body=served.emulator.transcript_bytes(job_id),
+                             content_type="application/json")
+    assert response.status_code == 400
+    assert served.store().find(job_id).status == "running"
+
+
+def test_oversized_bodies_are_refused(stack: Stack) -> None:
+    stack.start_server(MAX_NOTIFICATION_MB="1")
+    job_id = done_job(stack)
+    big = b'{"format": "2.9", "job": {}, "results": [' + b'{"type": "word"},' * 100_000 + b'{}]}'
+
+    def chunks():
+        yield from (big[i:i + 65536] for i in range(0, len(big), 65536))
+
+    auth = {"Authorization": f"Bearer {SECRET}"}
+    params = {"id": job_id, "status": "success"}
+    with_length = requests.post(stack.webhook_url, params=params, data=big, timeout=30,
+                                headers={**auth, "Content-Type": "application/json"})
+    chunked = requests.post(stack.webhook_url, params=params, data=chunks(), timeout=30,
+                            headers={**auth, "Content-Type": "application/json"})
+    multipart = requests.post(stack.webhook_url, params=params, headers=auth, timeout=30,
+                              files={"data_file": ("transcript.json", big, "application/json")})
+    assert [with_length.status_code, chunked.status_code, multipart.status_code] == [413, 413, 413]
+    assert nothing_written(stack)
+    assert stack.store().find(job_id).status == "running"
+
+
+def test_unparseable_body_is_kept_for_inspection_and_refused(served: Stack) -> None:
+    job_id = done_job(served)
+    truncated = served.emulator.transcript_bytes(job_id)[:-20]
+    response = served.notify(job_id, body=truncated, content_type="application/json")
+    assert response.status_code == 400
+    kept = list((served.transcripts / ".unreadable").iterdir())
+    assert len(kept) == 1 and kept[0].read_bytes() == truncated
+    assert transcript_files(served.transcripts) == []
+    assert served.store().find(job_id).status == "running"
+
+
+def test_transcript_of_another_job_is_refused(served: Stack) -> None:
+    job_id = done_job(served)
+    other = "zzzzzzzzzz"
+    response = served.notify(other, body=served.emulator.transcript_bytes(job_id), content_type="application/json")
+    assert response.status_code == 400
+    assert transcript_files(served.transcripts) == []
+
+
+def test_answers_are_json_and_never_a_stack_trace(served: Stack) -> None:
+    base = served.webhook_url.rsplit("/", 1)[0]
+    for response in (requests.get(served.webhook_url, timeout=5), requests.get(f"{base}/nowhere", timeout=5),
+                     served.notify("../x"), served.notify("abcdefghij", secret="wrong-secret-0123456789")):
+        assert response.status_code in (400, 401, 404, 405)
+        assert response.headers["Content-Type"] == "application/json"
+        assert "Traceback" not in response.text and "Werkzeug Debugger" not in response.text
+    assert requests.get(f"{base}/healthz", timeout=5).json() == {"outcome": "ok"}
+
+
+def test_database_fault_is_answered_503_and_the_retry_succeeds(served: Stack) -> None:
+    job_id = done_job(served)
+    body = served.emulator.transcript_bytes(job_id)
+    release = threading.Event()
+    locked = threading.Event()
+
+    def hold_write_lock() -> None:
+        if served.database_url.startswith("sqlite"):
+            conn = sqlite3.connect(served.database_url[len("sqlite:///"):], isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+        else:
+            import psycopg
+
+            conn = psycopg.connect(served.database_url)
+            conn.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+        locked.set()
+        release.wait(60)
+        conn.rollback() if not isinstance(conn, sqlite3.Connection) else conn.execute("ROLLBACK")
+        conn.close()
+
+    holder = threading.Thread(target=hold_write_lock)
+    holder.start()
+    try:
+        locked.wait(10)
+        first = served.notify(job_id, body=body, content_type="application/json")
+    finally:
+        release.set()
+        holder.join()
+    assert first.status_code == 503
+    assert served.store().find(job_id).status == "running"
+    retry = served.notify(job_id, body=body, content_type="application/json")
+    assert retry.status_code == 200
+    assert served.store().find(job_id).status == "done"
+    assert (served.transcripts / f"{job_id}.json").read_bytes() == body
+
+
+def test_disk_fault_is_answered_503_and_the_retry_succeeds(served: Stack) -> None:
+    job_id = done_job(served)
+    body = served.emulator.transcript_bytes(job_id)
+    incoming = served.transcripts / ".incoming"
+    shutil.rmtree(incoming)
+    incoming.write_text("not a directory: every temporary file fails")
+    try:
+        first = served.notify(job_id, body=body, content_type="application/json")
+    finally:
+        incoming.unlink()
+        incoming.mkdir()
+    assert first.status_code == 503
+    assert served.store().find(job_id).status == "running"
+    assert served.notify(job_id, body=body, content_type="application/json").status_code == 200
+    assert served.store().find(job_id).status == "done"
+
+
+def test_concurrent_duplicates_write_once(served: Stack) -> None:
+    job_id = done_job(served)
+    body = served.emulator.transcript_bytes(job_id)
+    barrier = threading.Barrier(8)
+    codes: list[int] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        codes.append(served.notify(job_id, body=body, content_type="application/json").status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert codes == [200] * 8
+    stored = served.transcripts / f"{job_id}.json"
+    assert stored.read_bytes() == body and os.stat(stored).st_nlink == 1
+    outcomes = [line for line in served.server_log().splitlines() if f"job={job_id}" in line]
+    assert sum("outcome=done" in line for line in outcomes) == 1, outcomes
+
+
+def test_late_notification_for_a_finished_job_changes_nothing(served: Stack) -> None:
+    job_id = done_job(served)
+    body = served.emulator.transcript_bytes(job_id)
+    assert served.notify(job_id, body=body, content_type="application/json").status_code == 200
+    stored = served.transcripts / f"{job_id}.json"
+    before = (stored.stat().st_ino, stored.stat().st_mtime_ns)
+    late_failure = served.notify(job_id, status="error", body=b"", content_type="application/json")
+    assert late_failure.status_code == 200
+    assert served.store().find(job_id).status == "done"
+    assert (stored.stat().st_ino, stored.stat().st_mtime_ns) == before
+
+
+def test_notification_before_the_job_is_recorded_is_joined_by_reference(served: Stack) -> None:
+    served.emulator.set_faults(hold_notifications=True)
+    reference, job_id = submit_like_client(served, {"contents": ["transcript"]}, record=False)
+    held = wait_for(lambda: [h for h in served.emulator.held() if h["job_id"] == job_id], message="notification")
+    assert served.store().find_by_reference(reference).status == "submitting"
+    assert served.emulator.deliver(held[0]["key"])["outcome"] == 200
+    job = served.store().find_by_reference(reference)
+    assert (job.job_id, job.status) == (job_id, "done")
+    served.store().record_submitted(reference, job_id)  # the client catches up: nothing moves back
+    assert served.store().find(job_id).status == "done"
+
+
+@pytest.mark.emulator(processing_seconds=3600)
+@pytest.mark.parametrize("outcome, contents, final", [
+    ("rejected", [], "rejected"),
+    ("done", [], "running"),
+    ("done", ["transcript.txt"], "running"),
+])
+def test_notification_without_reference_before_the_job_is_recorded_is_kept(
+        stack: Stack, outcome: str, contents: list[str], final: str) -> None:
+    stack.start_server(SPEECHMATICS_API_KEY="")  # no API access: the early notification must wait for us
+    stack.emulator.set_faults(hold_notifications=True)
+    reference, job_id = submit_like_client(stack, {"contents": contents}, record=False)
+    stack.emulator.finish(job_id, outcome=outcome)
+    held = wait_for(lambda: [h for h in stack.emulator.held() if h["job_id"] == job_id], message="notification")
+    assert stack.emulator.deliver(held[0]["key"])["outcome"] in (200, 202)
+    assert [n["job_id"] for n in stack.store().early_notifications()] == [job_id]
+    assert stack.store().record_submitted(reference, job_id).status == final
+    assert stack.store().early_notifications() == []
+    if final == "running":  # success without a transcript: cronjob.py fetches it
+        assert stack.cronjob("--all").returncode == 0
+        assert stack.store().find(job_id).status == "done"
+
+
+def test_success_with_unknown_reference_is_stored_and_kept(served: Stack) -> None:
+    served.emulator.set_faults(drop_fraction=1.0)
+    job_id = create_job(served, "not-one-of-ours", {"contents": ["transcript"]})
+    wait_for(lambda: served.emulator.job(job_id)["status"] == "done", message="job")
+    body = served.emulator.transcript_bytes(job_id)
+    assert served.notify(job_id, body=body, content_type="application/json").status_code == 200
+    assert (served.transcripts / f"{job_id}.json").read_bytes() == body
+    assert json.dumps([n["job_id"] for n in served.store().early_notifications()]) == json.dumps([job_id])

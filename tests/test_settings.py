@@ -1,0 +1,74 @@
+"""A missing or invalid setting: one line naming it, exit code 2, and nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from notification_flow import settings as config
+from tests.helpers import ROOT, SECRET, script_env
+
+GOOD = {"SPEECHMATICS_API_KEY": "key", "WEBHOOK_URL": "https://example.com/webhook", "WEBHOOK_SECRET": SECRET}
+
+
+def run(script: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path, env=script_env(tmp_path, **env),
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("script, env, named", [
+    ("client.py", {**GOOD, "WEBHOOK_URL": ""}, "WEBHOOK_URL"),
+    ("client.py", {**GOOD, "WEBHOOK_URL": "ftp://example.com/x"}, "WEBHOOK_URL"),
+    ("client.py", {**GOOD, "WEBHOOK_SECRET": ""}, "WEBHOOK_SECRET"),
+    ("client.py", {**GOOD, "WEBHOOK_SECRET": "short"}, "WEBHOOK_SECRET"),
+    ("client.py", {**GOOD, "SPEECHMATICS_API_KEY": ""}, "SPEECHMATICS_API_KEY"),
+    ("client.py", {**GOOD, "SPEECHMATICS_BATCH_URL": "not a url"}, "SPEECHMATICS_BATCH_URL"),
+    ("client.py", {**GOOD, "SPEECHMATICS_TIMEOUT": "soon"}, "SPEECHMATICS_TIMEOUT"),
+    ("client.py", {**GOOD, "DATABASE_URL": "mysql://db/jobs"}, "DATABASE_URL"),
+    ("client.py", {**GOOD, "DATABASE_URL": "sqlite:///no/such/dir/jobs.db"}, "DATABASE_URL"),
+    ("client.py", {**GOOD, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/test"}, "DATABASE_URL"),
+    ("server.py", {**GOOD, "WEBHOOK_SECRET": ""}, "WEBHOOK_SECRET"),
+    ("server.py", {**GOOD, "MAX_NOTIFICATION_MB": "0"}, "MAX_NOTIFICATION_MB"),
+    ("server.py", {**GOOD, "ALLOWED_REGIONS": "eu1,mars"}, "ALLOWED_REGIONS"),
+    ("server.py", {**GOOD, "WEBHOOK_PATH": "webhook"}, "WEBHOOK_PATH"),
+    ("cronjob.py", {**GOOD, "SPEECHMATICS_API_KEY": ""}, "SPEECHMATICS_API_KEY"),
+    ("cronjob.py", {**GOOD, "DATABASE_URL": "sqlite:///"}, "DATABASE_URL"),
+])
+def test_bad_setting_is_one_line_naming_it_with_exit_2(tmp_path: Path, script: str, env: dict[str, str],
+                                                      named: str) -> None:
+    result = run(script, tmp_path, **env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
+    assert SECRET not in result.stderr
+    assert list(tmp_path.iterdir()) == [], "nothing may be written"
+
+
+def test_flags_override_the_environment(tmp_path: Path) -> None:
+    result = run("client.py", tmp_path, "--list", "--database-url", f"sqlite:///{tmp_path / 'flag.db'}",
+                 DATABASE_URL=f"sqlite:///{tmp_path / 'env.db'}")
+    assert result.returncode == 0
+    assert (tmp_path / "flag.db").exists() and not (tmp_path / "env.db").exists()
+
+
+def test_api_key_saved_by_the_speechmatics_cli_is_used(tmp_path: Path) -> None:
+    speechmatics = Path(sys.executable).with_name("speechmatics")
+    subprocess.run([str(speechmatics), "config", "set", "--auth-token", "saved-key"], env=script_env(tmp_path),
+                   check=True, capture_output=True)
+    saved = subprocess.run([sys.executable, "-c", "from notification_flow import settings; "
+                            "print(settings.load().api_key)"], env=script_env(tmp_path), cwd=ROOT,
+                           capture_output=True, text=True, check=True)
+    assert saved.stdout.strip() == "saved-key"
+    from_env = subprocess.run([sys.executable, "-c", "from notification_flow import settings; "
+                               "print(settings.load().api_key)"], env=script_env(tmp_path, SPEECHMATICS_API_KEY="env"),
+                              cwd=ROOT, capture_output=True, text=True, check=True)
+    assert from_env.stdout.strip() == "env"
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for setting in config.SETTINGS:
+        assert f"`{setting.env}`" in readme, setting.env

@@ -1,0 +1,103 @@
+"""Any interleaving of submit, deliver, duplicate, drop, reorder, crash and reconcile converges.
+
+Hypothesis drives a real server.py process, the real store and the real reconciler against the emulator in
+hold mode, where every notification waits until a rule delivers, duplicates or drops it (in any order).
+Whatever happened, once Speechmatics has finished every job and cronjob.py has run, every job must be in
+the emulator's true final state, with the transcript it serves, byte for byte.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from cronjob import Reconciler
+from notification_flow.api import SpeechmaticsAPI
+from notification_flow.db import TERMINAL_STATES
+from notification_flow.storage import TranscriptStore
+from tests.direct import create_job
+from tests.helpers import API_KEY, Stack
+
+EXPECTED = {"done": "done", "rejected": "rejected"}
+
+
+@pytest.mark.emulator(processing_seconds=3600, hold_notifications=True, rate_limit_post_per_second=0,
+                      rate_limit_get_per_second=0)
+def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
+    store = served.store()
+    api = SpeechmaticsAPI(API_KEY, served.emulator.url, timeout=10)
+    transcripts = TranscriptStore(served.transcripts)
+
+    class Interleavings(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.references: list[str] = []
+            self.running: list[str] = []
+            self.final_seen: dict[str, str] = {}
+
+        @rule(crash=st.booleans())
+        def submit(self, crash: bool) -> None:
+            """client.py: record intent, create the job, record its id, unless it is killed in between."""
+            reference = uuid.uuid4().hex
+            store.add_submission(reference, "example.wav")
+            job_id = create_job(served, reference, {"contents": ["transcript"]})
+            if not crash:
+                store.record_submitted(reference, job_id)
+            self.references.append(reference)
+            self.running.append(job_id)
+
+        @precondition(lambda self: self.running)
+        @rule(data=st.data(), outcome=st.sampled_from(["done", "done", "rejected"]))
+        def speechmatics_finishes(self, data: st.DataObject, outcome: str) -> None:
+            job_id = data.draw(st.sampled_from(self.running))
+            self.running.remove(job_id)
+            served.emulator.finish(job_id, outcome=outcome)
+
+        @rule(data=st.data(), action=st.sampled_from(["deliver", "deliver", "duplicate", "drop"]))
+        def a_notification_arrives_or_not(self, data: st.DataObject, action: str) -> None:
+            held = served.emulator.held()
+            if held:
+                key = data.draw(st.sampled_from([h["key"] for h in held]))  # any order: reordering
+                getattr(served.emulator, action)(key)
+
+        @rule()
+        def cronjob_runs(self) -> None:
+            Reconciler(store, api, transcripts, grace=0, concurrency=2).run_pass()
+
+        @invariant()
+        def final_states_never_move_and_done_means_a_file(self) -> None:
+            for job in store.jobs():
+                if job.reference not in self.references:
+                    continue
+                if job.reference in self.final_seen:
+                    assert job.status == self.final_seen[job.reference], job
+                if job.status in TERMINAL_STATES:
+                    self.final_seen[job.reference] = job.status
+                if job.status == "done":
+                    assert transcripts.exists(job.job_id)
+
+        def teardown(self) -> None:
+            for job_id in self.running:
+                served.emulator.finish(job_id, outcome="done")
+            for held in served.emulator.held():
+                served.emulator.drop(held["key"])
+            Reconciler(store, api, transcripts, grace=0, concurrency=2).run_pass()
+            for reference in self.references:
+                job = store.find_by_reference(reference)
+                assert job is not None and job.job_id is not None, reference
+                truth = served.emulator.job(job.job_id)["status"]
+                assert job.status == EXPECTED[truth], (job, truth)
+                if truth == "done":
+                    assert transcripts.path_for(job.job_id).read_bytes() == served.emulator.transcript_bytes(
+                        job.job_id)
+
+    try:
+        run_state_machine_as_test(Interleavings, settings=settings(
+            max_examples=20, stateful_step_count=12, deadline=None, derandomize=True,
+            suppress_health_check=[HealthCheck.too_slow]))
+    finally:
+        api.close()
