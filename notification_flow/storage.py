@@ -9,6 +9,7 @@ directory may be a shared mount (NFS supports hard links) when several servers r
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import tempfile
@@ -19,6 +20,7 @@ from typing import BinaryIO
 
 # Speechmatics job ids are 10 lowercase letters and digits today; a little slack in length, none in the
 # alphabet: nothing that passes this can name another directory.
+log = logging.getLogger("storage")
 JOB_ID_PATTERN = re.compile(r"[a-z0-9]{8,32}")
 
 
@@ -107,6 +109,7 @@ class TranscriptStore:
         try:
             os.link(incoming.finish(), final)
             written = True
+            log.info("stored transcript %s (%d bytes)", final.name, incoming.size)
         except FileExistsError:
             if not final.is_file() or final.stat().st_size == 0:
                 raise OSError(f"{final} exists but is not a transcript file") from None
