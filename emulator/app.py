@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from emulator import transcripts, usage
+from emulator import params, transcripts, usage
 from emulator.control import control
 from emulator.errors import ApiError
 from emulator.jobs import TERMINAL, Job
@@ -117,7 +117,8 @@ def _http_error(error: HTTPException) -> Response:
     if isinstance(error, RequestEntityTooLarge):
         return _api_error(ApiError(400, "Job rejected", f"The upload is too large: {error.description}"))
     detail = f"{request.method} {request.path}: {error.description}"
-    return _api_error(ApiError(code, HTTP_ERRORS.get(code, "Bad Request"), detail))
+    allow = {name: value for name, value in error.get_headers() if name == "Allow"}
+    return _api_error(ApiError(code, HTTP_ERRORS.get(code, "Bad Request"), detail, allow))
 
 
 def _crash(error: Exception) -> Response:
@@ -125,22 +126,15 @@ def _crash(error: Exception) -> Response:
     return _api_error(ApiError(500, "Internal Server Error", f"{type(error).__name__}: {error}"))
 
 
-# --- query helpers -----------------------------------------------------------------------------------
-
-
-def _flag(name: str) -> bool:
-    return request.args.get(name, "false").strip().lower() in {"true", "1", "yes"}
+# --- helpers -----------------------------------------------------------------------------------------
 
 
 def _wait_seconds() -> float:
     """?wait=N (capped server-side like the service); without it the configured default wait."""
     config = _service().config
-    raw = request.args.get("wait")
-    try:
-        seconds = float(config.default_wait_seconds if raw is None else int(raw))
-    except ValueError:
-        seconds = config.default_wait_seconds
-    return max(0.0, min(seconds, config.max_wait_seconds))
+    wait = params.integer("wait")
+    seconds = config.default_wait_seconds if wait is None else float(max(wait, 0))
+    return min(seconds, config.max_wait_seconds)
 
 
 def _job(job_id: str, view: Any = Job.details) -> Any:
@@ -162,6 +156,8 @@ def _job(job_id: str, view: Any = Job.details) -> Any:
 @api.post("/jobs")
 def create_job() -> tuple[Response, int]:
     service = _service()
+    wait = _wait_seconds() if "wait" in request.args else None
+    fmt = params.choice("format", FORMATS, "json-v2")
     try:
         config = parse_config(request.form.get("config"))
     except ConfigError as exc:
@@ -177,68 +173,55 @@ def create_job() -> tuple[Response, int]:
     else:
         data_name = PurePath(upload.filename or "data_file").name
         job_id = service.submit(config, data_name, request.adopt(upload.stream))
-    return jsonify(_submit_answer(job_id)), 201
+    return jsonify(_submit_answer(job_id, wait, fmt)), 201
 
 
-def _submit_answer(job_id: str) -> dict[str, Any]:
+def _submit_answer(job_id: str, wait: float | None, fmt: str) -> dict[str, Any]:
     """``{"id"}``; with ?wait= also the outcome and, when done, the transcript (synchronous mode)."""
-    if "wait" not in request.args:
+    if wait is None:
         return {"id": job_id}
     store = _service().store
-    store.wait_terminal(job_id, _wait_seconds())
+    store.wait_terminal(job_id, wait)
     status, document = store.read(job_id, lambda job: (job.status, job.transcript))
     answer: dict[str, Any] = {"id": job_id, "status": status if status in TERMINAL else "created"}
-    fmt = request.args.get("format", "json-v2")
-    if status == "done" and document is not None and fmt in FORMATS:
+    if status == "done" and document is not None:
         answer[fmt] = document if fmt == "json-v2" else _render(document, fmt)
     return answer
 
 
 @api.get("/jobs")
 def list_jobs() -> Response:
-    limit = _limit_param()
+    limit = params.integer("limit", minimum=1, maximum=100)
+    include_deleted = params.boolean("include_deleted")
     created_before = request.args.get("created_before")
-    before_ms = usage.parse_timestamp_ms(created_before) if created_before else None
+    before_ms = usage.parse_timestamp_ms(created_before) if created_before is not None else None
     service = _service()
     service.expire_due_jobs()
-    jobs = service.store.listing(before_ms, _flag("include_deleted"))
+    jobs = service.store.listing(before_ms, include_deleted)
     details = [service.store.read(job.id, Job.details) for job in jobs[:limit]]
     return jsonify({"jobs": details})
 
 
-def _limit_param() -> int | None:
-    raw = request.args.get("limit")
-    if raw is None:
-        return None
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ApiError(422, "Unprocessable Entity", "limit in query must be of type int64") from None
-    if not 1 <= limit <= 100:
-        raise ApiError(422, "Unprocessable Entity", "limit in query must be between 1 and 100")
-    return limit
-
-
 @api.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
+    wait = _wait_seconds()
     _job(job_id)
-    _service().store.wait_terminal(job_id, _wait_seconds())
+    _service().store.wait_terminal(job_id, wait)
     return jsonify({"job": _job(job_id)})
 
 
 @api.delete("/jobs/<job_id>")
 def delete_job(job_id: str) -> Response:
+    force = params.boolean("force")
     _job(job_id)
-    return jsonify({"job": _service().delete(job_id, _flag("force"))})
+    return jsonify({"job": _service().delete(job_id, force)})
 
 
 @api.get("/jobs/<job_id>/transcript")
 def get_transcript(job_id: str) -> Response:
-    fmt = request.args.get("format", "json-v2")
-    if fmt not in FORMATS:
-        raise ApiError(400, "Format Not Supported", f"format must be one of {', '.join(sorted(FORMATS))}")
+    fmt, wait = params.choice("format", FORMATS, "json-v2"), _wait_seconds()
     _job(job_id)
-    _service().store.wait_terminal(job_id, _wait_seconds())
+    _service().store.wait_terminal(job_id, wait)
     status, document = _job(job_id, lambda job: (job.status, job.transcript))
     if status == "running":
         raise ApiError(404, "Transcription not ready", "The job is still running")

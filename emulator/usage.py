@@ -37,7 +37,7 @@ def _day(text: str | None, default: date) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise ApiError(400, "Bad Request", f"expected a date as YYYY-MM-DD, got {text!r}") from None
+        raise ApiError(422, "Unprocessable Entity", f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
 def report(jobs: list[Job], since_text: str | None, until_text: str | None) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def test_lifecycle_running_then_done_with_transcript(emu: Emulator) -> None:
     for fmt in ("txt", "srt"):
         text = get(f"{emu.url}/jobs/{job_id}/transcript", format=fmt)
         assert text.status_code == 200 and text.headers["Content-Type"].startswith("text/plain")
-    assert_error(get(f"{emu.url}/jobs/{job_id}/transcript", format="docx"), 400, "Format Not Supported")
+    assert_error(get(f"{emu.url}/jobs/{job_id}/transcript", format="docx"), 422, "Unprocessable Entity")
 
 
 def test_unknown_job_is_404_everywhere(emu: Emulator) -> None:
@@ -158,8 +158,20 @@ def test_listing_limit_outside_1_to_100_is_422(emu: Emulator, limit: str) -> Non
     assert_error(get(f"{emu.url}/jobs", limit=limit), 422, "Unprocessable Entity")
 
 
-def test_bad_created_before_is_422(emu: Emulator) -> None:
-    assert_error(get(f"{emu.url}/jobs", created_before="yesterday"), 422, "Unprocessable Entity")
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [("/jobs", {"created_before": "yesterday"}), ("/jobs", {"include_deleted": "maybe"}),
+     ("/jobs/abc", {"wait": "soon"}), ("/jobs/abc/transcript", {"wait": "1.5"}), ("/usage", {"until": ""})],
+)
+def test_malformed_query_parameters_are_422(emu: Emulator, path: str, params: dict[str, str]) -> None:
+    assert_error(get(emu.url + path, **params), 422, "Unprocessable Entity")
+    assert_error(requests.delete(f"{emu.url}/jobs/abc", headers=AUTH, params={"force": "yes"}, timeout=10),
+                 422, "Unprocessable Entity")
+
+
+def test_undeclared_method_is_405_with_allow(emu: Emulator) -> None:
+    response = requests.request("PATCH", f"{emu.url}/jobs", headers=AUTH, timeout=10)
+    assert response.status_code == 405 and set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
 
 
 def test_delete_needs_force_while_running(make_emulator) -> None:
@@ -193,7 +205,7 @@ def test_usage_date_range(emu: Emulator) -> None:
     assert get(f"{emu.url}/usage", since="2001-01-01", until="2001-12-31").json()["summary"] == []
     today = datetime.now().astimezone().date().isoformat()
     assert get(f"{emu.url}/usage", since="2001-01-01").json()["until"].startswith(today[:4])
-    assert_error(get(f"{emu.url}/usage", since="01/02/2020"), 400, "Bad Request")
+    assert_error(get(f"{emu.url}/usage", since="01/02/2020"), 422, "Unprocessable Entity")
 
 
 def test_expiry_after_retention_gives_410(make_emulator) -> None:
