@@ -88,7 +88,8 @@ def _limit(service: Service) -> None:
     if not service.traffic.admit(request.method, _route(), limits):
         detail = (f"Rate limit exceeded: at most {config.rate_limit_post_per_second} job submissions and "
                   f"{config.rate_limit_get_per_second} GET requests per second")
-        raise ApiError(429, "Max concurrent running jobs exceeded", detail, {"Retry-After": "1"})
+        headers = {} if config.omit_retry_after else {"Retry-After": "1"}
+        raise ApiError(429, "Max concurrent running jobs exceeded", detail, headers)
     fault = service.faults.api_fault()
     if fault == 429:
         service.traffic.count("injected_429")
@@ -253,4 +254,4 @@ def get_log(job_id: str) -> Response:
 @api.get("/usage")
 def get_usage() -> Response:
     since, until = request.args.get("since"), request.args.get("until")
-    return jsonify(usage.report(_service().store.all(), since, until))
+    return jsonify(usage.report(_service().store.collect(usage.Billed.of), since, until))

@@ -142,9 +142,10 @@ class JobStore:
             jobs = [job for job in jobs if round(job.created_ts * 1000) < created_before_ms]
         return sorted(jobs, key=lambda job: job.created_ts, reverse=True)
 
-    def all(self) -> list[Job]:
+    def collect(self, view: Callable[[Job], Any]) -> list[Any]:
+        """``view`` of every job, taken under the lock (jobs are only ever read or changed under it)."""
         with self._lock:
-            return list(self._jobs.values())
+            return [view(job) for job in self._jobs.values()]
 
     def wait_terminal(self, job_id: str, timeout: float) -> None:
         """Block until the job is terminal, the timeout passes or the emulator stops."""

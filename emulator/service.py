@@ -207,9 +207,9 @@ class Service:
 
     def expire_due_jobs(self) -> None:
         """Catch up on expiry before listing, in case the clock passed a job's retention just now."""
-        for job in self.store.all():
-            if job.status != "expired":
-                self.expire_if_due(job.id)
+        for job_id, status in self.store.collect(lambda job: (job.id, job.status)):
+            if status != "expired":
+                self.expire_if_due(job_id)
 
 
 def _media_failure(info: media.MediaInfo) -> Failure | None:

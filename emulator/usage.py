@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -40,14 +41,30 @@ def _day(text: str | None, default: date) -> date:
         raise ApiError(422, "Unprocessable Entity", f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
-def report(jobs: list[Job], since_text: str | None, until_text: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Billed:
+    """What usage needs of a job that finished done, copied out of the store under its lock."""
+
+    day: date
+    language: str
+    model: str | None
+    duration: int
+
+    @classmethod
+    def of(cls, job: Job) -> Billed | None:
+        if not job.billable:
+            return None
+        transcription = job.config.get("transcription_config") or {}
+        model = transcription.get("model") or transcription.get("operating_point")
+        day = datetime.fromtimestamp(job.created_ts, UTC).date()
+        return cls(day, str(transcription.get("language", "")), model if model in MODELS else None, job.duration)
+
+
+def report(jobs: list[Billed | None], since_text: str | None, until_text: str | None) -> dict[str, Any]:
     today = datetime.now(UTC).date()
     since = _day(since_text, today.replace(day=1))
     until = _day(until_text, today)
-    counted = [
-        job for job in jobs
-        if job.billable and since <= datetime.fromtimestamp(job.created_ts, UTC).date() <= until
-    ]
+    counted = [job for job in jobs if job is not None and since <= job.day <= until]
     summary = _group(counted, lambda job: ())
     details = _group(counted, _detail_key)
     return {
@@ -58,17 +75,15 @@ def report(jobs: list[Job], since_text: str | None, until_text: str | None) -> d
     }
 
 
-def _detail_key(job: Job) -> tuple[tuple[str, str], ...]:
-    transcription = job.config.get("transcription_config") or {}
-    key = [("language", str(transcription.get("language", "")))]
-    model = transcription.get("model") or transcription.get("operating_point")
-    if model in MODELS:
-        key.append(("operating_point", model))
+def _detail_key(job: Billed) -> tuple[tuple[str, str], ...]:
+    key = [("language", job.language)]
+    if job.model:
+        key.append(("operating_point", job.model))
     return tuple(key)
 
 
-def _group(jobs: list[Job], key: Any) -> list[dict[str, Any]]:
-    groups: dict[tuple, list[Job]] = defaultdict(list)
+def _group(jobs: list[Billed], key: Any) -> list[dict[str, Any]]:
+    groups: dict[tuple, list[Billed]] = defaultdict(list)
     for job in jobs:
         groups[key(job)].append(job)
     return [

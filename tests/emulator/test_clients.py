@@ -80,11 +80,11 @@ def test_speechmatics_cli_transcribes_a_file(make_emulator, audio_file: Path, ho
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )
     assert result.returncode == 0, result.stderr
-    [job] = emu.service.store.all()
-    assert f"Job submission successful. ID: {job.id}" in result.stdout
-    txt = emu.job(job.id)
-    assert txt["status"] == "done" and txt["data_name"] == "meeting.wav"
-    first_word = json.loads(emu.transcript_bytes(job.id))["results"][0]["alternatives"][0]["content"]
+    [job_id] = emu.service.store.collect(lambda job: job.id)
+    assert f"Job submission successful. ID: {job_id}" in result.stdout
+    job = emu.job(job_id)
+    assert job["status"] == "done" and job["data_name"] == "meeting.wav"
+    first_word = json.loads(emu.transcript_bytes(job_id))["results"][0]["alternatives"][0]["content"]
     assert f"\n{first_word} " in result.stdout and "meeting.wav completed!" in result.stdout
     assert emu.stats()["requests"]["POST /v2/jobs"] == 1
 
@@ -95,7 +95,7 @@ def test_speechmatics_cli_reports_a_bad_key(emu: Emulator, audio_file: Path, hom
          str(audio_file)],
         capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(home)}, check=False,
     )
-    assert result.returncode != 0 and emu.service.store.all() == []
+    assert result.returncode != 0 and emu.service.store.collect(lambda job: job.id) == []
 
 
 def test_speechmatics_batch_sync_client(emu: Emulator, audio_file: Path, receiver: Receiver) -> None:
