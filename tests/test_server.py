@@ -278,3 +278,38 @@ def test_success_with_unknown_reference_is_stored_and_kept(served: Stack) -> Non
     assert served.notify(job_id, body=body, content_type="application/json").status_code == 200
     assert (served.transcripts / f"{job_id}.json").read_bytes() == body
     assert json.dumps([n["job_id"] for n in served.store().early_notifications()]) == json.dumps([job_id])
+
+
+def test_egress_allowlist_refuses_other_addresses_and_honours_trusted_proxies(stack: Stack) -> None:
+    stack.start_server(ALLOWED_REGIONS="eu1", TRUSTED_PROXIES="1")
+    job_id = done_job(stack)
+    body = stack.emulator.transcript_bytes(job_id)
+    headers = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"}
+    params = {"id": job_id, "status": "success"}
+
+    def post(forwarded_for: str | None) -> int:
+        extra = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+        return requests.post(stack.webhook_url, params=params, data=body, headers={**headers, **extra},
+                             timeout=10).status_code
+
+    assert post(None) == 403  # 127.0.0.1 is not a Speechmatics address
+    assert post("52.149.21.32") == 403  # a US1 address, but only EU1 is allowed
+    assert post("40.74.41.91, 10.0.0.1") == 403  # spoofed first hop: only the proxy's own entry counts
+    assert nothing_written(stack)
+    assert post("10.0.0.1, 40.74.41.91") == 200
+    assert stack.store().find(job_id).status == "done"
+
+
+def test_log_has_one_line_per_notification_and_no_secrets_or_transcript_text(served: Stack) -> None:
+    job_id = done_job(served)
+    body = served.emulator.transcript_bytes(job_id)
+    assert served.notify(job_id, body=body, content_type="application/json").status_code == 200
+    assert served.notify(job_id, secret="wrong-secret-0123456789").status_code == 401
+    lines = [line for line in served.server_log().splitlines() if " notification job=" in line]
+    assert len(lines) == 2
+    assert "outcome=done code=200 ms=" in lines[0] and "outcome=unauthenticated code=401" in lines[1]
+    words = {r["alternatives"][0]["content"] for r in json.loads(body)["results"] if len(r["alternatives"][0]
+                                                                                      ["content"]) > 6}
+    log = served.server_log()
+    assert SECRET not in log and "wrong-secret" not in log
+    assert not [word for word in words if word in log]

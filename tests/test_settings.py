@@ -30,6 +30,8 @@ def run(script: str, tmp_path: Path, *args: str, **env: str) -> subprocess.Compl
     ("client.py", {**GOOD, "DATABASE_URL": "mysql://db/jobs"}, "DATABASE_URL"),
     ("client.py", {**GOOD, "DATABASE_URL": "sqlite:///no/such/dir/jobs.db"}, "DATABASE_URL"),
     ("client.py", {**GOOD, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/test"}, "DATABASE_URL"),
+    ("cronjob.py", {**GOOD, "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/no_such_database"}, "DATABASE_URL"),
+    ("server.py", {**GOOD, "DATABASE_URL": "postgresql://nobody:wrong@127.0.0.1:5432/test"}, "DATABASE_URL"),
     ("server.py", {**GOOD, "WEBHOOK_SECRET": ""}, "WEBHOOK_SECRET"),
     ("server.py", {**GOOD, "MAX_NOTIFICATION_MB": "0"}, "MAX_NOTIFICATION_MB"),
     ("server.py", {**GOOD, "ALLOWED_REGIONS": "eu1,mars"}, "ALLOWED_REGIONS"),
