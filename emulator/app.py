@@ -88,16 +88,21 @@ def _limit(service: Service) -> None:
     if not service.traffic.admit(request.method, _route(), limits):
         detail = (f"Rate limit exceeded: at most {config.rate_limit_post_per_second} job submissions and "
                   f"{config.rate_limit_get_per_second} GET requests per second")
-        headers = {} if config.omit_retry_after else {"Retry-After": "1"}
-        raise ApiError(429, "Max concurrent running jobs exceeded", detail, headers)
+        raise _too_many(detail, None if config.omit_retry_after else 1)
     fault = service.faults.api_fault()
     if fault == 429:
         service.traffic.count("injected_429")
-        headers = {} if config.omit_retry_after else {"Retry-After": str(config.retry_after_seconds)}
-        raise ApiError(429, "Max concurrent running jobs exceeded", "Too many requests (injected fault)", headers)
+        raise _too_many("Too many requests (injected fault)",
+                        None if config.omit_retry_after else config.retry_after_seconds)
     if fault == 503:
         service.traffic.count("injected_503")
         raise ApiError(503, "Internal Server Error", "Service temporarily unavailable (injected fault)")
+
+
+def _too_many(detail: str, retry_after: int | None) -> ApiError:
+    """429 with the only enum string about limits; ``Retry-After`` in seconds unless omitted."""
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    return ApiError(429, "Max concurrent running jobs exceeded", detail, headers)
 
 
 def _after(response: Response) -> Response:
@@ -198,9 +203,7 @@ def list_jobs() -> Response:
     before_ms = usage.parse_timestamp_ms(created_before) if created_before is not None else None
     service = _service()
     service.expire_due_jobs()
-    jobs = service.store.listing(before_ms, include_deleted)
-    details = [service.store.read(job.id, Job.details) for job in jobs[:limit]]
-    return jsonify({"jobs": details})
+    return jsonify({"jobs": service.store.listing(before_ms, include_deleted, limit)})
 
 
 @api.get("/jobs/<job_id>")

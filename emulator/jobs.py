@@ -132,15 +132,15 @@ class JobStore:
         entry = {"message": message, "timestamp": iso_millis(time.time())}
         self.update(job_id, lambda job: job.errors.append(entry))
 
-    def listing(self, created_before_ms: int | None, include_deleted: bool) -> list[Job]:
-        """Newest first; expired jobs have left the listing window, deleted ones only on request."""
+    def listing(self, created_before_ms: int | None, include_deleted: bool, limit: int | None) -> list[dict]:
+        """JobDetails, newest first; expired jobs have left the listing, deleted ones only on request."""
+        hidden = {"expired"} if include_deleted else {"expired", "deleted"}
         with self._lock:
-            jobs = [job for job in self._jobs.values() if job.status != "expired"]
-        if not include_deleted:
-            jobs = [job for job in jobs if job.status != "deleted"]
-        if created_before_ms is not None:
-            jobs = [job for job in jobs if round(job.created_ts * 1000) < created_before_ms]
-        return sorted(jobs, key=lambda job: job.created_ts, reverse=True)
+            jobs = [job for job in self._jobs.values() if job.status not in hidden]
+            if created_before_ms is not None:
+                jobs = [job for job in jobs if round(job.created_ts * 1000) < created_before_ms]
+            jobs.sort(key=lambda job: job.created_ts, reverse=True)
+            return [job.details() for job in jobs[:limit]]
 
     def collect(self, view: Callable[[Job], Any]) -> list[Any]:
         """``view`` of every job, taken under the lock (jobs are only ever read or changed under it)."""

@@ -86,13 +86,13 @@ def test_without_contents_the_transcript_is_the_data_file_part(emu: Emulator, re
 
 
 def test_failed_job_sends_only_what_exists(emu: Emulator, receiver: Receiver) -> None:
-    entries = [{"url": receiver.url("/one"), "contents": ["jobinfo", "transcript"]},
+    entries = [{"url": receiver.url("/one"), "contents": ["jobinfo", "transcript", "data"]},
                {"url": receiver.url("/two"), "contents": ["transcript"]},
                {"url": receiver.url("/three")}]
     job_id = submit_id(emu.url, b"garbage bytes, not audio", name="x.bin", notification_config=entries)
     one, two, three = (receiver.wait(1, path)[0] for path in ("/one", "/two", "/three"))
     assert all(r.query["status"] == ["error"] and r.query["id"] == [job_id] for r in (one, two, three))
-    assert set(one.parts()) == {"jobinfo"}  # layout still multipart, the transcript is left out
+    assert set(one.parts()) == {"jobinfo", "data"}  # the transcript is left out, the uploaded media exists
     assert two.body == b"" and two.content_type == "application/json"
     boundary = three.content_type.split("boundary=")[1]
     assert three.body == f"--{boundary}--\r\n".encode()  # multipart with no parts (what Go's writer sends)
