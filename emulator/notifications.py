@@ -49,7 +49,7 @@ class Notification:
     @classmethod
     def from_config(cls, job_id: str, entry: dict[str, Any], status: str) -> Notification:
         contents = entry.get("contents")
-        headers = tuple(_split_header(line) for line in entry.get("auth_headers") or [])
+        headers = tuple(split_header(line) for line in entry.get("auth_headers") or [])
         method = str(entry.get("method") or "post").upper()
         return cls(job_id, entry["url"], method, status, None if contents is None else tuple(contents), headers)
 
@@ -62,7 +62,8 @@ class Notification:
         return f"{joined}#{fragment}" if fragment else joined
 
 
-def _split_header(line: str) -> tuple[str, str]:
+def split_header(line: str) -> tuple[str, str]:
+    """An ``auth_headers`` entry ("Name: value") as a header pair, split on the first colon."""
     name, _, value = line.partition(":")
     return name.strip(), value.strip()
 

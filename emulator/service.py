@@ -25,7 +25,7 @@ from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
 from emulator.faults import Faults, Traffic
 from emulator.jobs import Failure, Job, JobStore, iso_micros, iso_millis
-from emulator.notifications import USER_AGENT, Notifier
+from emulator.notifications import USER_AGENT, Notifier, split_header
 from emulator.scheduler import Scheduler
 
 NOTIFY_STATUS_SUCCESS = "success"
@@ -105,10 +105,7 @@ class Service:
 
     def _download(self, fetch: dict[str, Any], path: Path) -> str | None:
         """Stream the media to disk under the size cap; returns an error message or None."""
-        headers = {"User-Agent": USER_AGENT}
-        for line in fetch.get("auth_headers") or []:
-            name, _, value = line.partition(":")
-            headers[name.strip()] = value.strip()
+        headers = {"User-Agent": USER_AGENT, **dict(map(split_header, fetch.get("auth_headers") or []))}
         timeout = self.config.fetch_timeout
         with requests.Session() as session:
             session.trust_env = False
@@ -120,7 +117,7 @@ class Service:
                     for chunk in response.iter_content(1 << 16):
                         size += len(chunk)
                         if size > self.config.max_upload_bytes:
-                            return "Audio fetch error, file exceeds the 1 GB size limit"
+                            return f"Audio fetch error, file exceeds {self.config.max_upload_bytes} bytes"
                         target.write(chunk)
         return None
 

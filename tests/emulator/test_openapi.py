@@ -1,4 +1,4 @@
-"""The emulator against the official OpenAPI description (/work/shared/reference), fuzzed with schemathesis.
+"""The emulator against the official OpenAPI description (fixtures/, see its README), fuzzed with schemathesis.
 
 Generation is derandomized and bounded, so a run is deterministic and takes a few seconds. Two
 places where the description itself is wrong are worked around here, narrowly:
@@ -34,7 +34,7 @@ from schemathesis.core.parameters import ParameterLocation
 from emulator import Emulator, EmulatorConfig
 from tests.emulator.support import API_KEY, AUTH, submit_id, wait_for, wav_bytes
 
-SPEC = Path("/work/shared/reference/speechmatics-batch-openapi.yaml")
+SPEC = Path(__file__).parent / "fixtures" / "speechmatics-batch-openapi.yaml"
 
 
 def corrected_spec() -> dict[str, Any]:
