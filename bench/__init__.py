@@ -1,0 +1,17 @@
+"""`make bench`: the integration measured against lean baselines, written up in docs/benchmarks.md.
+
+Run `python -m bench` (all benchmarks, then the report) or `python -m bench.report` (only re-render the
+report from the last results in bench/results/). Each module does one job:
+
+- bodies.py      realistic json-v2 notification bodies of a given size, scaled from a real transcript
+- loadgen.py     the HTTP load generator, run as its own process so it never shares a GIL with a server
+- targets.py     starting and stopping the servers under test (ours, and the two gunicorn baselines)
+- lean_app.py    the limit: a frameworkless WSGI handler doing only the durable work a notification needs
+- bare_app.py    the floor: a Flask endpoint that reads the body and answers 200
+- jobrows.py     job rows pre-created through notification_flow.db, and throwaway PostgreSQL schemas
+- ingest.py      webhook ingest: notifications per second and latency, targets interleaved per round
+- memory.py      peak RSS of the server while it receives a 200 MB transcript
+- reconcile.py   cronjob.py recovering lost notifications, against original_loop.py
+- submission.py  client.py submitting short files, and end-to-end latency through the webhook
+- report.py      docs/benchmarks.md from the raw results; figure.py draws its picture
+"""
