@@ -1,0 +1,117 @@
+"""Reconcile: cronjob.py recovering jobs whose notifications were lost, against the original example's loop.
+
+Each run gets a fresh emulator holding `count` finished jobs whose notifications were all dropped, and a
+fresh database holding the same jobs as `running`. Then 50 ms of latency is added to every API answer and
+the documented limits are switched on (50 reads, 10 submissions per second), and the script under test
+runs as its own process. The two scripts alternate, first one then the other, round by round.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import jobrows, traffic
+from bench.bodies import ROOT
+from bench.targets import clean_env
+from emulator import Emulator, EmulatorConfig
+
+API_KEY = "bench-api-key"
+AUDIO = ROOT / "example.wav"
+SCRIPTS = {"cronjob.py": [str(ROOT / "cronjob.py"), "--all"], "original loop": ["-m", "bench.original_loop"]}
+LATENCY_MS = 50
+
+
+def run(count: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    names = list(SCRIPTS)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for number in range(rounds):
+        for name in names[number % 2:] + names[:number % 2]:
+            result = measure(name, count, scratch)
+            runs[name].append(result)
+            log(f"reconcile round {number + 1}/{rounds} {name}: {result['seconds']:.1f} s, "
+                f"{result['reads_per_second']:.1f} reads/s (peak {result['max_gets_per_second']}), "
+                f"{result['calls_per_checked_job']:.2f} calls/job, {result['recovered']} recovered, "
+                f"{result['rate_limited']} rate-limited")
+    return {"jobs": count, "latency_ms": LATENCY_MS, "runs": runs}
+
+
+def measure(name: str, count: int, scratch: Path) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="reconcile-", dir=scratch))
+    config = EmulatorConfig(api_key=API_KEY, processing_seconds=0.05, drop_fraction=1.0, seed=1,
+                            rate_limit_post_per_second=0, rate_limit_get_per_second=0)
+    try:
+        with Emulator(config) as emulator:
+            jobs = finished_jobs(emulator, count)
+            url = f"sqlite:///{work / 'jobs.db'}"
+            store = jobrows.create_running(url, list(jobs), references=list(jobs.values()))
+            emulator.set_faults(api_latency_ms=LATENCY_MS, rate_limit_get_per_second=50,
+                                rate_limit_post_per_second=10)
+            result = run_script(name, emulator, url, work)
+            stats = emulator.stats()
+        result.update(count_outcomes(store, work / "transcripts"))
+        result["calls_per_job"] = result["api_calls"] / result["recovered"] if result["recovered"] else None
+        result["calls_per_checked_job"] = result["api_calls"] / count
+        result.update(max_gets_per_second=stats["max_gets_per_second"], rate_limited=stats["rate_limited_get"])
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_script(name: str, emulator: Emulator, database_url: str, work: Path) -> dict[str, Any]:
+    env = clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=emulator.url,
+                    DATABASE_URL=database_url, TRANSCRIPTS_DIR=str(work / "transcripts"))
+    calls_before = traffic.api_calls(emulator.stats())
+    watcher = traffic.Watcher(emulator, "GET")
+    watcher.start()
+    started = time.perf_counter()
+    finished = subprocess.run([sys.executable, *SCRIPTS[name]], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=900, check=False)
+    seconds = time.perf_counter() - started
+    reads = watcher.stop()
+    return {"seconds": seconds, "exit": finished.returncode, "output": finished.stdout.strip()[-300:],
+            "reads": reads["requests"], "busy_seconds": reads["busy_seconds"],
+            "reads_per_second": reads["per_second"], "api_calls": traffic.api_calls(emulator.stats()) - calls_before}
+
+
+def count_outcomes(store: Any, transcripts: Path) -> dict[str, int]:
+    """Jobs marked done, and of those the ones whose transcript is really on disk (what 'recovered' means)."""
+    done = store.jobs(status="done")
+    stored = sum(1 for job in done if (transcripts / f"{job.job_id}.json").is_file())
+    return {"marked_done": len(done), "recovered": stored}
+
+
+def finished_jobs(emulator: Emulator, count: int) -> dict[str, str]:
+    """`count` jobs submitted over HTTP (limits off), all finished and their notifications dropped:
+    {job id: tracking reference}."""
+    references = [uuid.uuid4().hex for _ in range(count)]
+    audio = AUDIO.read_bytes()
+    with ThreadPoolExecutor(8) as pool, requests.Session() as session:
+        ids = list(pool.map(lambda reference: submit(session, emulator.url, audio, reference), references))
+    deadline = time.monotonic() + 120
+    while any(emulator.job(job_id)["status"] == "running" for job_id in ids):
+        if time.monotonic() > deadline:
+            raise RuntimeError("emulator jobs did not finish")
+        time.sleep(0.1)
+    return dict(zip(ids, references, strict=True))
+
+
+def submit(session: requests.Session, url: str, audio: bytes, reference: str) -> str:
+    config = {"type": "transcription", "transcription_config": {"language": "en"},
+              "tracking": {"reference": reference},
+              "notification_config": [{"url": "http://127.0.0.1:9/webhook", "contents": ["transcript"]}]}
+    response = session.post(f"{url}/jobs", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30,
+                            data={"config": json.dumps(config)}, files={"data_file": ("call.wav", audio)})
+    response.raise_for_status()
+    return str(response.json()["id"])
