@@ -187,7 +187,7 @@ def test_delete_needs_force_while_running(make_emulator) -> None:
 
 
 def test_delete_of_a_finished_job_keeps_usage(emu: Emulator) -> None:
-    job_id = submit_id(emu.url, wav_bytes(7200 / 1000))
+    job_id = submit_id(emu.url, wav_bytes(7.2))
     wait_for(lambda: emu.job(job_id)["status"] == "done", message="done")
     before = get(f"{emu.url}/usage").json()
     deleted = requests.delete(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10)
