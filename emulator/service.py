@@ -84,7 +84,7 @@ class Service:
 
     def _schedule_finish(self, job_id: str) -> None:
         created = self.store.read(job_id, lambda job: job.created_ts)
-        remaining = created + self.faults.config.processing_seconds - time.time()
+        remaining = created + self.config.processing_seconds - time.time()
         self.scheduler.call_later(remaining, self.complete, job_id, None)
 
     def _fetch(self, job_id: str) -> None:
@@ -167,7 +167,7 @@ class Service:
 
     def expire_if_due(self, job_id: str) -> None:
         created = self.store.read(job_id, lambda job: job.created_ts)
-        if time.time() >= created + self.faults.config.retention_seconds:
+        if time.time() >= created + self.config.retention_seconds:
             self.expire(job_id)
 
     def expire(self, job_id: str) -> None:
