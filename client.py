@@ -70,7 +70,9 @@ def submit(path: Path, settings: config.Settings, store: JobStore, api: Speechma
         store.record_submit_failed(reference, str(error))
         return False, f"{path}: not submitted: {error}"
     job = store.record_submitted(reference, job_id)
-    return True, f"{path}: job {job_id} {job.status if job else 'running'}"
+    if job is None:  # only if cronjob.py judged this row dead while we were still uploading
+        return False, f"{path}: job {job_id} created, but its row was already closed; see cronjob.py's log"
+    return True, f"{path}: job {job_id} {job.status}"
 
 
 def submit_all(paths: list[Path], settings: config.Settings, store: JobStore,

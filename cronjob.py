@@ -30,7 +30,10 @@ DEFAULT_GRACE_SECONDS = 120
 LEASE_SECONDS = 600
 BATCH = 200
 CLOCK_SKEW_SECONDS = 300
-LEFT_OPEN = ("still running", "failed")  # how far our clock and Speechmatics' may disagree when we page back in time
+LEFT_OPEN = ("still running", "failed")
+# client.py touches a row it is still uploading at least this often, so a quieter `submitting` row whose
+# reference Speechmatics does not know belongs to a client that died: it certainly created no job.
+CLIENT_HEARTBEAT_SECONDS = 60  # how far our clock and Speechmatics' may disagree when we page back in time
 log = logging.getLogger("cronjob")
 
 
@@ -46,9 +49,10 @@ class Reconciler:
         self.transcripts.remove_stale_incoming()
         quiet_since = time.time() - self.grace
         unfinished: list[Job] = []  # keep their leases until the pass ends, so it does not see them twice
+        remote = RemoteJobs(self.api)
         try:
             while jobs := self.store.claim_open_jobs(quiet_since, BATCH, LEASE_SECONDS):
-                remote = RemoteJobs(self.api, jobs)
+                remote.learn(jobs)
                 with ThreadPoolExecutor(self.concurrency) as pool:
                     outcomes = list(pool.map(self.reconcile_safely, jobs, [remote] * len(jobs),
                                              [quiet_since] * len(jobs)))
@@ -74,7 +78,8 @@ class Reconciler:
         if job_id is None:  # client.py died or timed out between creating the job and recording its id
             found = remote.by_reference.get(job.reference)
             if found is None:
-                if not remote.listed_back_to(job.created_at) or job.updated_at > quiet_since:
+                client_may_be_alive = job.updated_at > min(quiet_since, time.time() - CLIENT_HEARTBEAT_SECONDS)
+                if client_may_be_alive or not remote.listed_back_to(job.created_at):
                     return "still running"
                 self.store.record_submit_failed(job.reference, "Speechmatics has no job with this reference")
                 return "submit failed"
@@ -123,22 +128,27 @@ class Reconciler:
 
 
 class RemoteJobs:
-    """What Speechmatics says about a batch of our jobs, from as few API reads as it takes.
+    """What Speechmatics says about our unfinished jobs, from as few API reads as it takes.
 
-    One page of `GET /v2/jobs` answers up to 100 jobs, so a batch is looked up by paging back to its oldest
-    job, as long as that costs fewer reads than asking for each job. Jobs the pages did not show (and
-    submitting rows, which only a listing can find by reference) are asked for one by one."""
+    One page of `GET /v2/jobs` answers up to 100 jobs, so the jobs of a pass are looked up by paging back to
+    the oldest of them (once: batches come oldest first), as long as that costs fewer reads than asking for
+    each job. Jobs the pages did not show are asked for one by one; `submitting` rows, which only a listing
+    can find (by reference), are judged absent only where the listing reached back past their creation."""
 
-    def __init__(self, api: SpeechmaticsAPI, jobs: list[Job]) -> None:
+    def __init__(self, api: SpeechmaticsAPI) -> None:
         self.api = api
         self.by_id: dict[str, dict[str, Any]] = {}
         self.by_reference: dict[str, dict[str, Any]] = {}
         self.oldest_listed = float("inf")
-        if jobs and (len(jobs) > 1 or jobs[0].job_id is None):
-            self.list_back_to(min(job.created_at for job in jobs) - CLOCK_SKEW_SECONDS, jobs)
+
+    def learn(self, jobs: list[Job]) -> None:
+        unlisted = [job for job in jobs if not self.knows(job) and not self.listed_back_to(job.created_at)]
+        if len(unlisted) > 1 or any(job.job_id is None for job in unlisted):
+            self.list_back_to(min(job.created_at for job in unlisted) - CLOCK_SKEW_SECONDS, unlisted)
 
     def list_back_to(self, since: float, jobs: list[Job]) -> None:
         missing = {job.job_id or job.reference for job in jobs}
+        self.oldest_listed = float("inf")
         for seen, item in enumerate(self.api.recent_jobs(since), start=1):
             reference = ((item.get("config") or {}).get("tracking") or {}).get("reference")
             self.by_id[item["id"]] = item
@@ -149,6 +159,9 @@ class RemoteJobs:
             if not missing or seen // 100 > len(jobs):  # found all, or paging costs more than asking each
                 return
         self.oldest_listed = min(self.oldest_listed, since)
+
+    def knows(self, job: Job) -> bool:
+        return job.job_id in self.by_id if job.job_id else job.reference in self.by_reference
 
     def listed_back_to(self, moment: float) -> bool:
         return self.oldest_listed <= moment - CLOCK_SKEW_SECONDS
