@@ -24,6 +24,7 @@ from bench.bodies import ROOT
 from bench.stats import percentile
 
 TARGETS = ("ours", "ours-postgresql", "lean", "bare")
+BASELINE_IDS = 40_000  # the baselines need no rows, so ids enough for any run are free
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,9 @@ class Plan:
     rounds: int
     seconds: float  # measured per run, after the warmup
     warmup: int  # answers not measured: workers importing, caches filling
-    pool: int  # job rows prepared per run of ours (4x as many ids for the baselines, which need no rows)
+    pool: int  # job rows prepared per run of ours; a run that uses them all ends early (the report says so)
     concurrency: int = 16  # twice the server's 8 threads, so it always has work queued
+    diagnose: bool = False  # also run the targets.DIAGNOSTIC variant
 
 
 def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -42,9 +44,10 @@ def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[st
     chosen = [name for name in TARGETS if not (name == "ours-postgresql" and problem)]
     results: dict[str, Any] = {"targets": chosen, "postgresql_skipped": problem, "plans": {}}
     for plan in plans:
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+        names = [*chosen, targets.DIAGNOSTIC] if plan.diagnose else chosen
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for number in range(plan.rounds):
-            for name in chosen[number % len(chosen):] + chosen[:number % len(chosen)]:
+            for name in names[number % len(names):] + names[:number % len(names)]:
                 result = measure(name, plan, scratch)
                 runs[name].append(result)
                 log(f"ingest {plan.label} round {number + 1}/{plan.rounds} {name}: {result['per_second']:.0f}/s "
@@ -56,7 +59,7 @@ def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[st
 def measure(name: str, plan: Plan, scratch: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"ingest-{name}-", dir=scratch))
     try:
-        ids = jobrows.new_ids(plan.pool if name.startswith("ours") else plan.pool * 4)  # rows cost setup time
+        ids = jobrows.new_ids(plan.pool if name.startswith("ours") else BASELINE_IDS)
         with prepared(name, work, ids) as (server, stored):
             with targets.running(server):
                 result = load(server, ids, plan, work)
@@ -73,6 +76,10 @@ def prepared(name: str, work: Path, ids: list[str]) -> Iterator[tuple[targets.Se
         url = f"sqlite:///{work / 'jobs.db'}"
         store = jobrows.create_running(url, ids)
         yield targets.ours(work, url), lambda: jobrows.count_done(store)
+    elif name == targets.DIAGNOSTIC:
+        url = f"sqlite:///{work / 'jobs.db'}"
+        store = jobrows.create_running(url, ids)
+        yield targets.variant(work, url), lambda: jobrows.count_done(store)
     elif name == "ours-postgresql":
         with jobrows.postgres_schema() as url:
             store = jobrows.create_running(url, ids)

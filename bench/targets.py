@@ -26,6 +26,7 @@ SECRET = secrets.token_hex(20)  # a fresh one per `make bench`, passed to each s
 WORKERS = os.cpu_count() or 1
 THREADS = 4  # server.py's default --threads
 KEEPALIVE = 5  # notification_flow/wsgi.py
+DIAGNOSTIC = "ours-ijson.items"  # bench/variants.py: what a suggested fix would buy, never what ships
 
 
 def free_port() -> int:
@@ -124,6 +125,13 @@ def ours(workdir: Path, database_url: str, max_notification_mb: int = 512, name:
     env = clean_env(workdir, WEBHOOK_SECRET=SECRET, DATABASE_URL=database_url, **extra,
                     TRANSCRIPTS_DIR=str(workdir / "transcripts"), MAX_NOTIFICATION_MB=str(max_notification_mb))
     return Server(name, [sys.executable, str(ROOT / "server.py"), "--port", "{port}"], env, workdir)
+
+
+def variant(workdir: Path, database_url: str) -> Server:
+    """Our server with a suggested change applied in memory (bench/variants.py): diagnosis, not a target."""
+    server = ours(workdir, database_url, name=DIAGNOSTIC)
+    server.command = [sys.executable, "-m", "bench.variants", "--port", "{port}"]
+    return server
 
 
 def lean(workdir: Path) -> Server:
