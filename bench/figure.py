@@ -1,0 +1,79 @@
+"""The one picture of docs/benchmarks.md: webhook ingest of 20 KB notifications, ours against the baselines.
+
+Left, throughput (median of the rounds, whiskers from the slowest to the fastest round); right, the
+latency distribution of every measured request of every round, on a log scale, with the 300 ms goal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: `make bench` runs headless
+import matplotlib.pyplot as plt
+
+from bench.stats import median, spread
+from bench.targets import DIAGNOSTIC
+
+STYLE = {  # label, colour, line style
+    "ours": ("ours (server.py, sqlite)", "#1f77b4", "-"),
+    "ours-postgresql": ("ours (server.py, PostgreSQL)", "#9467bd", "-"),
+    "lean": ("limit: lean WSGI handler", "#2ca02c", "-"),
+    "bare": ("bare Flask endpoint", "#7f7f7f", "-"),
+    DIAGNOSTIC: ("ours + ijson.items parse (diagnostic)", "#ff7f0e", "--"),
+}
+P99_GOAL_MS = 300
+
+
+def draw(plan: dict[str, Any], path: Path) -> None:
+    runs = plan["runs"]
+    names = [name for name in STYLE if name in runs]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.35]})
+    throughput(left, runs, names)
+    latency(right, runs, names)
+    size = plan["plan"]["label"]
+    figure.suptitle(f"Webhook ingest, {size} json-v2 notifications, 16 concurrent senders, 2 cores", fontsize=12)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def throughput(axes: Any, runs: dict[str, list[dict[str, Any]]], names: list[str]) -> None:
+    rates = {name: [run["per_second"] for run in runs[name]] for name in names}
+    medians = [median(rates[name]) for name in names]
+    low_high = [spread(rates[name]) for name in names]
+    errors = [[m - lo for m, (lo, _) in zip(medians, low_high, strict=True)],
+              [hi - m for m, (_, hi) in zip(medians, low_high, strict=True)]]
+    positions = range(len(names))
+    axes.barh(positions, medians, xerr=errors, color=[STYLE[name][1] for name in names], capsize=3)
+    axes.set_yticks(list(positions), [STYLE[name][0] for name in names], fontsize=8)
+    axes.invert_yaxis()
+    limit = median(rates["lean"]) if "lean" in rates else None
+    for position, (name, value) in enumerate(zip(names, medians, strict=True)):
+        note = f"{value:.0f}/s" + (f"  ({value / limit:.2f} of limit)" if limit and name != "lean" else "")
+        axes.text(value, position, "  " + note, va="center", fontsize=8)
+    axes.set_xlim(0, max(medians) * 1.55)
+    axes.set_xlabel("notifications per second (median of rounds)")
+    axes.set_title("Throughput", fontsize=10)
+
+
+def latency(axes: Any, runs: dict[str, list[dict[str, Any]]], names: list[str]) -> None:
+    for name in names:
+        values = sorted(value for run in runs[name] for value in run["latencies_ms"])
+        if not values:
+            continue
+        fractions = [(index + 1) / len(values) * 100 for index in range(len(values))]
+        label, colour, line = STYLE[name]
+        axes.plot(values, fractions, line, color=colour, label=label, linewidth=1.6)
+    axes.axvline(P99_GOAL_MS, color="#d62728", linestyle=":", linewidth=1)
+    axes.axhline(99, color="#bbbbbb", linestyle=":", linewidth=1)
+    axes.text(P99_GOAL_MS, 3, " p99 goal\n 300 ms", color="#d62728", fontsize=8)
+    axes.set_xscale("log")
+    axes.set_ylim(0, 100.5)
+    axes.set_xlabel("latency per notification, ms (log scale)")
+    axes.set_ylabel("% of notifications answered within")
+    axes.set_title("Latency distribution (all rounds)", fontsize=10)
+    axes.legend(fontsize=8, loc="lower right")
+    axes.grid(True, which="both", alpha=0.25)
