@@ -24,6 +24,9 @@ test: $(STAMP)  ## Lint, then run the test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks.md and its figure
+	$(BIN)/python -m bench
+
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
 
