@@ -5,6 +5,8 @@ report from the last results in bench/results/). Each module does one job:
 
 - bodies.py      realistic json-v2 notification bodies of a given size, scaled from a real transcript
 - loadgen.py     the HTTP load generator, run as its own process so it never shares a GIL with a server
+- machine.py     the machine, versions and load average the numbers were taken with
+- stats.py       percentiles and medians; traffic.py reads the emulator's request counts during a run
 - targets.py     starting and stopping the servers under test (ours, and the two gunicorn baselines)
 - lean_app.py    the limit: a frameworkless WSGI handler doing only the durable work a notification needs
 - bare_app.py    the floor: a Flask endpoint that reads the body and answers 200
@@ -13,5 +15,8 @@ report from the last results in bench/results/). Each module does one job:
 - memory.py      peak RSS of the server while it receives a 200 MB transcript
 - reconcile.py   cronjob.py recovering lost notifications, against original_loop.py
 - submission.py  client.py submitting short files, and end-to-end latency through the webhook
-- report.py      docs/benchmarks.md from the raw results; figure.py draws its picture
+- variants.py    DIAGNOSTIC ONLY: our server with one change applied in memory, to measure what it costs or buys
+- report.py      docs/benchmarks.md from the raw results (summary.py, goals.py, explain.py); figure.py its picture
+
+soak.py is separate: `make soak`, a correctness run under faults, not a benchmark.
 """

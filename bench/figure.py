@@ -15,14 +15,14 @@ matplotlib.use("Agg")  # no display: `make bench` runs headless
 import matplotlib.pyplot as plt
 
 from bench.stats import median, spread
-from bench.targets import DIAGNOSTIC
 
 STYLE = {  # label, colour, line style
     "ours": ("ours (server.py, sqlite)", "#1f77b4", "-"),
     "ours-postgresql": ("ours (server.py, PostgreSQL)", "#9467bd", "-"),
     "lean": ("limit: lean WSGI handler", "#2ca02c", "-"),
     "bare": ("bare Flask endpoint", "#7f7f7f", "-"),
-    DIAGNOSTIC: ("ours + ijson.items parse (diagnostic)", "#ff7f0e", "--"),
+    "ours-ijson.items": ("diagnostic: ours + ijson.items parse", "#ff7f0e", "--"),
+    "ours-no-dir-fsync": ("diagnostic: ours - directory fsync", "#8c564b", ":"),
 }
 P99_GOAL_MS = 300
 

@@ -36,7 +36,7 @@ class Plan:
     warmup: int  # answers not measured: workers importing, caches filling
     pool: int  # job rows prepared per run of ours; a run that uses them all ends early (the report says so)
     concurrency: int = 16  # twice the server's 8 threads, so it always has work queued
-    diagnose: bool = False  # also run the targets.DIAGNOSTIC variant
+    diagnose: bool = False  # also run the diagnostic variants (targets.DIAGNOSTICS)
 
 
 def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -44,14 +44,15 @@ def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[st
     chosen = [name for name in TARGETS if not (name == "ours-postgresql" and problem)]
     results: dict[str, Any] = {"targets": chosen, "postgresql_skipped": problem, "plans": {}}
     for plan in plans:
-        names = [*chosen, targets.DIAGNOSTIC] if plan.diagnose else chosen
+        names = [*chosen, *targets.DIAGNOSTICS] if plan.diagnose else chosen
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for number in range(plan.rounds):
             for name in names[number % len(names):] + names[:number % len(names)]:
                 result = measure(name, plan, scratch)
                 runs[name].append(result)
                 log(f"ingest {plan.label} round {number + 1}/{plan.rounds} {name}: {result['per_second']:.0f}/s "
-                    f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms {result['statuses']}")
+                    f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms {result['statuses']}, "
+                    f"server CPU {result['cpu_ms_per_request']:.2f} ms per notification")
         results["plans"][plan.label] = {"plan": plan.__dict__, "runs": runs}
     return results
 
@@ -62,7 +63,12 @@ def measure(name: str, plan: Plan, scratch: Path) -> dict[str, Any]:
         ids = jobrows.new_ids(plan.pool if name.startswith("ours") else BASELINE_IDS)
         with prepared(name, work, ids) as (server, stored):
             with targets.running(server):
+                cpu_before = server.cpu_seconds()
                 result = load(server, ids, plan, work)
+                cpu = server.cpu_seconds() - cpu_before
+            answered = max(1, sum(result["all_statuses"].values()))
+            result["cpu_ms_per_request"] = cpu * 1000 / answered
+            result["loadgen_cpu_ms_per_request"] = result["cpu_seconds"] * 1000 / answered
             result["stored"] = stored()
         return result
     finally:
@@ -76,10 +82,10 @@ def prepared(name: str, work: Path, ids: list[str]) -> Iterator[tuple[targets.Se
         url = f"sqlite:///{work / 'jobs.db'}"
         store = jobrows.create_running(url, ids)
         yield targets.ours(work, url), lambda: jobrows.count_done(store)
-    elif name == targets.DIAGNOSTIC:
+    elif name in targets.DIAGNOSTICS:
         url = f"sqlite:///{work / 'jobs.db'}"
         store = jobrows.create_running(url, ids)
-        yield targets.variant(work, url), lambda: jobrows.count_done(store)
+        yield targets.variant(work, url, name), lambda: jobrows.count_done(store)
     elif name == "ours-postgresql":
         with jobrows.postgres_schema() as url:
             store = jobrows.create_running(url, ids)

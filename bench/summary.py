@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from bench.stats import median, percentile, spread
-from bench.targets import DIAGNOSTIC
+from bench.targets import DIAGNOSTICS
 
 MB = 1024
 
@@ -21,6 +21,8 @@ def ingest_target(runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     answered = sum(run["all_statuses"].get("200", 0) for run in runs)
     stored = [run["stored"] for run in runs]
     return {"rate": median(rates), "range": spread(rates), "p50": median([run["p50_ms"] for run in runs]),
+            "cpu_ms": median([run["cpu_ms_per_request"] for run in runs]),
+            "loadgen_cpu_ms": median([run["loadgen_cpu_ms_per_request"] for run in runs]),
             "p99": median([run["p99_ms"] for run in runs]), "worst_p99": max(run["p99_ms"] for run in runs),
             "errors": sum(run["errors"] for run in runs), "statuses": merged_statuses(runs),
             "answered": answered, "stored": None if None in stored else sum(stored), "rounds": len(runs),
@@ -53,8 +55,9 @@ def ingest(result: dict[str, Any]) -> dict[str, Any]:
                           "limit_to_bare": paired_ratio(runs, "lean", "bare"),
                           "postgresql_to_sqlite": paired_ratio(runs, "ours-postgresql", "ours"),
                           "postgresql_to_limit": paired_ratio(runs, "ours-postgresql", "lean"),
-                          "diagnostic_to_limit": paired_ratio(runs, DIAGNOSTIC, "lean"),
-                          "diagnostic_to_ours": paired_ratio(runs, DIAGNOSTIC, "ours")}
+                          "diagnostics": {name: {"to_limit": paired_ratio(runs, name, "lean"),
+                                                 "to_ours": paired_ratio(runs, name, "ours")}
+                                          for name in DIAGNOSTICS if name in runs}}
     return summary
 
 

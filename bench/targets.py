@@ -26,7 +26,8 @@ SECRET = secrets.token_hex(20)  # a fresh one per `make bench`, passed to each s
 WORKERS = os.cpu_count() or 1
 THREADS = 4  # server.py's default --threads
 KEEPALIVE = 5  # notification_flow/wsgi.py
-DIAGNOSTIC = "ours-ijson.items"  # bench/variants.py: what a suggested fix would buy, never what ships
+# bench/variants.py, by target name: what a suggested fix would buy, and what the directory fsync costs
+DIAGNOSTICS = {"ours-ijson.items": "ijson-items", "ours-no-dir-fsync": "no-dir-fsync"}
 
 
 def free_port() -> int:
@@ -94,6 +95,19 @@ class Server:
         return [pid for pid in _all_pids() if _pgid(pid) == self.process.pid]
 
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time used so far by the master and its live workers."""
+        return sum(_cpu_seconds(pid) for pid in self.pids())
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def _all_pids() -> Iterator[int]:
     return (int(name) for name in os.listdir("/proc") if name.isdigit())
 
@@ -127,10 +141,10 @@ def ours(workdir: Path, database_url: str, max_notification_mb: int = 512, name:
     return Server(name, [sys.executable, str(ROOT / "server.py"), "--port", "{port}"], env, workdir)
 
 
-def variant(workdir: Path, database_url: str) -> Server:
-    """Our server with a suggested change applied in memory (bench/variants.py): diagnosis, not a target."""
-    server = ours(workdir, database_url, name=DIAGNOSTIC)
-    server.command = [sys.executable, "-m", "bench.variants", "--port", "{port}"]
+def variant(workdir: Path, database_url: str, name: str) -> Server:
+    """Our server with one change applied in memory (bench/variants.py): diagnosis, never what ships."""
+    server = ours(workdir, database_url, name=name)
+    server.command = [sys.executable, "-m", "bench.variants", DIAGNOSTICS[name], "--port", "{port}"]
     return server
 
 
