@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 from notification_flow.db import JobStore, open_store
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")  # as the tests
 _serial = itertools.count()
 
 
