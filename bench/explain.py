@@ -63,7 +63,13 @@ def diagnosis(summary: dict[str, Any], name: str) -> str:
         if found and not math.isnan(found["to_limit"]):
             parts.append(f"{label}: **{found['to_limit']:.2f}** of the limit against {part['to_limit']:.2f} "
                          f"({found['to_ours']:.2f}x our throughput)")
-    return f"{DIAGNOSIS[name]} {'; '.join(parts)}, in the same rounds." if parts else ""
+    if not parts:
+        return ""
+    small = summary["ingest"].get("20 KB", {}).get("diagnostics", {}).get(name)
+    verdict = ""
+    if name == "ours-no-dir-fsync" and small and small["to_ours"] <= 1.05:
+        verdict = " So on this disk the directory fsync costs no throughput that these rounds can measure."
+    return f"{DIAGNOSIS[name]} {'; '.join(parts)}, in the same rounds.{verdict}"
 
 
 def ingest_p99(summary: dict[str, Any], goal: Goal) -> str:

@@ -22,6 +22,7 @@ def ingest_target(runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     stored = [run["stored"] for run in runs]
     return {"rate": median(rates), "range": spread(rates), "p50": median([run["p50_ms"] for run in runs]),
             "cpu_ms": median([run["cpu_ms_per_request"] for run in runs]),
+            "cores_busy": median([run["cpu_ms_per_request"] * run["per_second"] / 1000 for run in runs]),
             "loadgen_cpu_ms": median([run["loadgen_cpu_ms_per_request"] for run in runs]),
             "p99": median([run["p99_ms"] for run in runs]), "worst_p99": max(run["p99_ms"] for run in runs),
             "errors": sum(run["errors"] for run in runs), "statuses": merged_statuses(runs),
@@ -37,12 +38,12 @@ def merged_statuses(runs: list[dict[str, Any]]) -> dict[str, int]:
     return merged
 
 
-def paired_ratio(runs: dict[str, list[dict[str, Any]]], top: str, bottom: str) -> float:
-    """Median over rounds of top/bottom notifications per second."""
+def paired_ratio(runs: dict[str, list[dict[str, Any]]], top: str, bottom: str, key: str = "per_second") -> float:
+    """Median over rounds of top/bottom notifications per second (or of another per-run figure)."""
     if top not in runs or bottom not in runs:
         return math.nan
     pairs = zip(runs[top], runs[bottom], strict=False)
-    return median([a["per_second"] / b["per_second"] for a, b in pairs if b["per_second"]])
+    return median([a[key] / b[key] for a, b in pairs if b[key]])
 
 
 def ingest(result: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +53,7 @@ def ingest(result: dict[str, Any]) -> dict[str, Any]:
         summary[label] = {"plan": entry["plan"],
                           "targets": {name: ingest_target(r, seconds) for name, r in runs.items()},
                           "to_limit": paired_ratio(runs, "ours", "lean"), "to_bare": paired_ratio(runs, "ours", "bare"),
+                          "cpu_to_limit": paired_ratio(runs, "lean", "ours", key="cpu_ms_per_request"),
                           "limit_to_bare": paired_ratio(runs, "lean", "bare"),
                           "postgresql_to_sqlite": paired_ratio(runs, "ours-postgresql", "ours"),
                           "postgresql_to_limit": paired_ratio(runs, "ours-postgresql", "lean"),
