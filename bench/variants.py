@@ -8,8 +8,9 @@ for every event of `ijson.parse` (thousands for a 20 KB transcript, a million fo
 head of the document in Python, until the keys `format`, `job` and `results` have been seen, then let
 ijson's C backend build the `job` object with `ijson.items(source, "job")`, which parses (and so
 validates) the whole document in C and keeps nothing else. Memory stays flat whatever the size. Bodies
-that are not transcripts (jobinfo, small by nature) go through the original code. The job fields
-extracted are the same, under the same flattened names (`id`, `tracking.reference`, ...).
+that are not transcripts (jobinfo, small by nature) go through the original code. The job fields the
+server routes by come out the same, under the same flattened names (`id`, `tracking.reference`,
+`errors.item.message`); a malformed or truncated document is refused the same way.
 
 `no-dir-fsync`, NOT a suggestion: skip the directory fsync after linking `<job_id>.json`. Without it a
 power cut can lose a transcript that was acknowledged; it runs only to show what that fsync costs, since
