@@ -12,6 +12,7 @@ that arrives before we have recorded the job id can still be matched to us.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import sys
@@ -24,10 +25,14 @@ from typing import Any
 from notification_flow import settings as config
 from notification_flow.api import AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
 from notification_flow.cli import exit_on_bad_settings
-from notification_flow.db import Job, JobStore, open_store
+from notification_flow.db import Job, JobStore, StoreUnavailable, open_store
 from notification_flow.progress import Progress
 
 SAMPLE_AUDIO = Path(__file__).with_name("example.wav")
+
+
+class RowClosed(Exception):
+    """cronjob.py closed our row (it judged us dead): creating the job now would make an orphan."""
 EXIT_NOT_ALL_SUBMITTED = 1
 
 
@@ -59,8 +64,17 @@ def submit(path: Path, settings: config.Settings, store: JobStore, api: Speechma
         return False, f"{path}: cannot read: {error.strerror or error}"  # nothing recorded for it
     reference = uuid.uuid4().hex
     store.add_submission(reference, str(path))
+
+    def heartbeat() -> None:  # keeps cronjob.py from judging this row dead while we upload or wait
+        with contextlib.suppress(StoreUnavailable):  # a busy database now is no reason to stop uploading
+            if store.touch(reference):
+                return
+            raise RowClosed(f"{path}: row {reference} was closed before the upload finished; not submitted")
+
     try:
-        job_id = api.submit(path, job_config(settings, reference, args), lambda: store.touch(reference))
+        job_id = api.submit(path, job_config(settings, reference, args), heartbeat)
+    except RowClosed as error:
+        return False, str(error)
     except AmbiguousSubmission as error:
         return False, f"{path}: {error}; left as 'submitting' for cronjob.py to resolve"
     except Unauthorized as error:

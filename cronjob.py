@@ -20,20 +20,23 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from notification_flow import settings as config
-from notification_flow.api import ApiError, JobGone, JobNotFound, SpeechmaticsAPI, created_at
+from notification_flow.api import PAGE_SIZE, ApiError, JobGone, JobNotFound, SpeechmaticsAPI, created_at
 from notification_flow.cli import exit_on_bad_settings, setup_logging
-from notification_flow.db import Job, JobStore, open_store
+from notification_flow.db import Job, JobStore, StoreUnavailable, open_store
 from notification_flow.storage import TranscriptStore
 
 # Speechmatics retries a notification for about a minute; after twice that, silence means it was lost.
 DEFAULT_GRACE_SECONDS = 120
 LEASE_SECONDS = 600
 BATCH = 200
-CLOCK_SKEW_SECONDS = 300
+CLOCK_SKEW_SECONDS = 300  # how far our clock and Speechmatics' may disagree when we page back in time
 LEFT_OPEN = ("still running", "failed")
-# client.py touches a row it is still uploading at least this often, so a quieter `submitting` row whose
-# reference Speechmatics does not know belongs to a client that died: it certainly created no job.
-CLIENT_HEARTBEAT_SECONDS = 60  # how far our clock and Speechmatics' may disagree when we page back in time
+# client.py touches a row it is still uploading or waiting to upload at least every 30 s, so a `submitting`
+# row quiet for longer, whose reference Speechmatics does not know, belongs to a client that died before
+# creating a job.
+CLIENT_HEARTBEAT_SECONDS = 60
+RETENTION_SECONDS = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
+REPAIRS_PER_PASS = 100
 log = logging.getLogger("cronjob")
 
 
@@ -46,13 +49,26 @@ class Reconciler:
 
     def run_pass(self) -> Counter[str]:
         self.summary = Counter()
-        self.transcripts.remove_stale_incoming()
+        try:
+            self.reconcile_open_jobs()
+            self.repair_missing_transcripts()
+            self.transcripts.remove_leftovers()
+            self.store.forget_early_notifications(received_before=time.time() - RETENTION_SECONDS)
+        except StoreUnavailable as error:  # the next pass (or --loop round) tries again
+            log.warning("database unavailable, pass cut short: %s", error)
+            self.summary["failed"] += 1
+        return self.summary
+
+    def reconcile_open_jobs(self) -> None:
         quiet_since = time.time() - self.grace
         unfinished: list[Job] = []  # keep their leases until the pass ends, so it does not see them twice
         remote = RemoteJobs(self.api)
         try:
             while jobs := self.store.claim_open_jobs(quiet_since, BATCH, LEASE_SECONDS):
-                remote.learn(jobs)
+                try:
+                    remote.learn(jobs)
+                except ApiError as error:  # no listing: each job is asked for on its own instead
+                    log.warning("listing jobs failed: %s", error)
                 with ThreadPoolExecutor(self.concurrency) as pool:
                     outcomes = list(pool.map(self.reconcile_safely, jobs, [remote] * len(jobs),
                                              [quiet_since] * len(jobs)))
@@ -60,8 +76,6 @@ class Reconciler:
         finally:
             for job in unfinished:
                 self.store.release(job.reference)
-        self.repair_missing_transcripts()
-        return self.summary
 
     def reconcile_safely(self, job: Job, remote: RemoteJobs, quiet_since: float) -> str:
         try:
@@ -88,6 +102,8 @@ class Reconciler:
         try:
             details = remote.details(job_id)
         except (JobNotFound, JobGone) as error:
+            if isinstance(error, JobNotFound) and job.created_at > time.time() - RETENTION_SECONDS:
+                raise  # too young to have expired: a wrong region or a fault; try again next pass
             self.store.finish(job_id, "expired", error=str(error))
             return "expired"
         return self.apply(job_id, details)
@@ -114,17 +130,25 @@ class Reconciler:
         return str(self.transcripts.path_for(job_id))
 
     def repair_missing_transcripts(self) -> None:
-        """A done job promises its file; if someone deleted it, fetch it again while Speechmatics has it."""
-        for job in self.store.jobs(status="done"):
-            if job.job_id and not self.transcripts.exists(job.job_id) and self.store.lease(job.reference, 60):
-                try:
-                    self.store.set_transcript(job.job_id, self.fetch_transcript(job.job_id))
-                    self.summary["repaired"] += 1
-                except ApiError as error:
-                    log.warning("job %s: transcript missing and cannot be fetched: %s", job.job_id, error)
-                    self.summary["failed"] += 1
-                finally:
-                    self.store.release(job.reference)
+        """A done job promises its file; if someone deleted it, fetch it again while Speechmatics still has
+        it (a week), a bounded number per pass. Once it cannot, say so on the job and stop trying."""
+        recent = self.store.jobs(status="done", created_after=time.time() - RETENTION_SECONDS)
+        missing = [job for job in recent if job.job_id and job.transcript and not self.transcripts.exists(job.job_id)]
+        for job in missing[:REPAIRS_PER_PASS]:
+            if not self.store.lease(job.reference, 60):
+                continue  # another pass is on it
+            try:
+                self.store.set_transcript(job.job_id, self.fetch_transcript(job.job_id))
+                self.summary["repaired"] += 1
+            except (JobNotFound, JobGone):
+                self.store.set_transcript(job.job_id, None, error="transcript file lost; Speechmatics no longer "
+                                          "has it")
+                self.summary["failed"] += 1
+            except (ApiError, OSError) as error:
+                log.warning("job %s: transcript missing and not fetched yet: %s", job.job_id, error)
+                self.summary["failed"] += 1
+            finally:
+                self.store.release(job.reference)
 
 
 class RemoteJobs:
@@ -147,16 +171,19 @@ class RemoteJobs:
             self.list_back_to(min(job.created_at for job in unlisted) - CLOCK_SKEW_SECONDS, unlisted)
 
     def list_back_to(self, since: float, jobs: list[Job]) -> None:
-        missing = {job.job_id or job.reference for job in jobs}
+        missing_ids = {job.job_id for job in jobs if job.job_id}
+        missing_references = {job.reference for job in jobs if not job.job_id}  # only a listing finds these
         self.oldest_listed = float("inf")
         for seen, item in enumerate(self.api.recent_jobs(since), start=1):
             reference = ((item.get("config") or {}).get("tracking") or {}).get("reference")
             self.by_id[item["id"]] = item
             if reference:
                 self.by_reference[reference] = item
-            missing -= {item["id"], reference}
+            missing_ids.discard(item["id"])
+            missing_references.discard(reference)
             self.oldest_listed = min(self.oldest_listed, created_at(item))
-            if not missing or seen // 100 > len(jobs):  # found all, or paging costs more than asking each
+            too_costly = seen // PAGE_SIZE > len(jobs) and not missing_references  # asking each is cheaper
+            if not (missing_ids or missing_references) or too_costly:
                 return
         self.oldest_listed = min(self.oldest_listed, since)
 

@@ -25,7 +25,7 @@ from notification_flow.api import ApiError, SpeechmaticsAPI
 from notification_flow.auth import Guard
 from notification_flow.cli import exit_on_bad_settings, setup_logging
 from notification_flow.db import FAILURE_NOTIFICATIONS, JobStore, StoreUnavailable, open_store
-from notification_flow.payloads import NotificationBody, UnreadableBody, read_body
+from notification_flow.payloads import NotificationBody, UnreadableBody, read_body, request_class
 from notification_flow.storage import BodyTooLarge, InvalidJobId, TranscriptStore, check_job_id
 
 NOTIFICATION_STATUSES = ("success", *FAILURE_NOTIFICATIONS)
@@ -39,6 +39,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     receiver = Receiver(settings)
+    app.request_class = request_class(receiver.transcripts)
 
     app.add_url_rule(settings.webhook_path, "notification", receiver.receive, methods=["POST", "PUT"])
     app.add_url_rule("/healthz", "healthz", receiver.healthz)
@@ -57,7 +58,8 @@ class Receiver:
         self.guard = Guard(settings)
         self.store: JobStore = open_store(settings.database_url)
         self.transcripts = TranscriptStore(settings.transcripts_dir).ensure_directories()
-        self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10, attempts=2)
+        # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
+        self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10, attempts=1, max_wait=0)
                     if settings.api_key else None)
 
     def receive(self) -> tuple[Response, int]:

@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from notification_flow.storage import IncomingFile
 SUBMITS_PER_SECOND = 9.5
 READS_PER_SECOND = 48
 CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-THROTTLED = (429, 503)
+PAGE_SIZE = 100  # the most GET /v2/jobs returns at once
+Heartbeat = Callable[[], None]
 
 
 class ApiError(Exception):
@@ -75,13 +76,17 @@ class RateLimiter:
 
 
 class SpeechmaticsAPI:
-    def __init__(self, api_key: str, batch_url: str, *, timeout: float = 30.0, attempts: int = 5,
-                 reads_per_second: float = READS_PER_SECOND,
+    def __init__(self, api_key: str, batch_url: str, *, timeout: float = 30.0, attempts: int = 6,
+                 max_wait: float = 120.0, reads_per_second: float = READS_PER_SECOND,
                  submits_per_second: float = SUBMITS_PER_SECOND) -> None:
+        """`attempts` bounds the tries of one call; `max_wait` is the longest pause between them (a longer
+        Retry-After ends the call at once: a webhook handler, say, must never sit out a rate limit)."""
         self.sdk = BatchClient(ConnectionSettings(url=batch_url, auth_token=api_key)).connect()
         self.http: httpx.Client = self.sdk.api_client
         self.http.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self.download_seconds = timeout * 10
         self.attempts = attempts
+        self.max_wait = max_wait
         self.reads = RateLimiter(reads_per_second)
         self.submits = RateLimiter(submits_per_second)
         self.calls = 0
@@ -96,9 +101,14 @@ class SpeechmaticsAPI:
         self.close()
 
     # -- calls ----------------------------------------------------------------------------------------
-    def submit(self, audio: Path, config: dict[str, Any], heartbeat: Callable[[], None] | None = None) -> str:
-        """Create a job; raises AmbiguousSubmission when it cannot tell whether one was created.
-        `heartbeat` is called every half minute or so while a long upload is still going."""
+    def submit(self, audio: Path, config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
+        """Create a job, exactly once. `heartbeat` is called at least every half minute while we upload or
+        wait, so the row's owner is seen to be alive; it may raise to abandon the submission.
+
+        Speechmatics has no idempotency key, but our reference travels in `tracking.reference`: after an
+        answered 5xx we look for a job carrying it before trying again. A request that got no answer at all
+        may still be running there, so that raises AmbiguousSubmission and cronjob.py decides later."""
+        reference = (config.get("tracking") or {}).get("reference")
 
         def request() -> httpx.Response:
             with audio.open("rb") as data:
@@ -106,49 +116,81 @@ class SpeechmaticsAPI:
                 return self.http.post("jobs", data={"config": json.dumps(config)},
                                       files={"data_file": (audio.name, upload)})
 
-        return self._call(request, self.submits, idempotent=False).json()["id"]
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._call(request, self.submits, idempotent=False, heartbeat=heartbeat).json()["id"]
+            except AmbiguousSubmission as error:
+                answered = error.status is not None
+                existing = self.find_reference(reference) if answered and reference else None
+                if existing:
+                    return existing
+                if not answered or not reference or attempt == self.attempts:
+                    raise
+                self._sleep(backoff(attempt), heartbeat)
+        raise AssertionError("unreachable")
+
+    def find_reference(self, reference: str, pages: int = 2) -> str | None:
+        """The id of a recent job carrying our reference, if Speechmatics has one."""
+        for seen, item in enumerate(self.recent_jobs(since=0.0), start=1):
+            if ((item.get("config") or {}).get("tracking") or {}).get("reference") == reference:
+                return item["id"]
+            if seen >= pages * PAGE_SIZE:
+                return None
+        return None
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call(lambda: self.http.get(f"jobs/{job_id}"), self.reads).json()["job"]
 
-    def jobs_page(self, limit: int = 100, created_before: str | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": limit, "include_deleted": "true"}
+    def jobs_page(self, created_before: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": "true"}
         if created_before:
             params["created_before"] = created_before
         return self._call(lambda: self.http.get("jobs", params=params), self.reads).json()["jobs"]
 
     def recent_jobs(self, since: float) -> Iterator[dict[str, Any]]:
-        """Every job created at or after `since` (epoch seconds), newest first, one page of 100 per call."""
-        created_before = None
+        """Every job created at or after `since` (epoch seconds), newest first, once each.
+
+        Pages overlap by a millisecond, because `created_at` has millisecond precision and several jobs
+        can share the boundary value: whether the cursor is inclusive or not, none is skipped."""
+        seen: set[str] = set()
+        cursor = None
         while True:
-            page = self.jobs_page(created_before=created_before)
-            yield from page
-            if len(page) < 100 or created_at(page[-1]) < since:
+            page = self.jobs_page(created_before=cursor)
+            new = [item for item in page if item["id"] not in seen]
+            seen.update(item["id"] for item in new)
+            yield from new
+            if len(page) < PAGE_SIZE or not new or created_at(page[-1]) < since:
                 return
-            created_before = page[-1]["created_at"]
+            cursor = _one_millisecond_later(page[-1]["created_at"])
 
     def download_transcript(self, job_id: str, target: IncomingFile) -> None:
-        """Stream the json-v2 transcript into `target`, so memory stays flat however long it is."""
+        """Stream the json-v2 transcript into `target`, so memory stays flat however long it is, within
+        an overall deadline: per-read timeouts alone would let a trickling download run forever."""
 
         def request() -> httpx.Response:
             target.file.seek(0)
             target.file.truncate()
             target.size = 0
+            deadline = time.monotonic() + self.download_seconds
             with self.http.stream("GET", f"jobs/{job_id}/transcript", params={"format": "json-v2"}) as response:
-                if response.status_code == 200:
-                    for chunk in response.iter_bytes(1 << 16):
-                        target.write(chunk)
-                else:
+                if response.status_code != 200:
                     response.read()
+                    return response
+                for chunk in response.iter_bytes(1 << 16):
+                    target.write(chunk)
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout(f"download took longer than {self.download_seconds:.0f}s")
                 return response
 
         self._call(request, self.reads)
 
     # -- retries --------------------------------------------------------------------------------------
-    def _call(self, request: Callable[[], httpx.Response], limiter: RateLimiter,
-              idempotent: bool = True) -> httpx.Response:
+    def _call(self, request: Callable[[], httpx.Response], limiter: RateLimiter, idempotent: bool = True,
+              heartbeat: Heartbeat | None = None) -> httpx.Response:
         last_problem = "no attempt made"
         for attempt in range(1, self.attempts + 1):
+            if heartbeat:
+                heartbeat()
             limiter.wait()
             self.calls += 1
             try:
@@ -161,15 +203,27 @@ class SpeechmaticsAPI:
                                               "the job may exist") from error
                 last_problem, retry_after = f"{type(error).__name__}: {error}", None
             else:
-                if response.status_code < 400:
+                status = response.status_code
+                if status < 400:
                     return response
-                if response.status_code not in THROTTLED and (response.status_code < 500 or not idempotent):
+                if not (status == 429 or (status >= 500 and idempotent)):
                     raise _error_for(response, idempotent)
-                last_problem = f"HTTP {response.status_code} {_error_text(response)}"
+                last_problem = f"HTTP {status} {_error_text(response)}"
                 retry_after = _retry_after_seconds(response)
-            if attempt < self.attempts:
-                time.sleep(backoff(attempt, retry_after))
-        raise ApiError(f"gave up after {self.attempts} attempts: {last_problem}")
+            delay = backoff(attempt, retry_after)
+            if attempt == self.attempts or delay > self.max_wait:
+                break
+            self._sleep(delay, heartbeat)
+        raise ApiError(f"gave up after {attempt} attempt{'s' * (attempt > 1)}: {last_problem}")
+
+    @staticmethod
+    def _sleep(seconds: float, heartbeat: Heartbeat | None) -> None:
+        """Sleep, in slices short enough to keep the heartbeat going."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 10.0))
+            if heartbeat and left > 10.0:
+                heartbeat()
 
 
 class _ReportingReader:
@@ -196,7 +250,16 @@ def backoff(attempt: int, retry_after: float | None = None, base: float = 0.5, c
 
 
 def created_at(job: dict[str, Any]) -> float:
-    return datetime.fromisoformat(job["created_at"].replace("Z", "+00:00")).timestamp()
+    return _parse_time(job["created_at"]).timestamp()
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _one_millisecond_later(value: str) -> str:
+    later = _parse_time(value) + timedelta(milliseconds=1)
+    return later.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{later.microsecond // 1000:03d}Z"
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:

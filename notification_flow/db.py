@@ -32,6 +32,7 @@ FAILURE_NOTIFICATIONS = ("error", "fetch_error", "trim_error")
 # How long a writer waits for a lock before giving up with StoreUnavailable (the server's 503): long enough
 # for any of our short transactions, short enough that Speechmatics' own request does not time out first.
 LOCK_TIMEOUT_SECONDS = 5
+STATEMENT_TIMEOUT_SECONDS = 30
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -152,8 +153,11 @@ class JobStore:
             tx.lock_job_id(job_id)
             rows = tx.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
             if not rows:
+                # A later notification that brought the transcript replaces one that did not.
                 tx.execute("INSERT INTO early_notifications (job_id, status, transcript, error, received_at) "
-                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, "
+                           "transcript = excluded.transcript, error = excluded.error, "
+                           "received_at = excluded.received_at WHERE early_notifications.transcript IS NULL",
                            (job_id, status, transcript, error, time.time()))
                 return "kept"
             if rows[0]["status"] in TERMINAL_STATES:
@@ -181,11 +185,13 @@ class JobStore:
                        "lease_until < ?)", (now + lease_seconds, reference, now))
             return tx.rowcount == 1
 
-    def touch(self, reference: str) -> None:
-        """Show that the client submitting this job is alive, so cronjob.py leaves the row alone."""
+    def touch(self, reference: str) -> bool:
+        """Show that the client submitting this job is alive, so cronjob.py leaves the row alone. False
+        if the row is no longer `submitting`: the client must then give up rather than create a job."""
         with self.backend.transaction() as tx:
             tx.execute("UPDATE jobs SET updated_at = ? WHERE reference = ? AND status = 'submitting'",
                        (time.time(), reference))
+            return tx.rowcount == 1
 
     def release(self, reference: str) -> None:
         with self.backend.transaction() as tx:
@@ -195,11 +201,17 @@ class JobStore:
         """Move an unfinished job to a final state; False if it was already final."""
         return self._update_open("job_id", job_id, status, transcript=transcript, error=error)
 
-    def set_transcript(self, job_id: str, transcript: str) -> None:
-        """Point a done job at its (repaired) transcript file."""
+    def set_transcript(self, job_id: str, transcript: str | None, error: str | None = None) -> None:
+        """Point a done job at its repaired transcript file, or record that it cannot be repaired."""
         with self.backend.transaction() as tx:
-            tx.execute("UPDATE jobs SET transcript = ?, updated_at = ? WHERE job_id = ? AND status = 'done'",
-                       (transcript, time.time(), job_id))
+            tx.execute("UPDATE jobs SET transcript = ?, error = ?, updated_at = ? WHERE job_id = ? AND "
+                       "status = 'done'", (transcript, error, time.time(), job_id))
+
+    def forget_early_notifications(self, received_before: float) -> int:
+        """Drop notifications never claimed by any row (jobs of another system on the same URL, say)."""
+        with self.backend.transaction() as tx:
+            tx.execute("DELETE FROM early_notifications WHERE received_at < ?", (received_before,))
+            return tx.rowcount
 
     # -- reading --------------------------------------------------------------------------------------
     def find(self, job_id: str) -> Job | None:
@@ -208,10 +220,10 @@ class JobStore:
     def find_by_reference(self, reference: str) -> Job | None:
         return self._one("SELECT * FROM jobs WHERE reference = ?", (reference,))
 
-    def jobs(self, status: str | None = None) -> list[Job]:
-        sql, params = "SELECT * FROM jobs", ()
+    def jobs(self, status: str | None = None, created_after: float = 0.0) -> list[Job]:
+        sql, params = "SELECT * FROM jobs WHERE created_at > ?", (created_after,)
         if status:
-            sql, params = sql + " WHERE status = ?", (status,)
+            sql, params = sql + " AND status = ?", (created_after, status)
         with self.backend.transaction(write=False) as tx:
             return [Job.from_row(row) for row in tx.execute(sql + " ORDER BY created_at", params)]
 
@@ -374,8 +386,11 @@ class PostgresBackend(_PerThreadConnections):
         from psycopg.rows import dict_row
 
         try:
-            conn = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+            conn = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10,
+                                   keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+                                   tcp_user_timeout=30_000)  # a dead server is noticed in seconds, not minutes
             conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
+            conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_SECONDS}s'")
             return conn
         except psycopg.OperationalError as error:
             first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
@@ -398,7 +413,8 @@ class PostgresBackend(_PerThreadConnections):
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.SCHEMA_LOCK,))
                 yield _PostgresTransaction(cursor)
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
-                psycopg.errors.LockNotAvailable, psycopg.OperationalError, psycopg.InterfaceError) as error:
+                psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled, psycopg.OperationalError,
+                psycopg.InterfaceError) as error:
             if conn.broken or conn.closed:
                 self.forget()
             raise StoreUnavailable(str(error).strip().splitlines()[0] if str(error) else repr(error)) from error

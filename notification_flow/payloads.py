@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import ijson
 from flask import Request
@@ -49,6 +50,18 @@ class NotificationBody:
     @property
     def error(self) -> str | None:
         return self.info.get("errors.item.message")
+
+
+def request_class(transcripts: TranscriptStore) -> type[Request]:
+    """Flask's Request, but multipart parts are spooled to TRANSCRIPTS_DIR/.incoming: the default spools
+    to the system temp directory, often a RAM disk, where a 200 MB part would sit in memory after all."""
+
+    class NotificationRequest(Request):
+        def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                             filename: str | None = None, content_length: int | None = None) -> BinaryIO:
+            return tempfile.TemporaryFile(dir=transcripts.incoming)
+
+    return NotificationRequest
 
 
 @contextlib.contextmanager
@@ -107,7 +120,7 @@ def _read_json(incoming: IncomingFile) -> NotificationBody:
             for prefix, event, value in ijson.parse(source):
                 if prefix == "" and event == "map_key":
                     top_keys.add(value)
-                elif event in ("string", "number", "boolean") and prefix.startswith(JOB_FIELDS):
+                elif event == "string" and prefix.startswith(JOB_FIELDS):  # ids and reasons are strings
                     info[prefix.removeprefix("job.")] = value
     except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as error:
         raise UnreadableBody(f"body is not valid JSON: {error}", incoming) from error

@@ -123,16 +123,21 @@ class TranscriptStore:
         os.link(incoming.finish(), target)
         return target
 
-    def remove_stale_incoming(self, older_than_seconds: float = 3600) -> int:
-        """Delete temporary files left by a killed process; returns how many."""
-        cutoff = time.time() - older_than_seconds
-        removed = 0
-        for path in self.incoming.glob("*.part"):
-            with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-        return removed
+    def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int:
+        """Delete temporary files a killed process left behind, and unreadable bodies kept for a week."""
+        return (_remove_older(self.incoming, incoming_seconds)
+                + _remove_older(self.unreadable, unreadable_seconds))
+
+
+def _remove_older(directory: Path, seconds: float) -> int:
+    cutoff = time.time() - seconds
+    removed = 0
+    for path in directory.glob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -131,3 +131,19 @@ def test_bad_arguments_exit_2(stack: Stack, argument: str) -> None:
     result = stack.client(argument)
     assert result.returncode == 2 and "error:" in result.stderr.strip().splitlines()[-1]
     assert not (stack.tmp / "jobs.db").exists() or listed(stack) == []
+
+
+@pytest.mark.emulator(api_503_fraction=0.5, rate_limit_post_per_second=0)
+def test_an_answered_5xx_is_retried_only_after_checking_no_job_was_made(stack: Stack) -> None:
+    audio = [stack.tmp / f"clip{i}.wav" for i in range(8)]
+    for path in audio:
+        shutil.copy(ROOT / "example.wav", path)
+    stack.client(*map(str, audio))
+    rows = listed(stack)
+    assert len(rows) == 8
+    stack.emulator.set_faults(api_503_fraction=0.0)
+    references = [job["config"]["tracking"]["reference"] for job in created_jobs(stack)]
+    assert len(references) == len(set(references)), "a reference was submitted twice"
+    for row in rows:
+        assert row["status"] in ("running", "done", "submit_failed"), row
+        assert (row["status"] == "submit_failed") == (row["reference"] not in references), row

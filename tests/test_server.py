@@ -313,3 +313,14 @@ def test_log_has_one_line_per_notification_and_no_secrets_or_transcript_text(ser
     log = served.server_log()
     assert SECRET not in log and "wrong-secret" not in log
     assert not [word for word in words if word in log]
+
+
+@pytest.mark.parametrize("job_fields", [{"tracking": {"reference": 1.5}}, {"tracking": {"reference": 7}},
+                                        {"tracking": None}, {"tracking": ["x"]}])
+def test_odd_types_in_the_job_fields_never_cause_a_500(served: Stack, job_fields: dict) -> None:
+    job_id = done_job(served)
+    transcript = json.loads(served.emulator.transcript_bytes(job_id))
+    transcript["job"].update(job_fields)
+    response = served.notify(job_id, body=json.dumps(transcript).encode(), content_type="application/json")
+    assert response.status_code == 200
+    assert served.store().find(job_id).status == "done"
