@@ -65,7 +65,9 @@ PROCESSING_SECONDS = 0.5
 RETRY_DELAYS = (0.2, 0.5, 1.0)  # Speechmatics retries for about a minute; short here, so retries run out often
 NOTIFY_TIMEOUT = 10.0
 SUBMITS_PER_SECOND = 9.5  # client.py's own pace, under the documented 10 job creations per second
-CHUNK_SIZE = 250  # files per client.py run: several runs, so that each server receives its share in turn
+# Files per client.py run. Runs take turns between the servers (two runs at once would exceed 10 creations/s
+# together), and notifications trail a run by up to ~3 s, so short runs keep every server busy at once.
+CHUNK_SIZE = 50
 MAX_DOWNTIME_SECONDS = 2.5  # with the restart, longer than the retry schedule: some notifications run out
 JOBS_PER_KILL = 100
 EPSILON = 0.01  # the emulator logs times in whole milliseconds
@@ -597,7 +599,7 @@ def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: s
         check_deliveries(deliveries, windows, result)
         count_leftovers(transcripts, result)
         stats = emulator.stats()
-    record_observations(result, truth, stats, windows, clients, cronjobs)
+    record_observations(result, truth, stats, windows, clients, cronjobs, deliveries, len(servers))
     record_timings(result, rows, transcripts, last_finish, cronjobs, origin)
     return result
 
@@ -608,8 +610,19 @@ def dump_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1))
 
 
+def busy_together(deliveries: list[dict[str, Any]], servers: int) -> int:
+    """Whole seconds in which each server answered at least one notification: evidence that the servers
+    really worked side by side (on one database and one transcripts directory), not one after the other."""
+    urls_by_second: dict[int, set[str]] = {}
+    for delivery in deliveries:
+        if isinstance(delivery["outcome"], int):
+            urls_by_second.setdefault(int(epoch(delivery["started_at"])), set()).add(delivery["url"])
+    return sum(len(urls) == servers for urls in urls_by_second.values())
+
+
 def record_observations(result: SoakResult, truth: dict[str, dict[str, Any]], stats: dict[str, Any],
-                        windows: list[KillWindow], clients: list[ProcessRun], cronjobs: list[ProcessRun]) -> None:
+                        windows: list[KillWindow], clients: list[ProcessRun], cronjobs: list[ProcessRun],
+                        deliveries: list[dict[str, Any]], servers: int) -> None:
     """What the faults amounted to in this run, so a reader can tell the soak really exercised them."""
     statuses = Counter(job["status"] for job in truth.values())
     result.observed.update({
@@ -618,8 +631,10 @@ def record_observations(result: SoakResult, truth: dict[str, dict[str, Any]], st
         "  rejected": statuses["rejected"],
         "API answers 429 injected": stats["injected_429"],
         "API answers 503 injected": stats["injected_503"],
-        "API answers 429 for the rate limits": stats["rate_limited"],
+        "API answers 429 for the rate limits: job creations": stats["rate_limited_post_jobs"],
+        "API answers 429 for the rate limits: GETs": stats["rate_limited_get"],
         "server SIGKILLs (each restarted)": len(windows),
+        "seconds in which every server answered notifications": busy_together(deliveries, servers),
         "client.py runs that exited non-zero (not killed)": sum(
             run.returncode not in (0, -signal.SIGKILL) for run in clients),
         "cronjob.py passes that exited non-zero": sum(run.returncode != 0 for run in cronjobs),
