@@ -431,8 +431,12 @@ def finished_at(emulator: Emulator, job: dict[str, Any]) -> float:
 def check_jobs(truth: dict[str, dict[str, Any]], rows: list[Job], audio: list[Path], transcripts: Path,
                result: SoakResult) -> None:
     """Each API job must be recorded under its reference, with its id, in the API's final state (a done job
-    pointing at its file); a row the API never saw must be submit_failed; every file must have reached the
-    API."""
+    pointing at its file), and every file must have reached the API.
+
+    A row the API never saw (the killed client's attempt whose answer, swallowed, was a 429 or 503) holds no
+    job, so it cannot lose one: it must be submit_failed, or still 'submitting' - cronjob.py leaves such a
+    row alone until the client's upload heartbeat has been silent for a minute, in case it is still
+    uploading. Any other state for it would be a row claiming a job that does not exist."""
     by_reference = {row.reference: row for row in rows}
     lost, wrong = [], []
     for job_id, job in truth.items():
@@ -444,7 +448,8 @@ def check_jobs(truth: dict[str, dict[str, Any]], rows: list[Job], audio: list[Pa
             wrong.append(f"{job_id}({row.status} vs {job['status']})")
     known = {((job.get("config") or {}).get("tracking") or {}).get("reference") for job in truth.values()}
     stray = [row for row in rows if row.reference not in known]
-    lost += [f"{row.reference}({row.status}, no API job)" for row in stray if row.status != "submit_failed"]
+    lost += [f"{row.reference}({row.status}, no API job)" for row in stray
+             if row.status not in ("submit_failed", "submitting")]
     never = sorted({path.name for path in audio} - {job["data_name"] for job in truth.values()})
     result.counters["jobs lost"] = len(lost)
     result.examples["jobs lost"] = lost
@@ -453,6 +458,8 @@ def check_jobs(truth: dict[str, dict[str, Any]], rows: list[Job], audio: list[Pa
     result.counters["audio files that never became a job"] = len(never)
     result.examples["audio files that never became a job"] = never
     result.observed["rows submit_failed (no job was created)"] = sum(r.status == "submit_failed" for r in stray)
+    result.observed["rows still 'submitting' (no job; client silent < 1 min)"] = sum(
+        r.status == "submitting" for r in stray)
 
 
 def check_transcripts(emulator: Emulator, truth: dict[str, dict[str, Any]], transcripts: Path,

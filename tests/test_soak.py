@@ -11,7 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.soak import SoakOptions, run_soak
+from bench.soak import (
+    KillWindow,
+    SoakOptions,
+    SoakResult,
+    check_deliveries,
+    check_logs,
+    epoch,
+    notifications_settled,
+    run_soak,
+)
 
 SEED = int(os.environ.get("SOAK_SEED", "20240611"))
 JOBS = 40
@@ -29,3 +38,34 @@ def test_short_soak_loses_nothing(database_url: str, tmp_path: Path) -> None:
     assert result.observed["notifications dropped"] > 0 and result.observed["notifications duplicated"] > 0
     assert result.observed["  rejected"] > 0
     assert result.timings["cronjob passes overlapping"] > 0
+
+
+def test_the_checks_fire(tmp_path: Path) -> None:
+    """Zeros from a check that cannot count anything would prove nothing: feed each one a real failure."""
+    url = "http://127.0.0.1:1/webhook"
+    window = KillWindow(url, killed_at=epoch("2030-01-01T00:00:10.000Z"), healthy_at=epoch("2030-01-01T00:00:12.000Z"))
+
+    def attempt(job_id: str, outcome: int | str, at: str) -> dict:
+        return {"job_id": job_id, "url": url, "attempt": 1, "duplicate": False, "outcome": outcome,
+                "started_at": f"2030-01-01T00:00:{at}Z", "finished_at": f"2030-01-01T00:00:{at}Z"}
+
+    result = SoakResult(1, SoakOptions(), "sqlite", tmp_path)
+    deliveries = [attempt("aaaaaaaaaa", 503, "11.000"), attempt("bbbbbbbbbb", 503, "13.000"),
+                  attempt("cccccccccc", 400, "14.000"), attempt("dddddddddd", 200, "15.000")]
+    check_deliveries(deliveries, [window], result)
+    assert result.counters["5xx to valid notifications outside kill windows"] == 1
+    assert result.examples["5xx to valid notifications outside kill windows"][0].startswith("bbbbbbbbbb:503")
+    assert result.counters["4xx to valid notifications"] == 1
+
+    log = tmp_path / "server.log"
+    log.write_text("INFO storage stored transcript aaaaaaaaaa.json (10 bytes)\n"
+                   "INFO storage stored transcript bbbbbbbbbb.json (10 bytes)\n"
+                   "WARNING server notification job=x could not be stored now: database is locked\n")
+    (tmp_path / "cronjob.log").write_text("INFO storage stored transcript aaaaaaaaaa.json (10 bytes)\n")
+    check_logs([log, tmp_path / "cronjob.log"], result)
+    assert result.counters["duplicate transcript writes"] == 1
+    assert result.counters["'database is locked' errors in the logs"] == 1
+
+    assert notifications_settled([attempt("aaaaaaaaaa", "error: refused", "01.000")], {"aaaaaaaaaa"}) is False
+    assert notifications_settled([attempt("aaaaaaaaaa", 200, "01.000")], {"aaaaaaaaaa", "bbbbbbbbbb"}) is False
+    assert notifications_settled([attempt("aaaaaaaaaa", "dropped", "01.000")], {"aaaaaaaaaa"}) is True
