@@ -1,6 +1,6 @@
 """`python -m bench` (what `make bench` runs): every benchmark, then docs/benchmarks.md and its figure.
 
-    python -m bench                  # the full run, about 15 minutes on 2 cores
+    python -m bench                  # the full run, about 15 minutes on 2 cores (plus the venv on a fresh machine)
     python -m bench --quick          # one short round of each, to try the machinery (report marked as such)
     python -m bench --only ingest    # some benchmarks only; the report keeps the others' last results
 
@@ -29,7 +29,7 @@ BENCHMARKS = ("ingest", "memory", "reconcile", "submission")
 
 def full_plan() -> dict[str, Any]:
     """Rounds and lengths of the committed run, chosen to fit in about 15 minutes on 2 cores."""
-    return {"ingest": [ingest.Plan("20 KB", 20_000, rounds=5, seconds=5, warmup=200, pool=8_000, diagnose=True),
+    return {"ingest": [ingest.Plan("20 KB", 20_000, rounds=7, seconds=5, warmup=200, pool=8_000, diagnose=True),
                        ingest.Plan("2 MB", 2_000_000, rounds=3, seconds=6, warmup=16, pool=600, diagnose=True)],
             "memory": {"size": 200_000_000, "rounds": 3},
             "reconcile": {"count": 1_000, "rounds": 3},

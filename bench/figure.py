@@ -1,6 +1,7 @@
 """The one picture of docs/benchmarks.md: webhook ingest of 20 KB notifications, ours against the baselines.
 
-Left, throughput (median of the rounds, whiskers from the slowest to the fastest round); right, the
+Left, throughput as a fraction of the limit's, against the 0.8 goal (the bare endpoint runs off the
+scale); right, the
 latency distribution of every measured request of every round, on a log scale, with the 300 ms goal.
 """
 
@@ -25,6 +26,7 @@ STYLE = {  # label, colour, line style
     "ours-no-dir-fsync": ("diagnostic: ours without directory fsync", "#8c564b", ":"),
 }
 P99_GOAL_MS = 300
+RATIO_GOAL = 0.8
 
 
 def draw(plan: dict[str, Any], path: Path) -> None:
@@ -41,22 +43,26 @@ def draw(plan: dict[str, Any], path: Path) -> None:
 
 
 def throughput(axes: Any, runs: dict[str, list[dict[str, Any]]], names: list[str]) -> None:
+    """Each target's median rate as a fraction of the limit's, whiskers from its slowest to fastest round."""
     rates = {name: [run["per_second"] for run in runs[name]] for name in names}
-    medians = [median(rates[name]) for name in names]
-    low_high = [spread(rates[name]) for name in names]
-    errors = [[m - lo for m, (lo, _) in zip(medians, low_high, strict=True)],
-              [hi - m for m, (_, hi) in zip(medians, low_high, strict=True)]]
-    positions = range(len(names))
-    axes.barh(positions, medians, xerr=errors, color=[STYLE[name][1] for name in names], capsize=3)
-    axes.set_yticks(list(positions), [STYLE[name][0] for name in names], fontsize=8)
+    limit = median(rates["lean"])
+    ratios = [median(rates[name]) / limit for name in names]
+    ranges = [tuple(value / limit for value in spread(rates[name])) for name in names]
+    right = max(RATIO_GOAL, *(high for name, (_, high) in zip(names, ranges, strict=True) if name != "bare")) * 1.45
+    positions = list(range(len(names)))
+    axes.barh(positions, [min(value, right) for value in ratios], color=[STYLE[name][1] for name in names])
+    for position, ratio, (low, high), name in zip(positions, ratios, ranges, names, strict=True):
+        if high < right:
+            axes.plot([low, high], [position, position], color="black", linewidth=1)
+        note = f"{ratio:.2f}  ({median(rates[name]):.0f}/s)" + ("  >" if ratio > right else "")
+        axes.text(min(high, right * 0.72), position - 0.3, note, fontsize=8, va="center")
+    axes.axvline(RATIO_GOAL, color="#d62728", linestyle=":", linewidth=1)
+    axes.text(RATIO_GOAL, len(names) - 0.45, " goal 0.8", color="#d62728", fontsize=8)
+    axes.set_yticks(positions, [STYLE[name][0] for name in names], fontsize=8)
     axes.invert_yaxis()
-    limit = median(rates["lean"]) if "lean" in rates else None
-    for position, (name, value) in enumerate(zip(names, medians, strict=True)):
-        note = f"{value:.0f}/s" + (f"  ({value / limit:.2f} of limit)" if limit and name != "lean" else "")
-        axes.text(value, position, "  " + note, va="center", fontsize=8)
-    axes.set_xlim(0, max(medians) * 1.55)
-    axes.set_xlabel("notifications per second (median of rounds)")
-    axes.set_title("Throughput", fontsize=10)
+    axes.set_xlim(0, right)
+    axes.set_xlabel("notifications per second, as a fraction of the limit's")
+    axes.set_title("Throughput (median of rounds; line: slowest to fastest round)", fontsize=10)
 
 
 def latency(axes: Any, runs: dict[str, list[dict[str, Any]]], names: list[str]) -> None:

@@ -58,7 +58,7 @@ def goals_section(goal_list: list[goals.Goal]) -> list[str]:
 def ingest_section(results: dict[str, Any], summed: dict[str, Any]) -> list[str]:
     lines = ["## Webhook ingest", "",
              "Notifications per second and latency, median over the rounds (range: slowest to fastest round). "
-             "Ratios are taken per round, then the median. *Server CPU* is the user and system time of the master and "
+             "Ratios are ratios of these medians. *Server CPU* is the user and system time of the master and "
              "workers per answered notification; *cores busy* is that times the rate, out of the 2 cores the server "
              "shares with the load generator. *Stored* counts the jobs marked done in the database against the "
              "200 answers (warmup included).", ""]
@@ -130,9 +130,9 @@ def memory_section(part: dict[str, Any]) -> list[str]:
             ["handling worker: kernel peak (VmHWM) above its idle RSS", number(part["worker_delta_mb"], 1)]]
     return ["## Memory", "",
             f"One {part['body_mb']:.0f} MB json-v2 transcript (MAX_NOTIFICATION_MB set above it), streamed with a "
-            f"Content-Length, {part['rounds']} rounds; answers {', '.join(part['statuses'])}, "
-            f"{part['stored']} stored; {number(part['seconds'], 1)} s per body. RSS sampled every 10 ms, summed over "
-            "the gunicorn master and workers.", "", *table(["server RSS", "MB (median)"], rows)]
+            f"Content-Length, {part['rounds']} rounds, {number(part['seconds'], 1)} s per body; answers: "
+            f"{', '.join(part['statuses'])}; transcripts stored: {part['stored']}/{part['rounds']}. RSS sampled every "
+            "10 ms, summed over the gunicorn master and workers.", "", *table(["server RSS", "MB (median)"], rows)]
 
 
 def reconcile_section(part: dict[str, Any]) -> list[str]:
@@ -235,9 +235,13 @@ def machine_section(results: dict[str, Any]) -> list[str]:
             ["Python", m["python"]], ["sqlite", m["sqlite"]], ["PostgreSQL", m["postgresql"] or "not available"],
             ["packages", f"{packages}; ijson backend {m['ijson_backend']}"],
             ["load average (1, 5, 15 min)", f"{m['load_before']} before, {m.get('load_after', '?')} after"]]
+    busy = float(m["load_before"].split()[0]) >= 1.0
+    note = ("Other work was running on the machine during this run (a load average of 1 or more before the "
+            "benchmark started), which widens the ranges in the tables and inflates CPU times; the interleaved "
+            "rounds spread that disturbance over every target alike." if busy else
+            "The machine was otherwise idle when the run started (load average below 1).")
     return ["## Machine and versions", "", *table(["", ""], rows),
-            "The load average shows whether other work shared the machine during the run; the load generator "
-            "always shares it with the server under test.", ""]
+            note + " The load generator always shares the two cores with the server under test.", ""]
 
 
 def render(results: dict[str, Any]) -> str:
