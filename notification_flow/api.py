@@ -120,12 +120,16 @@ class SpeechmaticsAPI:
             try:
                 return self._call(request, self.submits, idempotent=False, heartbeat=heartbeat).json()["id"]
             except AmbiguousSubmission as error:
-                answered = error.status is not None
-                existing = self.find_reference(reference) if answered and reference else None
+                if error.status is None or not reference:
+                    raise  # no answer: the request may still be running there
+                try:
+                    existing = self.find_reference(reference)
+                except ApiError:
+                    raise error from None  # cannot look: still ambiguous
                 if existing:
                     return existing
-                if not answered or not reference or attempt == self.attempts:
-                    raise
+                if attempt == self.attempts:  # answered, and certainly no job: a plain failure
+                    raise ApiError(f"gave up after {attempt} attempts: {error}", error.status) from error
                 self._sleep(backoff(attempt), heartbeat)
         raise AssertionError("unreachable")
 

@@ -133,7 +133,7 @@ def test_bad_arguments_exit_2(stack: Stack, argument: str) -> None:
     assert not (stack.tmp / "jobs.db").exists() or listed(stack) == []
 
 
-@pytest.mark.emulator(api_503_fraction=0.5, rate_limit_post_per_second=0)
+@pytest.mark.emulator(api_503_fraction=0.3, rate_limit_post_per_second=0)
 def test_an_answered_5xx_is_retried_only_after_checking_no_job_was_made(stack: Stack) -> None:
     audio = [stack.tmp / f"clip{i}.wav" for i in range(8)]
     for path in audio:
