@@ -16,8 +16,9 @@ from the seeded RNG; between two chunks, submit one job through tests/blackhole.
 once the API lists the job; wait until the API has finished every job; run two `cronjob.py --all` at once;
 wait until the emulator has settled every notification; then compare everything with the emulator's truth.
 Every random choice (emulator faults, kill moments, downtimes, which chunk the killed client follows) comes
-from `--seed`, printed first and last, so a failure can be replayed. Exit code 0 when every checked counter
-is zero, 1 otherwise.
+from `--seed`, printed first and last, so a failure can be replayed: the same jobs (the emulator's ids are
+seeded too) meet the same faults. Thread and process timing still varies, so a race may take a few replays.
+Exit code 0 when every checked counter is zero, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import time
 import uuid
 import wave
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,10 +74,13 @@ JOBS_PER_KILL = 100
 EPSILON = 0.01  # the emulator logs times in whole milliseconds
 STORED = re.compile(r"stored transcript ([a-z0-9]+)\.json")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+Say = Callable[[str], None]  # where progress lines go (stderr for the command, print for pytest)
 
 
 @dataclass(frozen=True)
 class SoakOptions:
+    """What varies between runs; everything else (faults, timings) is fixed above so runs compare."""
+
     jobs: int = 1000
     seed: int = 0
     servers: int = 1
@@ -102,6 +106,8 @@ class KillWindow:
 
 @dataclass
 class ProcessRun:
+    """One client.py or cronjob.py process: its exit code, when it ran, and where its output went."""
+
     name: str
     returncode: int | None
     started: float
@@ -233,7 +239,7 @@ class ServerKiller:
     from the kill until the restarted server is healthy: attempts that meet a dying or booting server are
     the only 5xx (or refused connections) the run excuses."""
 
-    def __init__(self, servers: list[Stack], transcripts: Path, plan: list[Kill], say: Any = None) -> None:
+    def __init__(self, servers: list[Stack], transcripts: Path, plan: list[Kill], say: Say | None = None) -> None:
         self.servers, self.transcripts, self.plan, self.say = servers, transcripts, plan, say
         self.windows: list[KillWindow] = []
         self.error: BaseException | None = None
@@ -328,7 +334,7 @@ def run_client(server: Stack, files: list[Path], logs: Path, name: str) -> Proce
 
 
 def submit_all(servers: list[Stack], files: list[Path], logs: Path, rng: random.Random,
-               say: Any) -> list[ProcessRun]:
+               say: Say) -> list[ProcessRun]:
     """Every file but one through client.py, the chunks taking turns between the servers; the one left over
     goes through the killed client, between two chunks chosen at random."""
     killed_audio, rest = files[0], files[1:]
@@ -545,70 +551,103 @@ def check_deliveries(deliveries: list[dict[str, Any]], windows: list[KillWindow]
 
 
 # -- the run ----------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """Everything a finished run leaves for the checks: the API's truth and what our processes did."""
+
+    truth: dict[str, dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    windows: list[KillWindow]
+    clients: list[ProcessRun]
+    cronjobs: list[ProcessRun]
+    last_finish: float
+    submission_seconds: float
+
+
 def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: str | None = None,
-             say: Any = None) -> SoakResult:
+             say: Say | None = None) -> SoakResult:
     """The whole soak on an existing (empty) database; the caller owns the database and the directory."""
     origin = time.time()
-    database = database or ("postgresql" if database_url.startswith("postgres") else "sqlite")
 
     def progress(message: str) -> None:
         if say:
             say(f"[{time.time() - origin:7.1f}s] {message}")
 
     rng = random.Random(f"{options.seed}:soak")
-    logs = workdir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    database = database or ("postgresql" if database_url.startswith("postgres") else "sqlite")
     result = SoakResult(options.seed, options, database, workdir)
+    (workdir / "logs").mkdir(parents=True, exist_ok=True)
     audio = make_audio(workdir / "audio", options.jobs, rng)
     with Emulator(emulator_config(options.seed)) as emulator:
         stack = Stack(tmp=workdir, emulator=emulator, database_url=database_url)
-        transcripts = stack.transcripts
         open_store(database_url)  # the schema, once, before several processes race to create it
-        servers = [Stack(tmp=workdir / f"server-{n + 1}", emulator=emulator, database_url=database_url,
-                         server_port=free_port()) for n in range(options.servers)]
-        for server in servers:
-            server.tmp.mkdir(parents=True, exist_ok=True)
-            start_server(server, transcripts)
-        stack.server_port = servers[0].server_port
-        expected = options.jobs / SUBMITS_PER_SECOND + len(chunked(audio[1:], len(servers)))
-        killer = ServerKiller(servers, transcripts, plan_kills(rng, options.jobs, len(servers), expected),
-                              progress)
-        progress(f"{len(servers)} server(s) up; submitting {options.jobs} jobs, {len(killer.plan)} server kills "
-                 f"planned over {expected:.0f}s")
+        servers = start_servers(stack, options.servers)
         try:
-            submitted = time.time()
-            killer.start()
-            clients = submit_all(servers, audio, logs, rng, progress)
-            result.timings["submissions (client.py runs)"] = time.time() - submitted
-            windows = killer.finish(timeout=expected + 300)
-            progress(f"submissions done; {len(windows)} server kills done")
-            listed = wait_until_api_finished(stack)
-            truth = {job["id"]: emulator.job(job["id"]) for job in listed}
-            last_finish = max((finished_at(emulator, job) for job in truth.values()), default=time.time())
-            progress(f"the API finished all {len(truth)} jobs; two cronjob.py --all passes")
-            cronjobs = run_overlapping_cronjobs(stack, logs)
-            progress("; ".join(f"{run.name} exit {run.returncode} in {run.seconds:.1f}s" for run in cronjobs))
-            deliveries = wait_until_notifications_settled(
-                emulator, set(truth), not_before=last_finish + FAULTS["delay_max_seconds"] + 0.6)
-            progress("every notification settled; checking")
+            run = drive(stack, servers, audio, rng, progress)
         finally:
-            killer.abort()
             for server in servers:
                 server.stop_server()
-        rows = open_store(database_url).jobs()
-        dump_json(workdir / "jobs.json", [dataclasses.asdict(row) for row in rows])
-        dump_json(workdir / "api-jobs.json", truth)
-        dump_json(workdir / "deliveries.json", deliveries)
-        check_jobs(truth, rows, audio, transcripts, result)
-        check_transcripts(emulator, truth, transcripts, result)
-        server_logs = [server.tmp / "server.log" for server in servers]
-        check_logs(server_logs + [log for run in clients + cronjobs for log in run.logs], result)
-        check_deliveries(deliveries, windows, result)
-        count_leftovers(transcripts, result)
+        check_everything(stack, servers, audio, run, result)
         stats = emulator.stats()
-    record_observations(result, truth, stats, windows, clients, cronjobs, deliveries, len(servers))
-    record_timings(result, rows, transcripts, last_finish, cronjobs, origin)
+    result.timings["submissions (client.py runs)"] = run.submission_seconds
+    record_observations(result, run, stats, len(servers))
+    record_timings(result, open_store(database_url).jobs(), stack.transcripts, run, origin)
     return result
+
+
+def start_servers(stack: Stack, count: int) -> list[Stack]:
+    """`count` server.py processes on their own ports and in their own directories (so each has its own
+    log), sharing the database and the transcripts directory with `stack`."""
+    servers = [Stack(tmp=stack.tmp / f"server-{n + 1}", emulator=stack.emulator, database_url=stack.database_url,
+                     server_port=free_port()) for n in range(count)]
+    for server in servers:
+        server.tmp.mkdir(parents=True, exist_ok=True)
+        start_server(server, stack.transcripts)
+    stack.server_port = servers[0].server_port
+    return servers
+
+
+def drive(stack: Stack, servers: list[Stack], audio: list[Path], rng: random.Random, progress: Say) -> Run:
+    """The run itself: submissions under server kills, the API finishing, overlapping cronjobs, and the last
+    notifications settling. Only waits with deadlines; the kill moments come from `rng`."""
+    logs = stack.tmp / "logs"
+    expected = len(audio) / SUBMITS_PER_SECOND + len(chunked(audio[1:], len(servers)))
+    killer = ServerKiller(servers, stack.transcripts, plan_kills(rng, len(audio), len(servers), expected), progress)
+    progress(f"{len(servers)} server(s) up; submitting {len(audio)} jobs, {len(killer.plan)} server kills "
+             f"planned over {expected:.0f}s")
+    try:
+        submitted = time.time()
+        killer.start()
+        clients = submit_all(servers, audio, logs, rng, progress)
+        submission_seconds = time.time() - submitted
+        windows = killer.finish(timeout=expected + 300)
+    finally:
+        killer.abort()
+    progress(f"submissions done; {len(windows)} server kills done")
+    emulator = stack.emulator
+    truth = {job["id"]: emulator.job(job["id"]) for job in wait_until_api_finished(stack)}
+    last_finish = max((finished_at(emulator, job) for job in truth.values()), default=time.time())
+    progress(f"the API finished all {len(truth)} jobs; two cronjob.py --all passes")
+    cronjobs = run_overlapping_cronjobs(stack, logs)
+    progress("; ".join(f"{run.name} exit {run.returncode} in {run.seconds:.1f}s" for run in cronjobs))
+    deliveries = wait_until_notifications_settled(
+        emulator, set(truth), not_before=last_finish + FAULTS["delay_max_seconds"] + 0.6)
+    progress("every notification settled; checking")
+    return Run(truth, deliveries, windows, clients, cronjobs, last_finish, submission_seconds)
+
+
+def check_everything(stack: Stack, servers: list[Stack], audio: list[Path], run: Run, result: SoakResult) -> None:
+    """Every check, after every process has stopped, with the raw material kept as JSON for a post-mortem."""
+    rows = open_store(stack.database_url).jobs()
+    dump_json(stack.tmp / "jobs.json", [dataclasses.asdict(row) for row in rows])
+    dump_json(stack.tmp / "api-jobs.json", run.truth)
+    dump_json(stack.tmp / "deliveries.json", run.deliveries)
+    check_jobs(run.truth, rows, audio, stack.transcripts, result)
+    check_transcripts(stack.emulator, run.truth, stack.transcripts, result)
+    logs = [server.tmp / "server.log" for server in servers]
+    check_logs(logs + [log for process in run.clients + run.cronjobs for log in process.logs], result)
+    check_deliveries(run.deliveries, run.windows, result)
+    count_leftovers(stack.transcripts, result)
 
 
 def dump_json(path: Path, data: Any) -> None:
@@ -627,41 +666,41 @@ def busy_together(deliveries: list[dict[str, Any]], servers: int) -> int:
     return sum(len(urls) == servers for urls in urls_by_second.values())
 
 
-def record_observations(result: SoakResult, truth: dict[str, dict[str, Any]], stats: dict[str, Any],
-                        windows: list[KillWindow], clients: list[ProcessRun], cronjobs: list[ProcessRun],
-                        deliveries: list[dict[str, Any]], servers: int) -> None:
+def record_observations(result: SoakResult, run: Run, stats: dict[str, Any], servers: int) -> None:
     """What the faults amounted to in this run, so a reader can tell the soak really exercised them."""
-    statuses = Counter(job["status"] for job in truth.values())
+    statuses = Counter(job["status"] for job in run.truth.values())
     result.observed.update({
-        "jobs at the API": len(truth),
+        "jobs at the API": len(run.truth),
         "  done": statuses["done"],
         "  rejected": statuses["rejected"],
         "API answers 429 injected": stats["injected_429"],
         "API answers 503 injected": stats["injected_503"],
         "API answers 429 for the rate limits: job creations": stats["rate_limited_post_jobs"],
         "API answers 429 for the rate limits: GETs": stats["rate_limited_get"],
-        "server SIGKILLs (each restarted)": len(windows),
-        "seconds in which every server answered notifications": busy_together(deliveries, servers),
+        "server SIGKILLs (each restarted)": len(run.windows),
+        "seconds in which every server answered notifications": busy_together(run.deliveries, servers),
         "client.py runs that exited non-zero (not killed)": sum(
-            run.returncode not in (0, -signal.SIGKILL) for run in clients),
-        "cronjob.py passes that exited non-zero": sum(run.returncode != 0 for run in cronjobs),
+            process.returncode not in (0, -signal.SIGKILL) for process in run.clients),
+        "cronjob.py passes that exited non-zero": sum(process.returncode != 0 for process in run.cronjobs),
     })
-    for run in cronjobs:
-        lines = run.logs[0].read_text(errors="replace").splitlines()
-        result.observed[f"{run.name} said"] = next((line for line in reversed(lines) if line.startswith("checked")),
-                                                   "nothing")
+    for process in run.cronjobs:
+        lines = process.logs[0].read_text(errors="replace").splitlines()
+        result.observed[f"{process.name} said"] = next(
+            (line for line in reversed(lines) if line.startswith("checked")), "nothing")
 
 
-def record_timings(result: SoakResult, rows: list[Job], transcripts: Path, last_finish: float,
-                   cronjobs: list[ProcessRun], origin: float) -> None:
-    stored = [path.stat().st_ctime for path in transcripts.glob("*.json")]  # ctime: when it was linked in
+def record_timings(result: SoakResult, rows: list[Job], transcripts: Path, run: Run, origin: float) -> None:
+    """How long recovery took once the API had finished: the last transcript file appearing (its ctime is
+    when it was linked into place) and the last row turning final."""
+    last_finish, cronjobs = run.last_finish, run.cronjobs
+    stored = [path.stat().st_ctime for path in transcripts.glob("*.json")]
     final = [row.updated_at for row in rows if row.status not in OPEN_STATES]
     if stored:
         result.timings["last job finished at the API -> last transcript stored"] = max(stored) - last_finish
     if final:
         result.timings["last job finished at the API -> last job final in the DB"] = max(final) - last_finish
-    overlap = min(run.ended for run in cronjobs) - max(run.started for run in cronjobs)
-    result.timings.update({f"{run.name} pass": run.seconds for run in cronjobs})
+    overlap = min(process.ended for process in cronjobs) - max(process.started for process in cronjobs)
+    result.timings.update({f"{process.name} pass": process.seconds for process in cronjobs})
     result.timings["cronjob passes overlapping"] = max(0.0, overlap)
     result.timings["whole run"] = time.time() - origin
 
