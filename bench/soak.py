@@ -184,6 +184,19 @@ def fresh_database(kind: str, workdir: Path, postgres_url: str) -> Iterator[str]
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+def postgres_problem(postgres_url: str) -> str | None:
+    """Why the PostgreSQL server cannot be used, in one line, or None: a soak that cannot start should say
+    so before it creates anything, not with a traceback."""
+    import psycopg
+
+    try:
+        psycopg.connect(postgres_url, connect_timeout=5).close()
+    except psycopg.Error as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return f"no PostgreSQL at {postgres_url}: {lines[-1] if lines else type(error).__name__}"
+    return None
+
+
 def make_audio(directory: Path, count: int, rng: random.Random) -> list[Path]:
     """`count` WAV files with distinct names (hard links to four clips of 1 to 8 seconds): the name
     is the job's data_name, which is how the killed client's job is recognised, and short clips keep the
@@ -733,6 +746,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     options = SoakOptions(jobs=args.jobs, seed=args.seed, servers=args.servers)
+    problem = postgres_problem(args.postgres_url) if args.database == "postgresql" else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"soak: seed {args.seed}, {args.jobs} jobs, {args.database}, {args.servers} server(s), work "
