@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import wave
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -47,7 +46,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -56,6 +54,7 @@ from notification_flow.db import OPEN_STATES, Job, open_store
 from tests.blackhole import blackhole
 from tests.direct import api_headers
 from tests.helpers import API_KEY, ROOT, Stack, free_port, wait_for
+from tests.postgres import POSTGRES_URL, fresh_schema
 
 # The emulator's faults, as the issue asks for them. 5% of API calls: half 429 (with Retry-After), half 503.
 FAULTS: dict[str, Any] = {
@@ -73,7 +72,6 @@ MAX_DOWNTIME_SECONDS = 2.5  # with the restart, longer than the retry schedule: 
 JOBS_PER_KILL = 100
 EPSILON = 0.01  # the emulator logs times in whole milliseconds
 STORED = re.compile(r"stored transcript ([a-z0-9]+)\.json")
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 Say = Callable[[str], None]  # where progress lines go (stderr for the command, print for pytest)
 
 
@@ -167,21 +165,12 @@ def emulator_config(seed: int) -> EmulatorConfig:
 @contextlib.contextmanager
 def fresh_database(kind: str, workdir: Path, postgres_url: str) -> Iterator[str]:
     """A database nobody else uses: a file in the work directory, or a new PostgreSQL schema (selected with
-    `options=-csearch_path`, as tests/conftest.py does) that is dropped afterwards whatever happens."""
+    `options=-csearch_path`) that is dropped afterwards whatever happens."""
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'jobs.db'}"
         return
-    import psycopg
-
-    schema = f"soak_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in postgres_url else "?"
-    try:
-        yield f"{postgres_url}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema(postgres_url, prefix="soak") as url:
+        yield url
 
 
 def postgres_problem(postgres_url: str) -> str | None:
@@ -726,7 +715,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="seed of every random choice (default: a random one, printed)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--servers", type=int, help="server.py processes (default: 1 on sqlite, 2 on postgresql)")
-    parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_POSTGRES_URL),
+    parser.add_argument("--postgres-url", default=POSTGRES_URL,
                         help="PostgreSQL server for --database postgresql; a fresh schema is created in it and "
                         "dropped afterwards (default: $TEST_DATABASE_URL or %(default)s)")
     parser.add_argument("--workdir", type=Path, help="keep everything (logs, database, transcripts) here "

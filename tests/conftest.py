@@ -8,31 +8,24 @@ server the PostgreSQL runs are skipped, with the reason.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
 from emulator import Emulator, EmulatorConfig
 from tests.helpers import API_KEY, Stack
+from tests.postgres import fresh_schema
+from tests.postgres import postgres_problem as check_postgres
 
-POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-_postgres_problem: list[str] = []
+_postgres_problem: list[str | None] = []
 
 
 def postgres_problem() -> str | None:
     """Why PostgreSQL cannot be used here, or None if it can (checked once per run)."""
     if not _postgres_problem:
-        try:
-            import psycopg
-
-            with psycopg.connect(POSTGRES_URL, connect_timeout=3):
-                _postgres_problem.append("")
-        except Exception as error:
-            _postgres_problem.append(f"no PostgreSQL at {POSTGRES_URL}: {str(error).strip().splitlines()[-1]}")
-    return _postgres_problem[0] or None
+        _postgres_problem.append(check_postgres())
+    return _postgres_problem[0]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -45,17 +38,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         if os.environ.get("CI"):
             pytest.fail(problem)  # CI has PostgreSQL: a skip there would hide a broken backend
         pytest.skip(problem)
-    import psycopg
-
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema() as url:
+        yield url
 
 
 def emulator_config(**overrides: object) -> EmulatorConfig:
