@@ -7,6 +7,7 @@ server the PostgreSQL runs are skipped, with the reason.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +16,9 @@ import pytest
 
 from emulator import Emulator, EmulatorConfig
 from tests.helpers import API_KEY, Stack
-from tests.postgres import fresh_schema
-from tests.postgres import postgres_problem as check_postgres
+from tests.postgres import fresh_schema, postgres_problem
 
-_postgres_problem: list[str | None] = []
-
-
-def postgres_problem() -> str | None:
-    """Why PostgreSQL cannot be used here, or None if it can (checked once per run)."""
-    if not _postgres_problem:
-        _postgres_problem.append(check_postgres())
-    return _postgres_problem[0]
+postgres_problem_once = functools.cache(postgres_problem)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,7 +26,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'jobs.db'}"
         return
-    problem = postgres_problem()
+    problem = postgres_problem_once()
     if problem:
         if os.environ.get("CI"):
             pytest.fail(problem)  # CI has PostgreSQL: a skip there would hide a broken backend
