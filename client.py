@@ -128,9 +128,9 @@ def timestamp(epoch: float) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Submit audio to Speechmatics with a notification URL and "
-                                     "record each job.", epilog="Exit codes: 0 every file submitted, "
-                                     "1 some were not, 2 bad settings or arguments.")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Exit codes: 0 every file submitted, 1 some were not, 2 bad settings "
+                                     "or arguments.")
     parser.add_argument("audio", nargs="*", type=Path, help=f"audio files (default: {SAMPLE_AUDIO.name})")
     parser.add_argument("--language", help="language code (default: en)")
     parser.add_argument("--model", help="model, e.g. standard or enhanced")

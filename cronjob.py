@@ -206,7 +206,7 @@ def print_summary(summary: Counter[str]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Reconcile jobs whose notification never arrived.",
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Exit codes: 0 nothing failed, 1 some job could not be "
                                      "reconciled (it is retried next pass), 2 bad settings.")
     parser.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS,

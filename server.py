@@ -151,8 +151,8 @@ class Receiver:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Receive Speechmatics notifications (production WSGI "
-                                     "server, never Flask's debugger).")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Exit codes: 0 stopped cleanly, 2 bad settings.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; "
                         "put a TLS proxy in front for the internet)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
