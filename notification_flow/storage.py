@@ -118,9 +118,11 @@ class TranscriptStore:
         return written
 
     def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
-        """Keep a body we could not understand, so that an operator can see what was sent."""
-        target = self.unreadable / f"{check_job_id(job_id)}-{time.time_ns()}.body"
-        os.link(incoming.finish(), target)
+        """Keep a body we could not understand, so that an operator can see what was sent: one per job,
+        since Speechmatics' retries would only add copies of the same bytes."""
+        target = self.unreadable / f"{check_job_id(job_id)}.body"
+        with contextlib.suppress(FileExistsError):
+            os.link(incoming.finish(), target)
         return target
 
     def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int:
