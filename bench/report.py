@@ -235,11 +235,11 @@ def machine_section(results: dict[str, Any]) -> list[str]:
             ["Python", m["python"]], ["sqlite", m["sqlite"]], ["PostgreSQL", m["postgresql"] or "not available"],
             ["packages", f"{packages}; ijson backend {m['ijson_backend']}"],
             ["load average (1, 5, 15 min)", f"{m['load_before']} before, {m.get('load_after', '?')} after"]]
-    busy = float(m["load_before"].split()[0]) >= 1.0
-    note = ("Other work was running on the machine during this run (a load average of 1 or more before the "
-            "benchmark started), which widens the ranges in the tables and inflates CPU times; the interleaved "
-            "rounds spread that disturbance over every target alike." if busy else
-            "The machine was otherwise idle when the run started (load average below 1).")
+    busy = max(float(value) for value in m["load_before"].split()[:2]) >= 1.0
+    note = ("Other work had been running on the machine shortly before this run (a 1- or 5-minute load average "
+            "of 1 or more as it started) and may have run during it, which widens the ranges in the tables and "
+            "inflates CPU times; the interleaved rounds spread such disturbance over every target alike."
+            if busy else "The machine had been idle for the last five minutes when the run started.")
     return ["## Machine and versions", "", *table(["", ""], rows),
             note + " The load generator always shares the two cores with the server under test.", ""]
 
