@@ -126,7 +126,8 @@ class Reconciler:
     def fetch_transcript(self, job_id: str) -> str:
         with self.transcripts.incoming_file() as incoming:
             self.api.download_transcript(job_id, incoming)
-            self.transcripts.store(job_id, incoming)
+            if self.transcripts.store(job_id, incoming):
+                log.info("stored transcript %s.json", job_id)
         return str(self.transcripts.path_for(job_id))
 
     def repair_missing_transcripts(self) -> None:

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -26,7 +26,7 @@ from notification_flow.auth import Guard
 from notification_flow.cli import exit_on_bad_settings, setup_logging
 from notification_flow.db import FAILURE_NOTIFICATIONS, JobStore, StoreUnavailable, open_store
 from notification_flow.payloads import NotificationBody, UnreadableBody, read_body, request_class
-from notification_flow.storage import BodyTooLarge, InvalidJobId, TranscriptStore, check_job_id
+from notification_flow.storage import BodyTooLarge, IncomingFile, InvalidJobId, TranscriptStore, check_job_id
 
 NOTIFICATION_STATUSES = ("success", *FAILURE_NOTIFICATIONS)
 log = logging.getLogger("server")
@@ -66,8 +66,8 @@ class Receiver:
         started = time.monotonic()
         job_id, status = request.args.get("id", "-")[:40], request.args.get("status", "-")[:20]
         code, outcome = self.handle(job_id, status)
-        log.info("notification job=%s status=%s outcome=%s code=%d ms=%.1f", job_id, status, outcome, code,
-                 (time.monotonic() - started) * 1000)
+        log.info("notification job=%s status=%s outcome=%s code=%d stored=%s ms=%.1f", job_id, status, outcome,
+                 code, g.get("stored", "-"), (time.monotonic() - started) * 1000)
         return reply(code, outcome)
 
     def handle(self, job_id: str, status: str) -> tuple[int, str]:
@@ -96,37 +96,38 @@ class Receiver:
             return 503, "temporarily unavailable"
 
     def on_success(self, job_id: str, body: NotificationBody) -> tuple[int, str]:
-        job = self.store.find(job_id)
-        if job is None and body.reference:  # the notification beat client.py to recording the id
-            job = self.store.record_submitted(body.reference, job_id)
-        if job is not None and job.is_final:
+        if body.transcript is not None:
+            return 200, self.publish(job_id, body.transcript, body.reference)
+        # No json-v2 in the body (txt, srt, jobinfo or nothing): fetch it, unless the job is finished.
+        if self.is_final(job_id):
             return 200, "duplicate"
-        if body.transcript is None:
-            return self.fetch_and_store(job_id)
-        self.transcripts.store(job_id, body.transcript)
-        path = str(self.transcripts.path_for(job_id))
-        return 200, self.store.record_notification(job_id, "success", transcript=path)
-
-    def fetch_and_store(self, job_id: str) -> tuple[int, str]:
-        """The body had no json-v2 transcript (txt, srt, jobinfo or nothing): fetch it from the API."""
-        if self.api is None:
-            return 202, self.store.record_notification(job_id, "success")  # cronjob.py will fetch it
+        if self.api is None:  # cronjob.py will fetch it
+            return 202, self.store.record_notification(job_id, "success", reference=body.reference)
         with self.transcripts.incoming_file() as incoming:
             try:
                 self.api.download_transcript(job_id, incoming)
             except ApiError as error:
                 log.warning("notification job=%s transcript fetch failed: %s", job_id, error)
                 return 503, "transcript not fetched yet"
-            self.transcripts.store(job_id, incoming)
+            return 200, self.publish(job_id, incoming, body.reference)
+
+    def publish(self, job_id: str, transcript: IncomingFile, reference: str | None) -> str:
+        """Write <job_id>.json, then record the job done: in that order, so `done` always has its file. The
+        file is linked only if absent, so a duplicate or late notification writes nothing."""
+        if self.transcripts.store(job_id, transcript):
+            g.stored = self.transcripts.path_for(job_id).name
         path = str(self.transcripts.path_for(job_id))
-        return 200, self.store.record_notification(job_id, "success", transcript=path)
+        return self.store.record_notification(job_id, "success", transcript=path, reference=reference)
 
     def on_failure(self, job_id: str, status: str, body: NotificationBody) -> tuple[int, str]:
-        job = self.store.find(job_id)
-        if job is not None and job.is_final:
+        if self.is_final(job_id):
             return 200, "duplicate"
         reason = body.error or self.reason_from_api(job_id) or f"Speechmatics reported {status}"
-        return 200, self.store.record_notification(job_id, status, error=reason)
+        return 200, self.store.record_notification(job_id, status, error=reason, reference=body.reference)
+
+    def is_final(self, job_id: str) -> bool:
+        job = self.store.find(job_id)
+        return job is not None and job.is_final
 
     def reason_from_api(self, job_id: str) -> str | None:
         if self.api is None:

@@ -71,7 +71,8 @@ CHUNK_SIZE = 50
 MAX_DOWNTIME_SECONDS = 2.5  # with the restart, longer than the retry schedule: some notifications run out
 JOBS_PER_KILL = 100
 EPSILON = 0.01  # the emulator logs times in whole milliseconds
-STORED = re.compile(r"stored transcript ([a-z0-9]+)\.json")
+# cronjob.py logs "stored transcript <id>.json", server.py "stored=<id>.json", once per file actually written
+STORED = re.compile(r"(?:stored transcript |stored=)([a-z0-9]+)\.json")
 Say = Callable[[str], None]  # where progress lines go (stderr for the command, print for pytest)
 
 

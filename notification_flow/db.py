@@ -146,12 +146,17 @@ class JobStore:
 
     # -- server.py ------------------------------------------------------------------------------------
     def record_notification(self, job_id: str, status: str, transcript: str | None = None,
-                            error: str | None = None) -> str:
+                            error: str | None = None, reference: str | None = None) -> str:
         """Apply one notification; the answer (for the log) is what happened: done, rejected, duplicate,
-        waiting (success without a transcript) or kept (job id not recorded yet)."""
+        waiting (success without a transcript) or kept (job id not recorded yet). A notification that beat
+        client.py to recording the id is joined to its row by `reference` (from `tracking.reference`)."""
         with self.backend.transaction() as tx:
             tx.lock_job_id(job_id)
             rows = tx.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
+            if not rows and reference:
+                rows = tx.execute("UPDATE jobs SET job_id = ?, status = 'running', updated_at = ?, lease_until = "
+                                  "NULL WHERE reference = ? AND status = 'submitting' RETURNING status",
+                                  (job_id, time.time(), reference))
             if not rows:
                 # A later notification that brought the transcript replaces one that did not.
                 tx.execute("INSERT INTO early_notifications (job_id, status, transcript, error, received_at) "

@@ -23,6 +23,7 @@ from notification_flow.storage import IncomingFile, TranscriptStore
 TRANSCRIPT_PARTS = ("transcript", "transcript.json-v2", "data_file")
 # Where job details live: under `job` in a transcript, at the top level in a jobinfo body.
 JOB_FIELDS = ("job.", "id", "created_at", "data_name", "duration", "tracking.", "errors.", "status")
+TRANSCRIPT_KEYS = {"format", "job", "results"}
 JSON_TYPES = ("application/json", "application/vnd.speechmatics.v2+json")
 
 
@@ -110,21 +111,48 @@ def _read_multipart(request: Request, new_file: Any) -> NotificationBody:
 
 
 def _read_json(incoming: IncomingFile) -> NotificationBody:
-    """Stream-parse the whole document (so a truncated one is caught) keeping only top-level keys and the
-    job's scalar fields, which are all we need to route it."""
-    top_keys: set[str] = set()
-    info: dict[str, Any] = {}
+    """Parse the whole document (so a truncated one is caught) keeping only the job's string fields.
+
+    Python looks at the head only, until the top-level keys show a json-v2 transcript (they come before the
+    results); ijson's C backend then parses the rest, building nothing but the `job` object. That keeps
+    memory flat and the CPU cost per notification near a plain json.loads. Other JSON (jobinfo) is small,
+    and is read event by event."""
     path = incoming.finish()
     try:
         with path.open("rb") as source:
-            for prefix, event, value in ijson.parse(source):
-                if prefix == "" and event == "map_key":
-                    top_keys.add(value)
-                elif event == "string" and prefix.startswith(JOB_FIELDS):  # ids and reasons are strings
-                    info[prefix.removeprefix("job.")] = value
+            top_keys, info = _scan_head(source)
+            if top_keys >= TRANSCRIPT_KEYS:
+                source.seek(0)
+                jobs = list(ijson.items(source, "job"))
+                info = dict(_strings(jobs[0] if jobs else {}, ""))
     except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as error:
         raise UnreadableBody(f"body is not valid JSON: {error}", incoming) from error
     if not top_keys and not info:
         raise UnreadableBody("body is JSON but not an object", incoming)
-    is_transcript = {"format", "job", "results"} <= top_keys
-    return NotificationBody(transcript=incoming if is_transcript else None, info=info)
+    return NotificationBody(transcript=incoming if top_keys >= TRANSCRIPT_KEYS else None, info=info)
+
+
+def _scan_head(source: BinaryIO) -> tuple[set[str], dict[str, str]]:
+    """Top-level keys and job fields, stopping as soon as the document is known to be a transcript."""
+    top_keys: set[str] = set()
+    info: dict[str, str] = {}
+    for prefix, event, value in ijson.parse(source, buf_size=4096):
+        if prefix == "" and event == "map_key":
+            top_keys.add(value)
+            if top_keys >= TRANSCRIPT_KEYS:
+                break
+        elif event == "string" and prefix.startswith(JOB_FIELDS):  # ids and reasons are strings
+            info[prefix.removeprefix("job.")] = value
+    return top_keys, info
+
+
+def _strings(value: Any, prefix: str) -> Iterator[tuple[str, str]]:
+    """The string fields of a parsed object, under ijson-style names (`tracking.reference`, `errors.item.message`)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _strings(inner, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _strings(inner, f"{prefix}.item")
+    elif isinstance(value, str):
+        yield prefix, value
