@@ -38,9 +38,10 @@ class IncomingFile:
     def __init__(self, directory: Path, limit: int | None = None) -> None:
         handle, name = tempfile.mkstemp(dir=directory, suffix=".part")
         self.path = Path(name)
-        self.file: BinaryIO = os.fdopen(handle, "wb")
+        self.file: BinaryIO = os.fdopen(handle, "w+b")
         self.size = 0
         self.limit = limit
+        self.durable = False
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -54,12 +55,18 @@ class IncomingFile:
         return self
 
     def finish(self) -> Path:
-        """Make the bytes durable before anyone can link to them."""
-        if not self.file.closed:
+        """Make the bytes durable before anyone can link to them (once, however often it is asked)."""
+        if not self.durable:
             self.file.flush()
             os.fsync(self.file.fileno())
-            self.file.close()
+            self.durable = True
         return self.path
+
+    def reader(self) -> BinaryIO:
+        """The written bytes from the start, through the same handle: no second open of the file."""
+        self.finish()
+        self.file.seek(0)
+        return self.file
 
     def discard(self) -> None:
         self.file.close()
@@ -76,6 +83,7 @@ class TranscriptStore:
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory).resolve()
         self.incoming = self.directory / ".incoming"
+        self._directory_fd: tuple[int, int] | None = None
         self.unreadable = self.directory / ".unreadable"
 
     def ensure_directories(self) -> TranscriptStore:
@@ -109,8 +117,15 @@ class TranscriptStore:
             if not final.is_file() or final.stat().st_size == 0:
                 raise OSError(f"{final} exists but is not a transcript file") from None
             written = False
-        _fsync_directory(self.directory)
+        self._fsync_directory()
         return written
+
+    def _fsync_directory(self) -> None:
+        """A new directory entry is durable only once the directory itself is fsynced. The directory is
+        opened once per process (opening it costs as much as the fsync) and never across a fork."""
+        if self._directory_fd is None or self._directory_fd[0] != os.getpid():
+            self._directory_fd = (os.getpid(), os.open(self.directory, os.O_RDONLY))
+        os.fsync(self._directory_fd[1])
 
     def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
         """Keep a body we could not understand, so that an operator can see what was sent: one per job,
@@ -137,10 +152,4 @@ def _remove_older(directory: Path, seconds: float) -> int:
     return removed
 
 
-def _fsync_directory(directory: Path) -> None:
-    """A new directory entry is durable only once the directory itself is fsynced."""
-    handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
+

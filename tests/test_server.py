@@ -325,3 +325,15 @@ def test_odd_types_in_the_job_fields_never_cause_a_500(served: Stack, job_fields
     response = served.notify(job_id, body=json.dumps(transcript).encode(), content_type="application/json")
     assert response.status_code == 200
     assert served.store().find(job_id).status == "done"
+
+
+def test_a_transcript_too_large_to_parse_in_memory_is_streamed_and_stored(served: Stack) -> None:
+    job_id = done_job(served)
+    transcript = json.loads(served.emulator.transcript_bytes(job_id))
+    transcript["results"] = transcript["results"] * (3_000_000 // len(json.dumps(transcript["results"])) + 1)
+    body = json.dumps(transcript).encode()
+    assert len(body) > 2 * 1024 * 1024
+    truncated = served.notify(job_id, body=body[:-1], content_type="application/json")
+    assert truncated.status_code == 400 and served.store().find(job_id).status == "running"
+    assert served.notify(job_id, body=body, content_type="application/json").status_code == 200
+    assert (served.transcripts / f"{job_id}.json").read_bytes() == body
