@@ -19,7 +19,6 @@ DOC = ROOT / "docs" / "benchmarks.md"
 PICTURE = ROOT / "docs" / "benchmarks-ingest.png"
 NAMES = {"ours": "ours: `python server.py`, sqlite", "ours-postgresql": "ours: `python server.py`, PostgreSQL",
          "lean": "limit: lean WSGI handler", "bare": "bare Flask endpoint",
-         "ours-ijson.items": "diagnostic: ours + `ijson.items` parse (suggested fix)",
          "ours-no-dir-fsync": "diagnostic: ours without the directory fsync (unsafe)"}
 
 
@@ -111,10 +110,6 @@ def diagnostic_sentence(part: dict[str, Any]) -> str:
     if not found:
         return ""
     text = " Diagnostics (`bench/variants.py`, never shipped):"
-    if "ours-ijson.items" in found:
-        fixed = found["ours-ijson.items"]
-        text += (f" with the suggested parsing change ours would be {number(fixed['to_limit'], 2)} of the limit, "
-                 f"{number(fixed['to_ours'], 2)}x its current throughput;")
     if "ours-no-dir-fsync" in found:
         unsafe = found["ours-no-dir-fsync"]
         text += (f" without its directory fsync it would be {number(unsafe['to_limit'], 2)} of the limit "
@@ -202,8 +197,8 @@ def method_section(results: dict[str, Any]) -> list[str]:
             "body with `json.loads`, writes `<job_id>.json` via a temporary file, fsync and rename, and commits one "
             "sqlite row (WAL, synchronous=FULL, BEGIN IMMEDIATE). The bare endpoint reads the body and answers 200.",
             "- **Diagnostics** (`bench/variants.py`, never shipped): our server with one change applied in memory, "
-            "run in the same rounds: the suggested parsing fix (`ijson.items`), to measure what it would buy, and "
-            "the server without its directory fsync (unsafe), to measure what that fsync costs.",
+            "run in the same rounds: the server without its directory fsync (unsafe), to measure what that fsync "
+            "costs.",
             "- **Memory**: `bench/memory.py` streams one body with `python -m bench.loadgen --body-file …`.",
             "- **Reconcile**: `python cronjob.py --all`, and `python -m bench.original_loop` (a re-implementation of "
             "the original example's pattern, not its code), each against a fresh in-process emulator "

@@ -26,8 +26,8 @@ SECRET = secrets.token_hex(20)  # a fresh one per `make bench`, passed to each s
 WORKERS = os.cpu_count() or 1
 THREADS = 4  # server.py's default --threads
 KEEPALIVE = 5  # notification_flow/wsgi.py
-# bench/variants.py, by target name: what a suggested fix would buy, and what the directory fsync costs
-DIAGNOSTICS = {"ours-ijson.items": "ijson-items", "ours-no-dir-fsync": "no-dir-fsync"}
+# bench/variants.py, by target name: what the directory fsync costs
+DIAGNOSTICS = {"ours-no-dir-fsync": "no-dir-fsync"}
 
 
 def free_port() -> int:
