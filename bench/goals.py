@@ -27,8 +27,9 @@ def at_least(key: str, what: str, value: float | None, goal: float, unit: str, d
     if value is None or math.isnan(value):
         return Goal(key, what, "—", f"≥ {goal:g}{unit}", None)
     short = goal - value
-    return Goal(key, what, f"{value:.{digits}f}{unit}", f"≥ {goal:g}{unit}", value >= goal,
-                f"short by {short:.{digits}f}{unit}, {short / goal:.0%} of the goal")
+    shown = digits if short <= 0 or short >= 10 ** -digits else digits + 1  # never "0.80, short by 0.00"
+    return Goal(key, what, f"{value:.{shown}f}{unit}", f"≥ {goal:g}{unit}", value >= goal,
+                f"short by {short:.{shown}f}{unit}, {short / goal:.1%} of the goal")
 
 
 def at_most(key: str, what: str, value: float | None, goal: float, unit: str, digits: int = 2) -> Goal:
