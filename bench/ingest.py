@@ -40,7 +40,7 @@ class Plan:
 
 
 def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    problem = jobrows.postgres_available()
+    problem = jobrows.postgres_problem()
     chosen = [name for name in TARGETS if not (name == "ours-postgresql" and problem)]
     results: dict[str, Any] = {"targets": chosen, "postgresql_skipped": problem, "plans": {}}
     for plan in plans:
@@ -87,7 +87,7 @@ def prepared(name: str, work: Path, ids: list[str]) -> Iterator[tuple[targets.Se
         store = jobrows.create_running(url, ids)
         yield targets.variant(work, url, name), lambda: jobrows.count_done(store)
     elif name == "ours-postgresql":
-        with jobrows.postgres_schema() as url:
+        with jobrows.fresh_schema(prefix="bench") as url:
             store = jobrows.create_running(url, ids)
             yield targets.ours(work, url, name=name), lambda: jobrows.count_done(store)
     elif name == "lean":

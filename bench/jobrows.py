@@ -1,4 +1,4 @@
-"""Job rows for the server to finish, created through notification_flow.db, and throwaway PostgreSQL schemas.
+"""Job rows for the server to finish, created through notification_flow.db.
 
 Every notification the load generator sends is for a job the database holds as `running`, as client.py
 leaves it, so the server does its full work: find the job, write `<job_id>.json`, mark it done. The rows
@@ -8,17 +8,15 @@ them, would add minutes of setup to `make bench` and measure nothing).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import time
 import uuid
-from collections.abc import Iterator
-from urllib.parse import quote
 
 from notification_flow.db import JobStore, open_store
+from tests.postgres import POSTGRES_URL, fresh_schema, postgres_problem
 
-POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")  # as the tests
+__all__ = ["POSTGRES_URL", "fresh_schema", "postgres_problem"]  # the benchmarks' PostgreSQL, as the tests
+
 _serial = itertools.count()
 
 
@@ -42,30 +40,3 @@ def create_running(database_url: str, job_ids: list[str], references: list[str] 
 
 def count_done(store: JobStore) -> int:
     return len(store.jobs(status="done"))
-
-
-@contextlib.contextmanager
-def postgres_schema(base_url: str = POSTGRES_URL) -> Iterator[str]:
-    """A DATABASE_URL on a fresh schema of `base_url`, dropped afterwards."""
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in base_url else "?"
-    try:
-        yield f"{base_url}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def postgres_available(base_url: str = POSTGRES_URL) -> str | None:
-    """Why PostgreSQL cannot be used, or None if it can."""
-    try:
-        import psycopg
-
-        with psycopg.connect(base_url, connect_timeout=3):
-            return None
-    except Exception as error:
-        return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__

@@ -78,9 +78,9 @@ def ijson_backend() -> str:
 
 
 def postgres_version() -> str | None:
-    from bench.jobrows import POSTGRES_URL, postgres_available
+    from bench.jobrows import POSTGRES_URL, postgres_problem
 
-    if postgres_available():
+    if postgres_problem():
         return None
     import psycopg
 
