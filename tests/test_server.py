@@ -308,7 +308,8 @@ def test_log_has_one_line_per_notification_and_no_secrets_or_transcript_text(ser
     assert served.notify(job_id, secret="wrong-secret-0123456789").status_code == 401
     lines = [line for line in served.server_log().splitlines() if " notification job=" in line]
     assert len(lines) == 2
-    assert f"outcome=done code=200 stored={job_id}.json ms=" in lines[0] and "outcome=unauthenticated code=401" in lines[1]
+    assert f"outcome=done code=200 stored={job_id}.json ms=" in lines[0]
+    assert "outcome=unauthenticated code=401" in lines[1]
     words = {r["alternatives"][0]["content"] for r in json.loads(body)["results"] if len(r["alternatives"][0]
                                                                                       ["content"]) > 6}
     log = served.server_log()
