@@ -47,12 +47,18 @@ def test_happy_path_by_webhook(served: Stack) -> None:
     assert json.loads(stored.read_bytes())["job"]["tracking"]["reference"] == listed["reference"]
 
 
-def test_lost_notification_is_recovered_by_cronjob(stack: Stack) -> None:
+def job_with_lost_notification(stack: Stack) -> str:
+    """Submit with client.py while the emulator drops every notification; wait until the job is done there."""
     stack.emulator.set_faults(drop_fraction=1.0)
     stack.start_server()
     assert stack.client().returncode == 0
     job_id = submitted_job_id(stack)
     wait_for(lambda: stack.emulator.job(job_id)["status"] == "done", message="the emulator to finish the job")
+    return job_id
+
+
+def test_lost_notification_is_recovered_by_cronjob(stack: Stack) -> None:
+    job_id = job_with_lost_notification(stack)
     assert stack.store().find(job_id).status == "running"
 
     result = stack.cronjob("--all")
@@ -63,11 +69,7 @@ def test_lost_notification_is_recovered_by_cronjob(stack: Stack) -> None:
 
 
 def test_cronjob_respects_the_grace_period(stack: Stack) -> None:
-    stack.emulator.set_faults(drop_fraction=1.0)
-    stack.start_server()
-    assert stack.client().returncode == 0
-    job_id = submitted_job_id(stack)
-    wait_for(lambda: stack.emulator.job(job_id)["status"] == "done", message="the emulator to finish the job")
+    job_id = job_with_lost_notification(stack)
     result = stack.cronjob("--grace", "3600")
     assert result.returncode == 0 and "checked 0" in result.stdout
     assert stack.store().find(job_id).status == "running"
