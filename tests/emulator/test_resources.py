@@ -52,7 +52,7 @@ def stream_upload(url: str, path: Path) -> tuple[int, dict]:
 def test_large_upload_streams_to_disk_with_flat_memory(make_emulator, tmp_path: Path) -> None:
     emu = make_emulator(processing_seconds=3600)
     audio = tmp_path / "long.wav"
-    write_long_wav(audio, seconds=600)  # 19.2 MB
+    write_long_wav(audio, seconds=1800)  # 57.6 MB
     tracemalloc.start()
     try:
         status, body = stream_upload(emu.url, audio)
@@ -60,10 +60,12 @@ def test_large_upload_streams_to_disk_with_flat_memory(make_emulator, tmp_path: 
     finally:
         tracemalloc.stop()
     assert status == 201, body
-    assert peak < 4_000_000, f"peak Python memory during a 19 MB upload: {peak} bytes"
+    # Flat, not proportional to the upload: socket and parser buffers come and go (a few MB, more when the
+    # machine is busy), but a buffered upload would need all 57.6 MB.
+    assert peak < 16_000_000, f"peak Python memory during a 57.6 MB upload: {peak} bytes"
     stored = list(emu.service.upload_dir.iterdir())
     assert [path.stat().st_size for path in stored] == [audio.stat().st_size]
-    assert emu.job(body["id"])["duration"] == 600
+    assert emu.job(body["id"])["duration"] == 1800
 
 
 def test_stop_deletes_uploads_and_joins_threads(tmp_path: Path, receiver: Receiver) -> None:
