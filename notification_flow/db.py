@@ -133,10 +133,7 @@ class JobStore:
         job, or None if `reference` is not ours or already belongs to another job id."""
         with self.backend.transaction() as tx:
             tx.lock_job_id(job_id)
-            tx.execute("UPDATE jobs SET job_id = ?, status = 'running', updated_at = ?, lease_until = NULL "
-                       "WHERE reference = ? AND status = 'submitting'", (job_id, time.time(), reference))
-            if tx.rowcount:
-                self._apply_early_notification(tx, job_id)
+            self._attach(tx, reference, job_id)
             rows = tx.execute("SELECT * FROM jobs WHERE reference = ? AND job_id = ?", (reference, job_id))
             return Job.from_row(rows[0]) if rows else None
 
@@ -153,10 +150,8 @@ class JobStore:
         with self.backend.transaction() as tx:
             tx.lock_job_id(job_id)
             rows = tx.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
-            if not rows and reference:
-                rows = tx.execute("UPDATE jobs SET job_id = ?, status = 'running', updated_at = ?, lease_until = "
-                                  "NULL WHERE reference = ? AND status = 'submitting' RETURNING status",
-                                  (job_id, time.time(), reference))
+            if not rows and reference and self._attach(tx, reference, job_id):
+                rows = tx.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
             if not rows:
                 # A later notification that brought the transcript replaces one that did not.
                 tx.execute("INSERT INTO early_notifications (job_id, status, transcript, error, received_at) "
@@ -254,6 +249,17 @@ class JobStore:
                        (error or f"Speechmatics reported {status}", time.time(), job_id))
             return "rejected"
         return "waiting"
+
+    def _attach(self, tx: Transaction, reference: str, job_id: str) -> bool:
+        """Give a `submitting` row its job id (from client.py, cronjob.py's listing or a notification's
+        `tracking.reference`), then apply whatever notification was kept for that id. False if the row is
+        not ours to attach."""
+        tx.execute("UPDATE jobs SET job_id = ?, status = 'running', updated_at = ?, lease_until = NULL "
+                   "WHERE reference = ? AND status = 'submitting'", (job_id, time.time(), reference))
+        if not tx.rowcount:
+            return False
+        self._apply_early_notification(tx, job_id)
+        return True
 
     def _apply_early_notification(self, tx: Transaction, job_id: str) -> None:
         early = tx.execute("SELECT * FROM early_notifications WHERE job_id = ?", (job_id,))
