@@ -14,29 +14,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from notification_flow import settings as config
 from notification_flow.api import AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
-from notification_flow.cli import exit_on_bad_settings
-from notification_flow.db import Job, JobStore, StoreUnavailable, open_store
+from notification_flow.cli import exit_on_bad_settings, read_json_object
+from notification_flow.jobs import JobStore, StoreUnavailable, open_store
+from notification_flow.listing import show_jobs
 from notification_flow.progress import Progress
+from notification_flow.settings import Settings, add_arguments, load_settings
 
 SAMPLE_AUDIO = Path(__file__).with_name("example.wav")
+EXIT_NOT_ALL_SUBMITTED = 1
 
 
 class RowClosed(Exception):
     """cronjob.py closed our row (it judged us dead): creating the job now would make an orphan."""
-EXIT_NOT_ALL_SUBMITTED = 1
 
 
-def job_config(settings: config.Settings, reference: str, args: argparse.Namespace) -> dict[str, Any]:
+def job_config(settings: Settings, reference: str, args: argparse.Namespace) -> dict[str, Any]:
     """The job config: the user's extras, our language options, our notification and our reference."""
     job: dict[str, Any] = copy.deepcopy(args.extra_config)
     job["type"] = "transcription"
@@ -54,7 +53,7 @@ def job_config(settings: config.Settings, reference: str, args: argparse.Namespa
     return job
 
 
-def submit(path: Path, settings: config.Settings, store: JobStore, api: SpeechmaticsAPI,
+def submit(path: Path, settings: Settings, store: JobStore, api: SpeechmaticsAPI,
            args: argparse.Namespace) -> tuple[bool, str]:
     """Submit one file; the answer is (submitted, message for the user)."""
     try:
@@ -63,34 +62,33 @@ def submit(path: Path, settings: config.Settings, store: JobStore, api: Speechma
     except OSError as error:
         return False, f"{path}: cannot read: {error.strerror or error}"  # nothing recorded for it
     reference = uuid.uuid4().hex
-    store.add_submission(reference, str(path))
+    store.add_submission(reference, str(path))  # 1. intent, before anything is sent
 
     def heartbeat() -> None:  # keeps cronjob.py from judging this row dead while we upload or wait
         with contextlib.suppress(StoreUnavailable):  # a busy database now is no reason to stop uploading
-            if store.touch(reference):
+            if store.heartbeat(reference):
                 return
             raise RowClosed(f"{path}: row {reference} was closed before the upload finished; not submitted")
 
-    try:
+    try:  # 2. the job, carrying our reference and notification URL
         job_id = api.submit(path, job_config(settings, reference, args), heartbeat)
     except RowClosed as error:
         return False, str(error)
     except AmbiguousSubmission as error:
         return False, f"{path}: {error}; left as 'submitting' for cronjob.py to resolve"
     except Unauthorized as error:
-        store.record_submit_failed(reference, str(error))
+        store.record_not_created(reference, str(error))
         raise  # every other file would fail the same way: stop
     except ApiError as error:
-        store.record_submit_failed(reference, str(error))
+        store.record_not_created(reference, str(error))
         return False, f"{path}: not submitted: {error}"
-    job = store.record_submitted(reference, job_id)
-    if job is None:  # only if cronjob.py judged this row dead while we were still uploading
-        return False, f"{path}: job {job_id} created, but its row was already closed; see cronjob.py's log"
+    job = store.record_created(reference, job_id)  # 3. its id (a fast notification may have done it already)
+    if job is None:
+        return False, f"{path}: job {job_id} created, but its row belongs to another job; see cronjob.py's log"
     return True, f"{path}: job {job_id} {job.status}"
 
 
-def submit_all(paths: list[Path], settings: config.Settings, store: JobStore,
-               args: argparse.Namespace) -> int:
+def submit_all(paths: list[Path], settings: Settings, store: JobStore, args: argparse.Namespace) -> int:
     failures = 0
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api, \
             ThreadPoolExecutor(max_workers=args.concurrency) as pool, Progress(len(paths)) as progress:
@@ -106,27 +104,6 @@ def submit_all(paths: list[Path], settings: config.Settings, store: JobStore,
     return EXIT_NOT_ALL_SUBMITTED if failures else 0
 
 
-def show_jobs(store: JobStore, as_json: bool) -> None:
-    jobs = store.jobs()
-    if as_json:
-        print(json.dumps([job_summary(job) for job in jobs], indent=2))
-        return
-    print(f"{'job_id':<12} {'reference':<32} {'status':<13} {'updated':<19} transcript / error")
-    for job in jobs:
-        print(f"{job.job_id or '-':<12} {job.reference:<32} {job.status:<13} {timestamp(job.updated_at):<19} "
-              f"{job.transcript or job.error or ''}")
-
-
-def job_summary(job: Job) -> dict[str, Any]:
-    return {"job_id": job.job_id, "reference": job.reference, "audio": job.audio, "status": job.status,
-            "transcript": job.transcript, "error": job.error, "created_at": timestamp(job.created_at),
-            "updated_at": timestamp(job.updated_at)}
-
-
-def timestamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Exit codes: 0 every file submitted, 1 some were not, 2 bad settings "
@@ -140,30 +117,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "more than 10 job creations per second)")
     parser.add_argument("--list", action="store_true", help="show the recorded jobs instead of submitting")
     parser.add_argument("--json", action="store_true", help="with --list: a JSON array")
-    config.add_arguments(parser, "api_key", "batch_url", "api_timeout", "webhook_url", "webhook_secret", "database_url")
+    add_arguments(parser, "api_key", "batch_url", "api_timeout", "webhook_url", "webhook_secret", "database_url")
     args = parser.parse_args(argv)
     if not 1 <= args.concurrency <= 10:
         parser.error("--concurrency must be between 1 and 10")
-    args.extra_config = read_config_file(parser, args.config_file)
+    args.extra_config = read_json_object(parser, "--config-file", args.config_file)
     return args
-
-
-def read_config_file(parser: argparse.ArgumentParser, path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        extra = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        parser.error(f"--config-file {path}: {error}")
-    if not isinstance(extra, dict):
-        parser.error(f"--config-file {path}: must hold a JSON object")
-    return extra
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with exit_on_bad_settings():
-        settings = config.load(overrides=vars(args))
+        settings = load_settings(overrides=vars(args))
         if not args.list:
             settings.require("api_key", "webhook_url", "webhook_secret")
         store = open_store(settings.database_url)

@@ -15,32 +15,43 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from notification_flow import settings as config
-from notification_flow.api import ApiError, SpeechmaticsAPI
+from notification_flow.api import ApiError, SpeechmaticsAPI, rejection_reason
 from notification_flow.auth import Guard
 from notification_flow.cli import exit_on_bad_settings, setup_logging
-from notification_flow.db import FAILURE_NOTIFICATIONS, JobStore, StoreUnavailable, open_store
+from notification_flow.jobs import Notification, StoreUnavailable, open_store
+from notification_flow.lifecycle import NotificationOutcome as Outcome
+from notification_flow.lifecycle import NotificationStatus
 from notification_flow.payloads import NotificationBody, UnreadableBody, read_body, request_class
-from notification_flow.storage import BodyTooLarge, IncomingFile, InvalidJobId, TranscriptStore, check_job_id
+from notification_flow.retry import RetryPolicy
+from notification_flow.settings import Settings, add_arguments, load_settings
+from notification_flow.transcripts import BodyTooLarge, IncomingFile, InvalidJobId, TranscriptFiles, check_job_id
 
-NOTIFICATION_STATUSES = ("success", *FAILURE_NOTIFICATIONS)
 log = logging.getLogger("server")
+REFUSALS = {401: Outcome.UNAUTHENTICATED, 403: Outcome.ADDRESS_NOT_ALLOWED}
 
 
-def create_app(settings: config.Settings | None = None) -> Flask:
-    settings = (settings or config.load()).require("webhook_secret")
+@dataclass(frozen=True)
+class Answer:
+    code: int
+    outcome: Outcome
+    stored: str = "-"  # the file this notification wrote, for the log
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The app; it touches no database, so a worker starts even while the database is away (then: 503)."""
+    settings = (settings or load_settings()).require("webhook_secret")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_notification_bytes
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     receiver = Receiver(settings)
     app.request_class = request_class(receiver.transcripts)
-
     app.add_url_rule(settings.webhook_path, "notification", receiver.receive, methods=["POST", "PUT"])
     app.add_url_rule("/healthz", "healthz", receiver.healthz)
     app.register_error_handler(HTTPException, lambda error: reply(error.code or 500, error.name))
@@ -53,77 +64,81 @@ def reply(code: int, outcome: str) -> tuple[Response, int]:
 
 
 class Receiver:
-    def __init__(self, settings: config.Settings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.guard = Guard(settings)
-        self.store: JobStore = open_store(settings.database_url)
-        self.transcripts = TranscriptStore(settings.transcripts_dir).ensure_directories()
+        self.store = open_store(settings.database_url, migrate_schema=False)  # connects on first use
+        self.transcripts = TranscriptFiles(settings.transcripts_dir).ensure_directories()
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
-        self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10, attempts=1, max_wait=0)
-                    if settings.api_key else None)
+        self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10,
+                                    retry=RetryPolicy(attempts=1, max_wait=0)) if settings.api_key else None)
 
     def receive(self) -> tuple[Response, int]:
         started = time.monotonic()
         job_id, status = request.args.get("id", "-")[:40], request.args.get("status", "-")[:20]
-        code, outcome = self.handle(job_id, status)
-        log.info("notification job=%s status=%s outcome=%s code=%d stored=%s ms=%.1f", job_id, status, outcome,
-                 code, g.get("stored", "-"), (time.monotonic() - started) * 1000)
-        return reply(code, outcome)
+        answer = self.handle(job_id, status)
+        log.info("notification job=%s status=%s outcome=%s code=%d stored=%s ms=%.1f", job_id, status,
+                 answer.outcome, answer.code, answer.stored, (time.monotonic() - started) * 1000)
+        return reply(answer.code, answer.outcome)
 
-    def handle(self, job_id: str, status: str) -> tuple[int, str]:
+    def handle(self, job_id: str, status: str) -> Answer:
         refusal = self.guard.refusal(request)
         if refusal:
-            return refusal, "unauthenticated" if refusal == 401 else "address not allowed"
+            return Answer(refusal, REFUSALS[refusal])
         try:
             check_job_id(job_id)
+            notified = NotificationStatus(status)
         except InvalidJobId:
-            return 400, "invalid job id"
-        if status not in NOTIFICATION_STATUSES:
-            return 400, "invalid status"
+            return Answer(400, Outcome.INVALID_JOB_ID)
+        except ValueError:
+            return Answer(400, Outcome.INVALID_STATUS)
         if (request.content_length or 0) > self.settings.max_notification_bytes:
-            return 413, "body too large"
+            return Answer(413, Outcome.BODY_TOO_LARGE)
         try:
             with read_body(request, job_id, self.transcripts, self.settings.max_notification_bytes) as body:
-                if status == "success":
+                if notified is NotificationStatus.SUCCESS:
                     return self.on_success(job_id, body)
-                return self.on_failure(job_id, status, body)
+                return self.on_failure(job_id, notified, body)
         except BodyTooLarge:
-            return 413, "body too large"
+            return Answer(413, Outcome.BODY_TOO_LARGE)
         except UnreadableBody as error:
-            return 400, f"unreadable body ({error})"
+            log.warning("notification job=%s unreadable body: %r", job_id, str(error))
+            return Answer(400, Outcome.UNREADABLE_BODY)
         except (StoreUnavailable, OSError) as error:
             log.warning("notification job=%s could not be stored now: %s", job_id, error)
-            return 503, "temporarily unavailable"
+            return Answer(503, Outcome.UNAVAILABLE)
 
-    def on_success(self, job_id: str, body: NotificationBody) -> tuple[int, str]:
+    def on_success(self, job_id: str, body: NotificationBody) -> Answer:
         if body.transcript is not None:
-            return 200, self.publish(job_id, body.transcript, body.reference)
+            return self.publish(job_id, body.transcript, body.reference)
         # No json-v2 in the body (txt, srt, jobinfo or nothing): fetch it, unless the job is finished.
         if self.is_final(job_id):
-            return 200, "duplicate"
+            return Answer(200, Outcome.DUPLICATE)
         if self.api is None:  # cronjob.py will fetch it
-            return 202, self.store.record_notification(job_id, "success", reference=body.reference)
+            notification = Notification(NotificationStatus.SUCCESS, reference=body.reference)
+            return Answer(202, self.store.record_notification(job_id, notification))
         with self.transcripts.incoming_file() as incoming:
             try:
                 self.api.download_transcript(job_id, incoming)
             except ApiError as error:
                 log.warning("notification job=%s transcript fetch failed: %s", job_id, error)
-                return 503, "transcript not fetched yet"
-            return 200, self.publish(job_id, incoming, body.reference)
+                return Answer(503, Outcome.NOT_FETCHED_YET)
+            return self.publish(job_id, incoming, body.reference)
 
-    def publish(self, job_id: str, transcript: IncomingFile, reference: str | None) -> str:
+    def publish(self, job_id: str, transcript: IncomingFile, reference: str | None) -> Answer:
         """Write <job_id>.json, then record the job done: in that order, so `done` always has its file. The
         file is linked only if absent, so a duplicate or late notification writes nothing."""
-        if self.transcripts.store(job_id, transcript):
-            g.stored = self.transcripts.path_for(job_id).name
-        path = str(self.transcripts.path_for(job_id))
-        return self.store.record_notification(job_id, "success", transcript=path, reference=reference)
+        written = self.transcripts.publish(job_id, transcript)
+        path = self.transcripts.path_for(job_id)
+        notification = Notification(NotificationStatus.SUCCESS, transcript=str(path), reference=reference)
+        return Answer(200, self.store.record_notification(job_id, notification), path.name if written else "-")
 
-    def on_failure(self, job_id: str, status: str, body: NotificationBody) -> tuple[int, str]:
+    def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody) -> Answer:
         if self.is_final(job_id):
-            return 200, "duplicate"
+            return Answer(200, Outcome.DUPLICATE)
         reason = body.error or self.reason_from_api(job_id) or f"Speechmatics reported {status}"
-        return 200, self.store.record_notification(job_id, status, error=reason, reference=body.reference)
+        notification = Notification(status, error=reason, reference=body.reference)
+        return Answer(200, self.store.record_notification(job_id, notification))
 
     def is_final(self, job_id: str) -> bool:
         job = self.store.find(job_id)
@@ -133,10 +148,9 @@ class Receiver:
         if self.api is None:
             return None
         try:
-            errors = self.api.job(job_id).get("errors") or []
+            return rejection_reason(self.api.job(job_id))
         except ApiError:
             return None
-        return errors[-1].get("message") if errors else None
 
     def healthz(self) -> tuple[Response, int]:
         try:
@@ -160,9 +174,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes (default: one per core)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (default: 4)")
-    config.add_arguments(parser, "webhook_secret", "webhook_secret_previous", "database_url",
-                         "transcripts_dir", "webhook_path", "max_notification_mb", "allowed_regions",
-                         "trusted_proxies", "api_key", "batch_url")
+    add_arguments(parser, "webhook_secret", "webhook_secret_previous", "database_url", "transcripts_dir",
+                  "webhook_path", "max_notification_mb", "allowed_regions", "trusted_proxies", "api_key", "batch_url")
     return parser.parse_args(argv)
 
 
@@ -170,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     with exit_on_bad_settings():
-        settings = config.load(overrides=vars(args)).require("webhook_secret")
-        open_store(settings.database_url)  # create or migrate the schema once, and fail here if we cannot
-        TranscriptStore(settings.transcripts_dir).ensure_directories()
+        settings = load_settings(overrides=vars(args)).require("webhook_secret")
+        open_store(settings.database_url)  # create or migrate the schema once, before any worker starts
+        TranscriptFiles(settings.transcripts_dir).ensure_directories()
     from notification_flow.wsgi import serve
 
     serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers,

@@ -1,39 +1,35 @@
-"""The one module that talks to Speechmatics: every call has a timeout, a bounded number of retries with
-jittered backoff, respects 429 and Retry-After, and stays under the documented rate limits.
+"""The one module that talks to Speechmatics: every call has a timeout, one bounded budget of tries with jittered
+backoff (`retry.RetryPolicy`), respects 429 and Retry-After, and stays under the documented rate limits.
 
-It uses speechmatics-python for what that SDK owns (the key saved by `speechmatics config set`, URL
-normalisation, its HTTP client and headers) but sends requests itself, because the SDK's calls have no
-timeout and would retry a job submission after a protocol error, which can create a second, billed job.
+It sends requests with httpx itself rather than through speechmatics-python's BatchClient, whose calls have
+no timeout and would retry a job submission after a protocol error, which can create a second, billed job.
+speechmatics-python still owns the API key saved by `speechmatics config set` (see settings.py).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from speechmatics.batch_client import BatchClient
-    from speechmatics.models import ConnectionSettings
-
-from notification_flow.storage import IncomingFile
+from notification_flow.retry import Budget, GaveUp, RetryPolicy, retry_after_seconds
+from notification_flow.transcripts import IncomingFile
 
 # Documented limits (docs: batch/limits): 10 job creations and 50 status requests per second.
 # We aim a little below them, because requests sent evenly can still arrive bunched.
 SUBMITS_PER_SECOND = 9.5
 READS_PER_SECOND = 48
-CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 PAGE_SIZE = 100  # the most GET /v2/jobs returns at once
+HEARTBEAT_SECONDS = 30  # a submitting client shows it is alive at least this often, until it has its answer
+# How the service words the failures of notification delivery it appends to a job's `errors`.
+NOTIFICATION_ERRORS = ("Error in sending notification", "unable to send notification", "Sending notification failed")
+CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 Heartbeat = Callable[[], None]
 
 
@@ -59,6 +55,15 @@ class AmbiguousSubmission(ApiError):
     """The request may have reached Speechmatics: a job may or may not exist. Never resubmit blindly."""
 
 
+class _Retryable(Exception):
+    """One try failed in a way another try may not: throttled, unavailable, or never sent."""
+
+    def __init__(self, problem: str, retry_after: float | None = None, answered: bool = False) -> None:
+        super().__init__(problem)
+        self.retry_after = retry_after
+        self.answered = answered
+
+
 class RateLimiter:
     """At most `per_second` calls in any one-second window, shared by every thread of this process."""
 
@@ -76,23 +81,22 @@ class RateLimiter:
 
 
 class SpeechmaticsAPI:
-    def __init__(self, api_key: str, batch_url: str, *, timeout: float = 30.0, attempts: int = 6,
-                 max_wait: float = 120.0, reads_per_second: float = READS_PER_SECOND,
-                 submits_per_second: float = SUBMITS_PER_SECOND) -> None:
-        """`attempts` bounds the tries of one call; `max_wait` is the longest pause between them (a longer
-        Retry-After ends the call at once: a webhook handler, say, must never sit out a rate limit)."""
-        self.sdk = BatchClient(ConnectionSettings(url=batch_url, auth_token=api_key)).connect()
-        self.http: httpx.Client = self.sdk.api_client
-        self.http.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+    def __init__(self, api_key: str, batch_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
+                 reads_per_second: float = READS_PER_SECOND, submits_per_second: float = SUBMITS_PER_SECOND,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        """`transport` replaces the network, for tests that answer in-process."""
+        base = batch_url.rstrip("/")
+        self.http = httpx.Client(base_url=base if base.endswith("/v2") else f"{base}/v2",
+                                 headers={"Authorization": f"Bearer {api_key}", "Accept-Charset": "utf-8"},
+                                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport)
+        self.timeout = timeout
         self.download_seconds = timeout * 10
-        self.attempts = attempts
-        self.max_wait = max_wait
+        self.retry = retry or RetryPolicy()
         self.reads = RateLimiter(reads_per_second)
         self.submits = RateLimiter(submits_per_second)
-        self.calls = 0
 
     def close(self) -> None:
-        self.sdk.close()
+        self.http.close()
 
     def __enter__(self) -> SpeechmaticsAPI:
         return self
@@ -101,57 +105,58 @@ class SpeechmaticsAPI:
         self.close()
 
     # -- calls ----------------------------------------------------------------------------------------
-    def submit(self, audio: Path, config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
-        """Create a job, exactly once. `heartbeat` is called at least every half minute while we upload or
-        wait, so the row's owner is seen to be alive; it may raise to abandon the submission.
+    def submit(self, audio: Path, job_config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
+        """Create a job, exactly once. `heartbeat` runs at least every HEARTBEAT_SECONDS until the answer
+        is in, so the row's owner is seen to be alive; if it raises, the upload stops.
 
         Speechmatics has no idempotency key, but our reference travels in `tracking.reference`: after an
-        answered 5xx we look for a job carrying it before trying again. A request that got no answer at all
-        may still be running there, so that raises AmbiguousSubmission and cronjob.py decides later."""
-        reference = (config.get("tracking") or {}).get("reference")
+        answered 5xx we look for a job carrying it before trying again, within the same budget of tries.
+        A request that got no answer at all may still be running there, so that raises
+        AmbiguousSubmission, and cronjob.py decides later."""
+        reference = (job_config.get("tracking") or {}).get("reference")
+        budget = self.retry.budget(heartbeat)
 
-        def request() -> httpx.Response:
-            with audio.open("rb") as data:
-                upload = _ReportingReader(data, heartbeat) if heartbeat else data
-                return self.http.post("jobs", data={"config": json.dumps(config)},
-                                      files={"data_file": (audio.name, upload)})
+        def post() -> httpx.Response:
+            with audio.open("rb") as data, _Pulse(heartbeat) as pulse:
+                return self.http.post("jobs", data={"config": json.dumps(job_config)},
+                                      files={"data_file": (audio.name, _CheckedReader(data, pulse))})
 
-        for attempt in range(1, self.attempts + 1):
+        while True:
+            if heartbeat:
+                heartbeat()  # before the rate limiter's slot, so a slow database never bunches our requests
             try:
-                return self._call(request, self.submits, idempotent=False, heartbeat=heartbeat).json()["id"]
-            except AmbiguousSubmission as error:
-                if error.status is None or not reference:
-                    raise  # no answer: the request may still be running there
-                try:
-                    existing = self.find_reference(reference)
-                except ApiError:
-                    raise error from None  # cannot look: still ambiguous
-                if existing:
-                    return existing
-                if attempt == self.attempts:  # answered, and certainly no job: a plain failure
-                    raise ApiError(f"gave up after {attempt} attempts: {error}", error.status) from error
-                self._sleep(backoff(attempt), heartbeat)
-        raise AssertionError("unreachable")
+                return self._json(self._try(post, self.submits, idempotent=False))["id"]
+            except _Retryable as problem:
+                if problem.answered and reference:  # a 5xx: the job may exist anyway
+                    existing = self._find_reference(reference, budget, problem)
+                    if existing:
+                        return existing
+                self._spend(budget, problem)
 
-    def find_reference(self, reference: str, pages: int = 2) -> str | None:
-        """The id of a recent job carrying our reference, if Speechmatics has one."""
-        for seen, item in enumerate(self.recent_jobs(since=0.0), start=1):
-            if ((item.get("config") or {}).get("tracking") or {}).get("reference") == reference:
-                return item["id"]
-            if seen >= pages * PAGE_SIZE:
-                return None
+    def _find_reference(self, reference: str, budget: Budget, answered: _Retryable, pages: int = 2) -> str | None:
+        """The id of a recent job carrying our reference, if the listing shows one; a listing we cannot
+        read leaves the submission ambiguous."""
+        try:
+            for seen, item in enumerate(self.recent_jobs(since=0.0, budget=budget), start=1):
+                if reference_of(item) == reference:
+                    return item["id"]
+                if seen >= pages * PAGE_SIZE:
+                    break
+        except ApiError:
+            raise AmbiguousSubmission(f"{answered}; the job may exist", 503) from None
         return None
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._call(lambda: self.http.get(f"jobs/{job_id}"), self.reads).json()["job"]
+        """The job's details, answered at once (`wait=0`) even while it runs."""
+        return self._json(self._call(lambda: self.http.get(f"jobs/{job_id}", params={"wait": 0}), self.reads))["job"]
 
-    def jobs_page(self, created_before: str | None = None) -> list[dict[str, Any]]:
+    def jobs_page(self, created_before: str | None = None, budget: Budget | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": "true"}
         if created_before:
             params["created_before"] = created_before
-        return self._call(lambda: self.http.get("jobs", params=params), self.reads).json()["jobs"]
+        return self._json(self._call(lambda: self.http.get("jobs", params=params), self.reads, budget))["jobs"]
 
-    def recent_jobs(self, since: float) -> Iterator[dict[str, Any]]:
+    def recent_jobs(self, since: float, budget: Budget | None = None) -> Iterator[dict[str, Any]]:
         """Every job created at or after `since` (epoch seconds), newest first, once each.
 
         Pages overlap by a millisecond, because `created_at` has millisecond precision and several jobs
@@ -159,7 +164,7 @@ class SpeechmaticsAPI:
         seen: set[str] = set()
         cursor = None
         while True:
-            page = self.jobs_page(created_before=cursor)
+            page = self.jobs_page(created_before=cursor, budget=budget)
             new = [item for item in page if item["id"] not in seen]
             seen.update(item["id"] for item in new)
             yield from new
@@ -172,11 +177,10 @@ class SpeechmaticsAPI:
         an overall deadline: per-read timeouts alone would let a trickling download run forever."""
 
         def request() -> httpx.Response:
-            target.file.seek(0)
-            target.file.truncate()
-            target.size = 0
+            target.restart()
             deadline = time.monotonic() + self.download_seconds
-            with self.http.stream("GET", f"jobs/{job_id}/transcript", params={"format": "json-v2"}) as response:
+            params = {"format": "json-v2", "wait": 0}
+            with self.http.stream("GET", f"jobs/{job_id}/transcript", params=params) as response:
                 if response.status_code != 200:
                     response.read()
                     return response
@@ -188,73 +192,121 @@ class SpeechmaticsAPI:
 
         self._call(request, self.reads)
 
-    # -- retries --------------------------------------------------------------------------------------
-    def _call(self, request: Callable[[], httpx.Response], limiter: RateLimiter, idempotent: bool = True,
-              heartbeat: Heartbeat | None = None) -> httpx.Response:
-        last_problem = "no attempt made"
-        for attempt in range(1, self.attempts + 1):
-            if heartbeat:
-                heartbeat()
-            limiter.wait()
-            self.calls += 1
+    # -- tries ----------------------------------------------------------------------------------------
+    def _call(self, request: Callable[[], httpx.Response], limiter: RateLimiter,
+              budget: Budget | None = None) -> httpx.Response:
+        """An idempotent call: tried again, within the budget, after whatever failed."""
+        budget = budget or self.retry.budget()
+        while True:
             try:
-                response = request()
-            except CERTAINLY_NOT_SENT as error:
-                last_problem, retry_after = f"cannot connect: {error}", None
-            except httpx.TransportError as error:
-                if not idempotent:
-                    raise AmbiguousSubmission(f"no answer from Speechmatics ({type(error).__name__}); "
-                                              "the job may exist") from error
-                last_problem, retry_after = f"{type(error).__name__}: {error}", None
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if not (status == 429 or (status >= 500 and idempotent)):
-                    raise _error_for(response, idempotent)
-                last_problem = f"HTTP {status} {_error_text(response)}"
-                retry_after = _retry_after_seconds(response)
-            delay = backoff(attempt, retry_after)
-            if attempt == self.attempts or delay > self.max_wait:
-                break
-            self._sleep(delay, heartbeat)
-        raise ApiError(f"gave up after {attempt} attempt{'s' * (attempt > 1)}: {last_problem}")
+                return self._try(request, limiter, idempotent=True)
+            except _Retryable as problem:
+                self._spend(budget, problem)
 
     @staticmethod
-    def _sleep(seconds: float, heartbeat: Heartbeat | None) -> None:
-        """Sleep, in slices short enough to keep the heartbeat going."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, 10.0))
-            if heartbeat and left > 10.0:
-                heartbeat()
+    def _spend(budget: Budget, problem: _Retryable) -> None:
+        try:
+            budget.spend(str(problem), problem.retry_after)
+        except GaveUp as error:
+            raise ApiError(str(error), 503 if problem.answered else None) from None
+
+    def _try(self, request: Callable[[], httpx.Response], limiter: RateLimiter, idempotent: bool) -> httpx.Response:
+        """One request: its answer, a final ApiError, or _Retryable when another try may do better."""
+        limiter.wait()
+        try:
+            response = request()
+        except CERTAINLY_NOT_SENT as error:
+            raise _Retryable(f"cannot connect: {error}") from error
+        except httpx.TransportError as error:
+            if not idempotent:
+                raise AmbiguousSubmission(f"no answer from Speechmatics ({type(error).__name__}); "
+                                          "the job may exist") from error
+            raise _Retryable(f"{type(error).__name__}: {error}") from error
+        status = response.status_code
+        if status < 400:
+            return response
+        if status == 429:
+            raise _Retryable(f"HTTP 429 {_error_text(response)}", retry_after_seconds(response.headers.get(
+                "Retry-After")))
+        if status >= 500:
+            raise _Retryable(f"HTTP {status} {_error_text(response)}".strip(),
+                             retry_after_seconds(response.headers.get("Retry-After")), answered=True)
+        raise _error_for(response)
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(f"Speechmatics answered HTTP {response.status_code} with a body that is not JSON",
+                           response.status_code) from None
 
 
-class _ReportingReader:
-    """A file wrapper that calls `heartbeat` at most every `every` seconds while it is being read."""
+class _Pulse:
+    """Runs `heartbeat` every HEARTBEAT_SECONDS on a thread while a request is in flight: while the audio
+    uploads and while we wait for the answer. If the heartbeat raises, `check` raises it in the uploader."""
 
-    def __init__(self, file: Any, heartbeat: Callable[[], None], every: float = 30.0) -> None:
-        self.file, self.heartbeat, self.every = file, heartbeat, every
-        self.last = time.monotonic()
+    def __init__(self, heartbeat: Heartbeat | None, every: float = HEARTBEAT_SECONDS) -> None:
+        self.heartbeat, self.every = heartbeat, every
+        self.stopped = threading.Event()
+        self.problem: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
+
+    def __enter__(self) -> _Pulse:
+        if self.heartbeat:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                self.heartbeat()  # type: ignore[misc]
+            except Exception as problem:
+                self.problem = problem
+                return
+
+    def check(self) -> None:
+        if self.problem is not None:
+            raise self.problem
+
+
+class _CheckedReader:
+    """The audio file, read for the upload, stopping it if the heartbeat says the row was closed."""
+
+    def __init__(self, file: BinaryIO, pulse: _Pulse) -> None:
+        self.file, self.pulse = file, pulse
 
     def read(self, size: int = -1) -> bytes:
-        if time.monotonic() - self.last > self.every:
-            self.heartbeat()
-            self.last = time.monotonic()
+        self.pulse.check()
         return self.file.read(size)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.file, name)
 
 
-def backoff(attempt: int, retry_after: float | None = None, base: float = 0.5, cap: float = 30.0) -> float:
-    """Full-jitter exponential backoff, never shorter than the server's Retry-After."""
-    delay = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
-    return max(delay, min(retry_after, 120.0)) if retry_after is not None else delay
+def rejection_reason(job: dict[str, Any]) -> str | None:
+    """Why Speechmatics rejected a job: the first of its `errors` that is not about delivering a notification
+    (the service appends those after the real reason when the rejection's notification fails too)."""
+    for error in job.get("errors") or []:
+        message = error.get("message") if isinstance(error, dict) else None
+        if message and not message.startswith(NOTIFICATION_ERRORS):
+            return str(message)
+    return None
 
 
 def created_at(job: dict[str, Any]) -> float:
     return _parse_time(job["created_at"]).timestamp()
+
+
+def reference_of(job: dict[str, Any]) -> str | None:
+    """Our reference, from the `tracking` of a job's config as the API shows it."""
+    tracking = (job.get("config") or {}).get("tracking") or {}
+    return tracking.get("reference") if isinstance(tracking, dict) else None
 
 
 def _parse_time(value: str) -> datetime:
@@ -266,19 +318,6 @@ def _one_millisecond_later(value: str) -> str:
     return later.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{later.microsecond // 1000:03d}Z"
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -287,7 +326,7 @@ def _error_text(response: httpx.Response) -> str:
         return response.text[:200].strip()
 
 
-def _error_for(response: httpx.Response, idempotent: bool) -> ApiError:
+def _error_for(response: httpx.Response) -> ApiError:
     status, text = response.status_code, _error_text(response)
     if status in (401, 403):
         return Unauthorized(f"Speechmatics refused the API key (HTTP {status}): check SPEECHMATICS_API_KEY "
@@ -296,6 +335,4 @@ def _error_for(response: httpx.Response, idempotent: bool) -> ApiError:
         return JobNotFound(f"not found (HTTP 404) {text}".strip(), status)
     if status == 410:
         return JobGone(f"expired (HTTP 410) {text}".strip(), status)
-    if status >= 500 and not idempotent:
-        return AmbiguousSubmission(f"HTTP {status} {text}; the job may exist".strip(), status)
     return ApiError(f"HTTP {status} {text}".strip(), status)

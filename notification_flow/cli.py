@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from notification_flow.db import StoreConfigError
 from notification_flow.settings import SettingsError
@@ -26,3 +30,16 @@ def exit_on_bad_settings() -> Iterator[None]:
     except (SettingsError, StoreConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTINGS) from None
+
+
+def read_json_object(parser: argparse.ArgumentParser, flag: str, path: Path | None) -> dict[str, Any]:
+    """The JSON object in the file a flag names ({} without one); a bad file is the flag's error (exit 2)."""
+    if path is None:
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        parser.error(f"{flag} {path}: {error}")
+    if not isinstance(value, dict):
+        parser.error(f"{flag} {path}: must hold a JSON object")
+    return value

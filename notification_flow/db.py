@@ -1,16 +1,16 @@
-"""The job store: one table of jobs and the rules for moving them between states, on sqlite or PostgreSQL.
+"""Database connections and transactions, for sqlite and PostgreSQL alike; the job rules live in `jobs.py`.
 
-States: ``submitting`` (row written before the API call) -> ``running`` (Speechmatics gave us a job id) ->
-``done`` | ``rejected`` | ``expired`` | ``deleted``; ``submit_failed`` when no job was ever created. Every
-update names the states it may start from, so a terminal state never moves back, whichever process gets
-there first. Notifications for a job id we do not know yet are kept in ``early_notifications`` and applied
-in the same transaction that records the id, so none is dropped.
+Queries are written once, with `$1, $2, ...` placeholders: PostgreSQL's own (psycopg's raw cursor passes them
+through untouched) and, to sqlite, named parameters, so one text serves both and none is ever rewritten.
 
-Each method is one short transaction. sqlite runs in WAL mode with ``BEGIN IMMEDIATE`` (a writer takes the
-write lock before reading, so two writers never deadlock on an upgrade) and a busy timeout; PostgreSQL
-serialises work on one job id with a transaction-scoped advisory lock and hands out cronjob leases with
-``FOR UPDATE SKIP LOCKED``. Lock timeouts, deadlocks and lost connections surface as ``StoreUnavailable``,
-which the server answers with 503 so that Speechmatics tries again.
+sqlite runs in WAL mode with ``BEGIN IMMEDIATE`` (a writer takes the write lock before reading, so two writers
+never deadlock on an upgrade) and a busy timeout. PostgreSQL serialises work on one job id with a
+transaction-scoped advisory lock. Lock timeouts, deadlocks and lost connections surface as
+``StoreUnavailable``, which the server answers with 503 so that Speechmatics tries again. Connections are
+opened lazily, one per thread and process, so a gunicorn worker boots even while the database is down.
+
+Every time the state rules compare comes from the database's clock (`Transaction.now`), never a host's own,
+so several hosts whose clocks disagree still judge liveness and leases alike.
 """
 
 from __future__ import annotations
@@ -19,44 +19,18 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-OPEN_STATES = ("submitting", "running")
-TERMINAL_STATES = ("done", "rejected", "expired", "deleted", "submit_failed")
-FAILURE_NOTIFICATIONS = ("error", "fetch_error", "trim_error")
+from notification_flow.schema import MIGRATIONS
+
 # How long a writer waits for a lock before giving up with StoreUnavailable (the server's 503): long enough
 # for any of our short transactions, short enough that Speechmatics' own request does not time out first.
 LOCK_TIMEOUT_SECONDS = 5
 STATEMENT_TIMEOUT_SECONDS = 30
-
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE jobs (
-        reference   TEXT PRIMARY KEY,
-        job_id      TEXT UNIQUE,
-        audio       TEXT NOT NULL,
-        status      TEXT NOT NULL,
-        transcript  TEXT,
-        error       TEXT,
-        created_at  DOUBLE PRECISION NOT NULL,
-        updated_at  DOUBLE PRECISION NOT NULL,
-        lease_until DOUBLE PRECISION
-    );
-    CREATE INDEX jobs_by_status ON jobs (status, updated_at);
-    CREATE TABLE early_notifications (
-        job_id      TEXT PRIMARY KEY,
-        status      TEXT NOT NULL,
-        transcript  TEXT,
-        error       TEXT,
-        received_at DOUBLE PRECISION NOT NULL
-    );
-    """,
-)
+Row = dict[str, Any]
 
 
 class StoreUnavailable(Exception):
@@ -64,233 +38,51 @@ class StoreUnavailable(Exception):
 
 
 class StoreConfigError(Exception):
-    """DATABASE_URL cannot be used (bad path, unreachable host, wrong password)."""
-
-
-@dataclass(frozen=True)
-class Job:
-    reference: str
-    job_id: str | None
-    audio: str
-    status: str
-    transcript: str | None
-    error: str | None
-    created_at: float
-    updated_at: float
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in TERMINAL_STATES
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Job:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+    """DATABASE_URL cannot be used (bad path, unreachable host, unknown database)."""
 
 
 class Transaction(Protocol):
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
-    def lock_job_id(self, job_id: str) -> None: ...
     rowcount: int
 
+    def execute(self, sql: str, *params: Any) -> list[Row]: ...
 
-def open_store(database_url: str) -> JobStore:
-    """Connect, create or migrate the schema, and fail early with StoreConfigError if that is impossible."""
-    scheme = urlsplit(database_url).scheme
-    backend: Backend = SqliteBackend(database_url) if scheme == "sqlite" else PostgresBackend(database_url)
-    backend.connection()  # raises StoreConfigError, naming DATABASE_URL, before anything is written
-    store = JobStore(backend)
-    store.migrate()
-    return store
+    def now(self) -> float:
+        """The database's clock, in epoch seconds."""
+        ...
 
-
-class JobStore:
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    # -- schema ---------------------------------------------------------------------------------------
-    def migrate(self) -> int:
-        """Apply the migrations this database has not seen, under a lock so concurrent starts are safe."""
-        with self.backend.transaction(schema_lock=True) as tx:
-            tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            rows = tx.execute("SELECT MAX(version) AS version FROM schema_version")
-            current = rows[0]["version"] or 0
-            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    tx.execute(statement)
-                tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-            return len(MIGRATIONS)
-
-    # -- client.py ------------------------------------------------------------------------------------
-    def add_submission(self, reference: str, audio: str) -> None:
-        """Record the intent to submit before anything is sent, so a crash can never lose a billed job."""
-        now = time.time()
-        with self.backend.transaction() as tx:
-            tx.execute("INSERT INTO jobs (reference, audio, status, created_at, updated_at) "
-                       "VALUES (?, ?, 'submitting', ?, ?)", (reference, audio, now, now))
-
-    def record_submitted(self, reference: str, job_id: str) -> Job | None:
-        """Attach the Speechmatics job id, then apply any notification that arrived before it. Returns the
-        job, or None if `reference` is not ours or already belongs to another job id."""
-        with self.backend.transaction() as tx:
-            tx.lock_job_id(job_id)
-            self._attach(tx, reference, job_id)
-            rows = tx.execute("SELECT * FROM jobs WHERE reference = ? AND job_id = ?", (reference, job_id))
-            return Job.from_row(rows[0]) if rows else None
-
-    def record_submit_failed(self, reference: str, error: str) -> bool:
-        return self._update_open("reference", reference, "submit_failed", error=error,
-                                 from_states=("submitting",))
-
-    # -- server.py ------------------------------------------------------------------------------------
-    def record_notification(self, job_id: str, status: str, transcript: str | None = None,
-                            error: str | None = None, reference: str | None = None) -> str:
-        """Apply one notification; the answer (for the log) is what happened: done, rejected, duplicate,
-        waiting (success without a transcript) or kept (job id not recorded yet). A notification that beat
-        client.py to recording the id is joined to its row by `reference` (from `tracking.reference`)."""
-        with self.backend.transaction() as tx:
-            tx.lock_job_id(job_id)
-            rows = tx.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
-            if not rows and reference and self._attach(tx, reference, job_id):
-                rows = tx.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
-            if not rows:
-                # A later notification that brought the transcript replaces one that did not.
-                tx.execute("INSERT INTO early_notifications (job_id, status, transcript, error, received_at) "
-                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, "
-                           "transcript = excluded.transcript, error = excluded.error, "
-                           "received_at = excluded.received_at WHERE early_notifications.transcript IS NULL",
-                           (job_id, status, transcript, error, time.time()))
-                return "kept"
-            if rows[0]["status"] in TERMINAL_STATES:
-                return "duplicate"
-            return self._apply(tx, job_id, status, transcript, error)
-
-    # -- cronjob.py -----------------------------------------------------------------------------------
-    def claim_open_jobs(self, older_than: float, limit: int, lease_seconds: float) -> list[Job]:
-        """Lease up to `limit` unfinished jobs last touched before `older_than`, skipping jobs another
-        cronjob pass holds; a pass that dies simply lets its leases run out."""
-        now = time.time()
-        sql = ("UPDATE jobs SET lease_until = ? WHERE reference IN ("  # noqa: S608 (skip_locked is a constant)
-               " SELECT reference FROM jobs WHERE status IN ('submitting', 'running') AND updated_at < ?"
-               " AND (lease_until IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?"
-               f" {self.backend.skip_locked}) RETURNING *")
-        with self.backend.transaction() as tx:
-            rows = tx.execute(sql, (now + lease_seconds, older_than, now, limit))
-        return sorted((Job.from_row(row) for row in rows), key=lambda job: job.created_at)
-
-    def lease(self, reference: str, lease_seconds: float) -> bool:
-        """Take one job's lease (for repairs); False if another pass holds it."""
-        now = time.time()
-        with self.backend.transaction() as tx:
-            tx.execute("UPDATE jobs SET lease_until = ? WHERE reference = ? AND (lease_until IS NULL OR "
-                       "lease_until < ?)", (now + lease_seconds, reference, now))
-            return tx.rowcount == 1
-
-    def touch(self, reference: str) -> bool:
-        """Show that the client submitting this job is alive, so cronjob.py leaves the row alone. False
-        if the row is no longer `submitting`: the client must then give up rather than create a job."""
-        with self.backend.transaction() as tx:
-            tx.execute("UPDATE jobs SET updated_at = ? WHERE reference = ? AND status = 'submitting'",
-                       (time.time(), reference))
-            return tx.rowcount == 1
-
-    def release(self, reference: str) -> None:
-        with self.backend.transaction() as tx:
-            tx.execute("UPDATE jobs SET lease_until = NULL WHERE reference = ?", (reference,))
-
-    def finish(self, job_id: str, status: str, transcript: str | None = None, error: str | None = None) -> bool:
-        """Move an unfinished job to a final state; False if it was already final."""
-        return self._update_open("job_id", job_id, status, transcript=transcript, error=error)
-
-    def set_transcript(self, job_id: str, transcript: str | None, error: str | None = None) -> None:
-        """Point a done job at its repaired transcript file, or record that it cannot be repaired."""
-        with self.backend.transaction() as tx:
-            tx.execute("UPDATE jobs SET transcript = ?, error = ?, updated_at = ? WHERE job_id = ? AND "
-                       "status = 'done'", (transcript, error, time.time(), job_id))
-
-    def forget_early_notifications(self, received_before: float) -> int:
-        """Drop notifications never claimed by any row (jobs of another system on the same URL, say)."""
-        with self.backend.transaction() as tx:
-            tx.execute("DELETE FROM early_notifications WHERE received_at < ?", (received_before,))
-            return tx.rowcount
-
-    # -- reading --------------------------------------------------------------------------------------
-    def find(self, job_id: str) -> Job | None:
-        return self._one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
-
-    def find_by_reference(self, reference: str) -> Job | None:
-        return self._one("SELECT * FROM jobs WHERE reference = ?", (reference,))
-
-    def jobs(self, status: str | None = None, created_after: float = 0.0) -> list[Job]:
-        sql, params = "SELECT * FROM jobs WHERE created_at > ?", (created_after,)
-        if status:
-            sql, params = sql + " AND status = ?", (created_after, status)
-        with self.backend.transaction(write=False) as tx:
-            return [Job.from_row(row) for row in tx.execute(sql + " ORDER BY created_at", params)]
-
-    def ping(self) -> None:
-        with self.backend.transaction(write=False) as tx:
-            tx.execute("SELECT 1 AS alive")
-
-    def early_notifications(self) -> list[dict[str, Any]]:
-        with self.backend.transaction(write=False) as tx:
-            return tx.execute("SELECT * FROM early_notifications ORDER BY received_at")
-
-    # -- the state rules ------------------------------------------------------------------------------
-    def _apply(self, tx: Transaction, job_id: str, status: str, transcript: str | None,
-               error: str | None) -> str:
-        if status == "success" and transcript:
-            tx.execute("UPDATE jobs SET status = 'done', transcript = ?, error = NULL, updated_at = ?, "
-                       "lease_until = NULL WHERE job_id = ? AND status IN ('submitting', 'running')",
-                       (transcript, time.time(), job_id))
-            return "done"
-        if status in FAILURE_NOTIFICATIONS:
-            tx.execute("UPDATE jobs SET status = 'rejected', error = ?, updated_at = ?, lease_until = NULL "
-                       "WHERE job_id = ? AND status IN ('submitting', 'running')",
-                       (error or f"Speechmatics reported {status}", time.time(), job_id))
-            return "rejected"
-        return "waiting"
-
-    def _attach(self, tx: Transaction, reference: str, job_id: str) -> bool:
-        """Give a `submitting` row its job id (from client.py, cronjob.py's listing or a notification's
-        `tracking.reference`), then apply whatever notification was kept for that id. False if the row is
-        not ours to attach."""
-        tx.execute("UPDATE jobs SET job_id = ?, status = 'running', updated_at = ?, lease_until = NULL "
-                   "WHERE reference = ? AND status = 'submitting'", (job_id, time.time(), reference))
-        if not tx.rowcount:
-            return False
-        self._apply_early_notification(tx, job_id)
-        return True
-
-    def _apply_early_notification(self, tx: Transaction, job_id: str) -> None:
-        early = tx.execute("SELECT * FROM early_notifications WHERE job_id = ?", (job_id,))
-        if early:
-            note = early[0]
-            self._apply(tx, job_id, note["status"], note["transcript"], note["error"])
-            tx.execute("DELETE FROM early_notifications WHERE job_id = ?", (job_id,))
-
-    def _update_open(self, key: str, value: str, status: str, transcript: str | None = None,
-                     error: str | None = None, from_states: Sequence[str] = OPEN_STATES) -> bool:
-        marks = ", ".join("?" for _ in from_states)
-        with self.backend.transaction() as tx:
-            tx.execute(f"UPDATE jobs SET status = ?, transcript = COALESCE(?, transcript), error = ?, "  # noqa: S608
-                       f"updated_at = ?, lease_until = NULL WHERE {key} = ? AND status IN ({marks})",
-                       (status, transcript, error, time.time(), value, *from_states))
-            return tx.rowcount == 1
-
-    def _one(self, sql: str, params: Sequence[Any]) -> Job | None:
-        with self.backend.transaction(write=False) as tx:
-            rows = tx.execute(sql, params)
-        return Job.from_row(rows[0]) if rows else None
+    def lock_job_id(self, job_id: str) -> None:
+        """Serialise every change to one job id (a no-op where the transaction already excludes writers)."""
+        ...
 
 
-# -- backends -----------------------------------------------------------------------------------------
-class Backend(Protocol):
-    skip_locked: str
+class Database(Protocol):
+    skip_locked: str  # appended to the lease query where the backend can skip rows others hold
 
-    def connection(self) -> Any: ...
+    def connect(self) -> Any: ...
 
     def transaction(self, write: bool = True, schema_lock: bool = False) -> contextlib.AbstractContextManager[
         Transaction]: ...
+
+
+def open_database(database_url: str) -> Database:
+    """The backend for DATABASE_URL, without connecting: `migrate` or the first query connects."""
+    if urlsplit(database_url).scheme == "sqlite":
+        return SqliteDatabase(database_url)
+    return PostgresDatabase(database_url)
+
+
+def migrate(database: Database) -> int:
+    """Apply the migrations this database has not seen, under a lock so that concurrent starts are safe.
+    Raises StoreConfigError, naming DATABASE_URL, if the database cannot be reached at all."""
+    database.connect()
+    with database.transaction(schema_lock=True) as tx:
+        tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = tx.execute("SELECT MAX(version) AS version FROM schema_version")[0]["version"] or 0
+        for version, statements in enumerate(MIGRATIONS[current:], start=current + 1):
+            for statement in statements:
+                tx.execute(statement)
+            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+    return len(MIGRATIONS)
 
 
 class _PerThreadConnections:
@@ -316,31 +108,42 @@ class _PerThreadConnections:
         return False
 
 
+def _named(params: Sequence[Any]) -> dict[str, Any]:
+    """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ..."""
+    return {str(number): value for number, value in enumerate(params, start=1)}
+
+
 class _SqliteTransaction:
+    # julianday has millisecond precision and exists in every sqlite Python ships with.
+    NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0 AS now"
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.rowcount = 0
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.conn.execute(sql, params)
+    def execute(self, sql: str, *params: Any) -> list[Row]:
+        cursor = self.conn.execute(sql, _named(params))
         rows = [dict(row) for row in cursor.fetchall()] if cursor.description else []
         self.rowcount = cursor.rowcount
         return rows
+
+    def now(self) -> float:
+        return float(self.execute(self.NOW)[0]["now"])
 
     def lock_job_id(self, job_id: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this transaction the only writer."""
 
 
-class SqliteBackend(_PerThreadConnections):
+class SqliteDatabase(_PerThreadConnections):
     skip_locked = ""
 
     def __init__(self, database_url: str) -> None:
         super().__init__()
         self.path = Path(unquote(database_url[len("sqlite:///"):]))
-        if not self.path.parent.is_dir():
-            raise StoreConfigError(f"DATABASE_URL: directory {self.path.parent} does not exist")
 
     def connect(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():
+            raise StoreConfigError(f"DATABASE_URL: directory {self.path.parent} does not exist")
         try:
             conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None,
                                    check_same_thread=False)
@@ -351,9 +154,15 @@ class SqliteBackend(_PerThreadConnections):
             raise StoreConfigError(f"DATABASE_URL: cannot open {self.path}: {error}") from error
         return conn
 
+    def exists(self) -> bool:
+        return self.path.is_file()
+
     @contextlib.contextmanager
     def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_SqliteTransaction]:
-        conn = self.connection()
+        try:
+            conn = self.connection()
+        except StoreConfigError as error:
+            raise StoreUnavailable(str(error)) from error
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -369,22 +178,27 @@ class SqliteBackend(_PerThreadConnections):
 
 
 class _PostgresTransaction:
+    NOW = "SELECT extract(epoch FROM clock_timestamp())::float8 AS now"
+
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
         self.rowcount = 0
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        self.cursor.execute(sql.replace("?", "%s"), params)
+    def execute(self, sql: str, *params: Any) -> list[Row]:
+        self.cursor.execute(sql, params)
         self.rowcount = self.cursor.rowcount
         return list(self.cursor.fetchall()) if self.cursor.description else []
+
+    def now(self) -> float:
+        return float(self.execute(self.NOW)[0]["now"])
 
     def lock_job_id(self, job_id: str) -> None:
         """Serialise everything done to one job id, so a notification and the id's recording never miss
         each other under READ COMMITTED."""
-        self.cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (job_id,))
+        self.cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (job_id,))
 
 
-class PostgresBackend(_PerThreadConnections):
+class PostgresDatabase(_PerThreadConnections):
     skip_locked = "FOR UPDATE SKIP LOCKED"
     SCHEMA_LOCK = 4_711_2024
 
@@ -397,15 +211,15 @@ class PostgresBackend(_PerThreadConnections):
         from psycopg.rows import dict_row
 
         try:
-            conn = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10,
-                                   keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+            conn = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row,
+                                   cursor_factory=psycopg.RawCursor, connect_timeout=10, keepalives=1,
+                                   keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
                                    tcp_user_timeout=30_000)  # a dead server is noticed in seconds, not minutes
             conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
             conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_SECONDS}s'")
             return conn
         except psycopg.OperationalError as error:
-            first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise StoreConfigError(f"DATABASE_URL: cannot connect: {first_line}") from error
+            raise StoreConfigError(f"DATABASE_URL: cannot connect: {_first_line(error)}") from error
 
     def _is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
@@ -421,11 +235,16 @@ class PostgresBackend(_PerThreadConnections):
         try:
             with conn.transaction(), conn.cursor() as cursor:
                 if schema_lock:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.SCHEMA_LOCK,))
+                    cursor.execute("SELECT pg_advisory_xact_lock($1)", (self.SCHEMA_LOCK,))
                 yield _PostgresTransaction(cursor)
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
                 psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled, psycopg.OperationalError,
                 psycopg.InterfaceError) as error:
             if conn.broken or conn.closed:
                 self.forget()
-            raise StoreUnavailable(str(error).strip().splitlines()[0] if str(error) else repr(error)) from error
+            raise StoreUnavailable(_first_line(error)) from error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import ijson
 from flask import Request
 
-from notification_flow.storage import IncomingFile, TranscriptStore
+from notification_flow.transcripts import IncomingFile, TranscriptFiles
 
 TRANSCRIPT_PARTS = ("transcript", "transcript.json-v2", "data_file")
 # Where job details live: under `job` in a transcript, at the top level in a jobinfo body.
@@ -55,7 +55,7 @@ class NotificationBody:
         return self.info.get("errors.item.message")
 
 
-def request_class(transcripts: TranscriptStore) -> type[Request]:
+def request_class(transcripts: TranscriptFiles) -> type[Request]:
     """Flask's Request, but multipart parts are spooled to TRANSCRIPTS_DIR/.incoming: the default spools
     to the system temp directory, often a RAM disk, where a 200 MB part would sit in memory after all."""
 
@@ -68,7 +68,7 @@ def request_class(transcripts: TranscriptStore) -> type[Request]:
 
 
 @contextlib.contextmanager
-def read_body(request: Request, job_id: str, transcripts: TranscriptStore,
+def read_body(request: Request, job_id: str, transcripts: TranscriptFiles,
               limit: int) -> Iterator[NotificationBody]:
     """Yield what the body holds; every temporary file is removed when the block ends. A body that cannot
     be understood is kept in TRANSCRIPTS_DIR/.unreadable for an operator, then UnreadableBody is raised."""

@@ -154,7 +154,7 @@ class Settings:
         return self.max_notification_mb * 1024 * 1024
 
 
-def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None) -> Settings:
     """Read every setting: a command-line override wins over the environment, which wins over the default."""
     environ = os.environ if environ is None else environ
     overrides = overrides or {}

@@ -38,7 +38,7 @@ def submit_like_client(stack: Stack, notification: dict[str, Any] | None = None,
     store.add_submission(reference, "example.wav")
     job_id = create_job(stack, reference, notification)
     if record:
-        store.record_submitted(reference, job_id)
+        store.record_created(reference, job_id)
     return reference, job_id
 
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import requests
 
-from notification_flow.db import JobStore, open_store
+from notification_flow.jobs import JobStore, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-webhook-secret-0123456789"

@@ -108,7 +108,7 @@ def test_crash_before_the_api_call_leaves_a_row_that_cronjob_marks_submit_failed
     store = stack.store()
     store.add_submission("0" * 32, "lost.wav")  # what a client killed right after its insert leaves
     assert "still running 1" in stack.cronjob("--all").stdout  # it may still be uploading: leave it
-    with store.backend.transaction() as tx:  # ...until it has been quiet longer than a live client can be
+    with store.database.transaction() as tx:  # ...until it has been quiet longer than a live client can be
         tx.execute("UPDATE jobs SET created_at = created_at - 3600, updated_at = updated_at - 3600")
     result = stack.cronjob("--all")
     assert result.returncode == 0 and "submit failed 1" in result.stdout

@@ -94,7 +94,7 @@ def test_one_failing_job_never_aborts_the_pass(stack: Stack) -> None:
 def test_a_young_job_unknown_to_the_api_is_a_failure_not_an_expiry(stack: Stack) -> None:
     store = stack.store()
     store.add_submission("f" * 32, "elsewhere.wav")
-    store.record_submitted("f" * 32, "abcdefghij")  # e.g. created in another region than we ask
+    store.record_created("f" * 32, "abcdefghij")  # e.g. created in another region than we ask
     result = stack.cronjob("--all")
     assert result.returncode == 1 and "failed 1" in result.stdout
     assert store.find("abcdefghij").status == "running"

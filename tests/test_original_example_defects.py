@@ -63,10 +63,10 @@ def test_defect_5_notifications_must_be_authenticated(served: Stack) -> None:
 
 
 def test_defect_6_debug_mode_is_off_and_a_production_server_runs(served: Stack) -> None:
-    from notification_flow import settings as config
+    from notification_flow.settings import load_settings
     from server import create_app
 
-    app = create_app(config.load(environ={"WEBHOOK_SECRET": SECRET, "DATABASE_URL": served.database_url,
+    app = create_app(load_settings(environ={"WEBHOOK_SECRET": SECRET, "DATABASE_URL": served.database_url,
                                           "TRANSCRIPTS_DIR": str(served.transcripts)}))
     assert app.debug is False
     response = requests.get(served.webhook_url.replace("/webhook", "/console"), timeout=5)

@@ -245,7 +245,7 @@ def test_notification_before_the_job_is_recorded_is_joined_by_reference(served: 
     assert served.emulator.deliver(held[0]["key"])["outcome"] == 200
     job = served.store().find_by_reference(reference)
     assert (job.job_id, job.status) == (job_id, "done")
-    served.store().record_submitted(reference, job_id)  # the client catches up: nothing moves back
+    served.store().record_created(reference, job_id)  # the client catches up: nothing moves back
     assert served.store().find(job_id).status == "done"
 
 
@@ -264,7 +264,7 @@ def test_notification_without_reference_before_the_job_is_recorded_is_kept(
     held = wait_for(lambda: [h for h in stack.emulator.held() if h["job_id"] == job_id], message="notification")
     assert stack.emulator.deliver(held[0]["key"])["outcome"] in (200, 202)
     assert [n["job_id"] for n in stack.store().early_notifications()] == [job_id]
-    assert stack.store().record_submitted(reference, job_id).status == final
+    assert stack.store().record_created(reference, job_id).status == final
     assert stack.store().early_notifications() == []
     if final == "running":  # success without a transcript: cronjob.py fetches it
         assert stack.cronjob("--all").returncode == 0

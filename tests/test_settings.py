@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from notification_flow import settings as config
+from notification_flow.settings import SETTINGS
 from tests.helpers import ROOT, SECRET, script_env
 
 GOOD = {"SPEECHMATICS_API_KEY": "key", "WEBHOOK_URL": "https://example.com/webhook", "WEBHOOK_SECRET": SECRET}
@@ -60,17 +60,17 @@ def test_api_key_saved_by_the_speechmatics_cli_is_used(tmp_path: Path) -> None:
     speechmatics = Path(sys.executable).with_name("speechmatics")
     subprocess.run([str(speechmatics), "config", "set", "--auth-token", "saved-key"], env=script_env(tmp_path),
                    check=True, capture_output=True)
-    saved = subprocess.run([sys.executable, "-c", "from notification_flow import settings; "
-                            "print(settings.load().api_key)"], env=script_env(tmp_path), cwd=ROOT,
+    saved = subprocess.run([sys.executable, "-c", "from notification_flow.settings import load_settings; "
+                            "print(load_settings().api_key)"], env=script_env(tmp_path), cwd=ROOT,
                            capture_output=True, text=True, check=True)
     assert saved.stdout.strip() == "saved-key"
-    from_env = subprocess.run([sys.executable, "-c", "from notification_flow import settings; "
-                               "print(settings.load().api_key)"], env=script_env(tmp_path, SPEECHMATICS_API_KEY="env"),
+    from_env = subprocess.run([sys.executable, "-c", "from notification_flow.settings import load_settings; "
+                               "print(load_settings().api_key)"], env=script_env(tmp_path, SPEECHMATICS_API_KEY="env"),
                               cwd=ROOT, capture_output=True, text=True, check=True)
     assert from_env.stdout.strip() == "env"
 
 
 def test_readme_configuration_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
-    for setting in config.SETTINGS:
+    for setting in SETTINGS:
         assert f"`{setting.env}`" in readme, setting.env

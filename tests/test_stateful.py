@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from cronjob import Reconciler
 from notification_flow.api import SpeechmaticsAPI
-from notification_flow.db import TERMINAL_STATES
-from notification_flow.storage import TranscriptStore
+from notification_flow.lifecycle import FINAL_STATES
+from notification_flow.reconcile import ReconcilePolicy, Reconciler
+from notification_flow.transcripts import TranscriptFiles
 from tests.direct import create_job
 from tests.helpers import API_KEY, Stack
 
@@ -30,7 +30,7 @@ EXPECTED = {"done": "done", "rejected": "rejected"}
 def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
     store = served.store()
     api = SpeechmaticsAPI(API_KEY, served.emulator.url, timeout=10)
-    transcripts = TranscriptStore(served.transcripts)
+    transcripts = TranscriptFiles(served.transcripts)
 
     class Interleavings(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -46,7 +46,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
             store.add_submission(reference, "example.wav")
             job_id = create_job(served, reference, {"contents": ["transcript"]})
             if not crash:
-                store.record_submitted(reference, job_id)
+                store.record_created(reference, job_id)
             self.references.append(reference)
             self.running.append(job_id)
 
@@ -65,7 +65,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
 
         @rule()
         def cronjob_runs(self) -> None:
-            Reconciler(store, api, transcripts, grace=0, concurrency=2).run_pass()
+            Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)).run_pass()
 
         @invariant()
         def final_states_never_move_and_done_means_a_file(self) -> None:
@@ -74,7 +74,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
                     continue
                 if job.reference in self.final_seen:
                     assert job.status == self.final_seen[job.reference], job
-                if job.status in TERMINAL_STATES:
+                if job.status in FINAL_STATES:
                     self.final_seen[job.reference] = job.status
                 if job.status == "done":
                     assert transcripts.exists(job.job_id)
@@ -84,7 +84,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
                 served.emulator.finish(job_id, outcome="done")
             for held in served.emulator.held():
                 served.emulator.drop(held["key"])
-            Reconciler(store, api, transcripts, grace=0, concurrency=2).run_pass()
+            Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)).run_pass()
             for reference in self.references:
                 job = store.find_by_reference(reference)
                 assert job is not None and job.job_id is not None, reference

@@ -49,6 +49,13 @@ class IncomingFile:
             raise BodyTooLarge(self.limit)
         self.file.write(chunk)
 
+    def restart(self) -> None:
+        """Empty the file for another try at the same download."""
+        self.file.seek(0)
+        self.file.truncate()
+        self.size = 0
+        self.durable = False
+
     def copy_from(self, source: BinaryIO, chunk_size: int = 1 << 16) -> IncomingFile:
         while chunk := source.read(chunk_size):
             self.write(chunk)
@@ -79,14 +86,14 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
-class TranscriptStore:
+class TranscriptFiles:
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory).resolve()
         self.incoming = self.directory / ".incoming"
         self._directory_fd: tuple[int, int] | None = None
         self.unreadable = self.directory / ".unreadable"
 
-    def ensure_directories(self) -> TranscriptStore:
+    def ensure_directories(self) -> TranscriptFiles:
         for path in (self.directory, self.incoming, self.unreadable):
             path.mkdir(parents=True, exist_ok=True)
         return self
@@ -107,7 +114,7 @@ class TranscriptStore:
         finally:
             incoming.discard()
 
-    def store(self, job_id: str, incoming: IncomingFile) -> bool:
+    def publish(self, job_id: str, incoming: IncomingFile) -> bool:
         """Publish the transcript as `<job_id>.json` unless it is already there; True if this call wrote it."""
         final = self.path_for(job_id)
         try:

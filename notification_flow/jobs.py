@@ -1,0 +1,266 @@
+"""The job store: every job and every notification that came before its job, changed only along the lifecycle.
+
+A state changes in one place, `_move`, which asks `lifecycle.next_state` and then updates the row only if
+its state is still the one it read (a compare-and-set), so no two processes can both move one job.
+Notifications for a job id we do not know yet are kept in ``early_notifications`` and applied in the same
+transaction that records the id, so none is dropped; of several for one id, the one whose effect
+outranks the others' is kept (a transcript, then a failure, then a success without transcript), which
+gives the same end as applying all of them to a row in any order.
+
+Each method is one short transaction; times come from the database's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from notification_flow.db import Database, Row, StoreUnavailable, Transaction, migrate, open_database
+from notification_flow.lifecycle import (
+    FINAL_STATES,
+    OPEN_STATES,
+    Event,
+    NotificationOutcome,
+    NotificationStatus,
+    State,
+    next_state,
+)
+
+__all__ = ["Job", "JobStore", "Notification", "StoreUnavailable", "open_store"]
+
+
+@dataclass(frozen=True)
+class Job:
+    reference: str
+    job_id: str | None
+    audio: str
+    status: State
+    transcript: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    @classmethod
+    def from_row(cls, row: Row) -> Job:
+        values = {name: row[name] for name in cls.__dataclass_fields__}
+        return cls(**{**values, "status": State(row["status"])})
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What one notification told us: its status, and the stored transcript's path if it brought one."""
+
+    status: NotificationStatus
+    transcript: str | None = None
+    error: str | None = None
+    reference: str | None = None
+
+    @property
+    def event(self) -> Event | None:
+        """The lifecycle event it carries; None for a success whose transcript we do not have yet."""
+        if self.status is NotificationStatus.SUCCESS:
+            return Event.TRANSCRIPT_STORED if self.transcript else None
+        return Event.FAILED
+
+    @property
+    def weight(self) -> int:
+        """Which of two notifications for one job decides its end: a transcript, then a failure."""
+        return {Event.TRANSCRIPT_STORED: 2, Event.FAILED: 1, None: 0}[self.event]
+
+    @classmethod
+    def from_row(cls, row: Row) -> Notification:
+        return cls(NotificationStatus(row["status"]), row["transcript"], row["error"])
+
+
+def open_store(database_url: str, migrate_schema: bool = True) -> JobStore:
+    """The job store for DATABASE_URL. With `migrate_schema` it connects, creates or migrates the schema,
+    and raises StoreConfigError now if that is impossible; without, nothing connects until first use."""
+    database = open_database(database_url)
+    if migrate_schema:
+        migrate(database)
+    return JobStore(database)
+
+
+class JobStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # -- the lifecycle --------------------------------------------------------------------------------
+    def add_submission(self, reference: str, audio: str) -> None:
+        """Record the intent to submit before anything is sent, so a crash can never lose a billed job."""
+        with self.database.transaction() as tx:
+            now = tx.now()
+            tx.execute("INSERT INTO jobs (reference, audio, status, created_at, updated_at) "
+                       "VALUES ($1, $2, $3, $4, $4)", reference, audio, State.SUBMITTING, now)
+
+    def record_created(self, reference: str, job_id: str) -> Job | None:
+        """Give the row its Speechmatics job id (from client.py, a listing or a notification's reference),
+        then apply any notification kept for that id. None if the row is not ours to give it to."""
+        with self.database.transaction() as tx:
+            tx.lock_job_id(job_id)
+            row = self._adopt(tx, reference, job_id)
+            return Job.from_row(row) if row else None
+
+    def record_not_created(self, reference: str, reason: str) -> bool:
+        """The submission certainly created no job; False if the row has moved on (it has a job after all)."""
+        with self.database.transaction() as tx:
+            row = self._row(tx, "reference", reference)
+            return row is not None and self._move(tx, row, Event.NOT_CREATED, error=reason) is not None
+
+    def record_notification(self, job_id: str, notification: Notification) -> NotificationOutcome:
+        """Apply one notification. One that beat client.py to recording the id is joined to its row by
+        `reference` (from `tracking.reference`), or kept until the id is recorded."""
+        with self.database.transaction() as tx:
+            tx.lock_job_id(job_id)
+            row = self._row(tx, "job_id", job_id)
+            if row is None and notification.reference:
+                row = self._adopt(tx, notification.reference, job_id)
+            if row is None:
+                self._keep_early(tx, job_id, notification)
+                return NotificationOutcome.KEPT
+            return self._apply(tx, row, notification)
+
+    def record_remote_status(self, job_id: str, event: Event, transcript: str | None = None,
+                             error: str | None = None) -> bool:
+        """Apply what the API says of a job (cronjob.py); False if the table allows no move (already final)."""
+        with self.database.transaction() as tx:
+            tx.lock_job_id(job_id)
+            row = self._row(tx, "job_id", job_id)
+            return row is not None and self._move(tx, row, event, transcript=transcript, error=error) is not None
+
+    def record_repair(self, job_id: str, transcript: str | None, error: str | None = None) -> None:
+        """Point a done job at its fetched-again transcript, or record that it cannot be had any more.
+        Not a move: the job stays done, since Speechmatics finished it."""
+        with self.database.transaction() as tx:
+            tx.execute("UPDATE jobs SET transcript = $1, error = $2, updated_at = $3 WHERE job_id = $4 AND "
+                       "status = $5", transcript, error, tx.now(), job_id, State.DONE)
+
+    def _move(self, tx: Transaction, row: Row, event: Event, job_id: str | None = None,
+              transcript: str | None = None, error: str | None = None) -> State | None:
+        """The one place a state changes: only along the table, and only if no one moved the row first."""
+        target = next_state(row["status"], event)
+        if target is None:
+            return None
+        tx.execute("UPDATE jobs SET status = $1, job_id = COALESCE($2, job_id), transcript = COALESCE($3, "
+                   "transcript), error = $4, updated_at = $5, lease_until = NULL WHERE reference = $6 AND "
+                   "status = $7", target, job_id, transcript, error, tx.now(), row["reference"], row["status"])
+        return target if tx.rowcount == 1 else None
+
+    def _adopt(self, tx: Transaction, reference: str, job_id: str) -> Row | None:
+        row = self._row(tx, "reference", reference)
+        if row is None or row["job_id"] not in (None, job_id):
+            return None
+        if row["job_id"] is None:
+            if self._row(tx, "job_id", job_id) is not None:  # that id already belongs to another row
+                return None
+            if self._move(tx, row, Event.CREATED, job_id=job_id) is None:
+                return None
+            row = self._row(tx, "job_id", job_id)
+            early = tx.execute("SELECT * FROM early_notifications WHERE job_id = $1", job_id)
+            if early and row is not None:
+                self._apply(tx, row, Notification.from_row(early[0]))
+                tx.execute("DELETE FROM early_notifications WHERE job_id = $1", job_id)
+                row = self._row(tx, "job_id", job_id)
+        return row
+
+    def _apply(self, tx: Transaction, row: Row, notification: Notification) -> NotificationOutcome:
+        event = notification.event
+        if event is None:
+            return NotificationOutcome.DUPLICATE if row["status"] in FINAL_STATES else NotificationOutcome.WAITING
+        error = notification.error or f"Speechmatics reported {notification.status}" if event is Event.FAILED else None
+        moved = self._move(tx, row, event, transcript=notification.transcript, error=error)
+        if moved is State.DONE:
+            return NotificationOutcome.DONE
+        return NotificationOutcome.REJECTED if moved is State.REJECTED else NotificationOutcome.DUPLICATE
+
+    def _keep_early(self, tx: Transaction, job_id: str, notification: Notification) -> None:
+        kept = tx.execute("SELECT * FROM early_notifications WHERE job_id = $1", job_id)
+        if kept and Notification.from_row(kept[0]).weight >= notification.weight:
+            return
+        tx.execute("DELETE FROM early_notifications WHERE job_id = $1", job_id)
+        tx.execute("INSERT INTO early_notifications (job_id, status, transcript, error, received_at) "
+                   "VALUES ($1, $2, $3, $4, $5)", job_id, notification.status, notification.transcript,
+                   notification.error, tx.now())
+
+    # -- leases: who works on a job -------------------------------------------------------------------
+    def heartbeat(self, reference: str) -> bool:
+        """Show that the client submitting this job is alive, so cronjob.py leaves the row alone. False
+        if the row is no longer `submitting`: the client must then give up rather than create a job."""
+        with self.database.transaction() as tx:
+            tx.execute("UPDATE jobs SET updated_at = $1 WHERE reference = $2 AND status = $3",
+                       tx.now(), reference, State.SUBMITTING)
+            return tx.rowcount == 1
+
+    def claim_open_jobs(self, quiet_for: float, limit: int, lease_seconds: float) -> list[Job]:
+        """Lease up to `limit` unfinished jobs quiet for `quiet_for` seconds, oldest first, skipping jobs
+        another cronjob pass holds; a pass that dies simply lets its leases run out."""
+        sql = ("UPDATE jobs SET lease_until = $1 WHERE reference IN ("  # noqa: S608 (skip_locked is a constant)
+               " SELECT reference FROM jobs WHERE status IN ($2, $3) AND updated_at < $4"
+               " AND (lease_until IS NULL OR lease_until < $5) ORDER BY created_at LIMIT $6"
+               f" {self.database.skip_locked}) RETURNING *")
+        with self.database.transaction() as tx:
+            now = tx.now()
+            rows = tx.execute(sql, now + lease_seconds, *OPEN_STATES, now - quiet_for, now, limit)
+        return sorted((Job.from_row(row) for row in rows), key=lambda job: job.created_at)
+
+    def lease(self, reference: str, lease_seconds: float) -> bool:
+        """Take one job's lease (for repairs); False if another pass holds it."""
+        with self.database.transaction() as tx:
+            now = tx.now()
+            tx.execute("UPDATE jobs SET lease_until = $1 WHERE reference = $2 AND (lease_until IS NULL OR "
+                       "lease_until < $3)", now + lease_seconds, reference, now)
+            return tx.rowcount == 1
+
+    def release(self, reference: str) -> None:
+        with self.database.transaction() as tx:
+            tx.execute("UPDATE jobs SET lease_until = NULL WHERE reference = $1", reference)
+
+    # -- early notifications --------------------------------------------------------------------------
+    def forget_early_notifications(self, older_than: float) -> int:
+        """Drop notifications no row claimed within `older_than` seconds (another system's jobs, say)."""
+        with self.database.transaction() as tx:
+            tx.execute("DELETE FROM early_notifications WHERE received_at < $1", tx.now() - older_than)
+            return tx.rowcount
+
+    def early_notifications(self) -> list[Row]:
+        with self.database.transaction(write=False) as tx:
+            return tx.execute("SELECT * FROM early_notifications ORDER BY received_at")
+
+    # -- reading --------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """The database's clock: the one every time the state rules compare comes from."""
+        with self.database.transaction(write=False) as tx:
+            return tx.now()
+
+    def find(self, job_id: str) -> Job | None:
+        return self._one("job_id", job_id)
+
+    def find_by_reference(self, reference: str) -> Job | None:
+        return self._one("reference", reference)
+
+    def jobs(self, status: State | None = None, created_after: float = 0.0) -> list[Job]:
+        sql, params = "SELECT * FROM jobs WHERE created_at > $1", [created_after]
+        if status:
+            sql, params = sql + " AND status = $2", [created_after, status]
+        with self.database.transaction(write=False) as tx:
+            return [Job.from_row(row) for row in tx.execute(sql + " ORDER BY created_at", *params)]
+
+    def ping(self) -> None:
+        with self.database.transaction(write=False) as tx:
+            tx.execute("SELECT 1 AS alive")
+
+    def _one(self, column: str, value: str) -> Job | None:
+        with self.database.transaction(write=False) as tx:
+            row = self._row(tx, column, value)
+        return Job.from_row(row) if row else None
+
+    @staticmethod
+    def _row(tx: Transaction, column: str, value: Any) -> Row | None:
+        query = {"job_id": "SELECT * FROM jobs WHERE job_id = $1",
+                 "reference": "SELECT * FROM jobs WHERE reference = $1"}[column]
+        rows = tx.execute(query, value)
+        return rows[0] if rows else None

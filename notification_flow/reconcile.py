@@ -1,0 +1,218 @@
+"""The reconciler's work for one pass: lease the quiet unfinished jobs, learn their state from as few API reads as
+it takes, and move each along the lifecycle; then repair done jobs whose transcript file went missing.
+
+cronjob.py runs passes; this module decides. Its choices (when a listing is cheaper than asking for each job,
+when a `submitting` row may be judged to have created no job) are unit-tested in tests/unit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from notification_flow.api import (
+    HEARTBEAT_SECONDS,
+    PAGE_SIZE,
+    ApiError,
+    JobGone,
+    JobNotFound,
+    SpeechmaticsAPI,
+    reference_of,
+    rejection_reason,
+)
+from notification_flow.api import created_at as remote_created_at
+from notification_flow.jobs import Job, JobStore, StoreUnavailable
+from notification_flow.lifecycle import Event, ReconcileOutcome, State
+from notification_flow.transcripts import TranscriptFiles
+
+log = logging.getLogger("cronjob")
+Outcome = ReconcileOutcome
+
+
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    """The reconciler's tuning, in one place."""
+
+    grace_seconds: float = 120  # Speechmatics retries a notification for about a minute; then silence means lost
+    concurrency: int = 8  # jobs worked on at once
+    batch: int = 200  # jobs leased at a time
+    lease_seconds: float = 600  # a pass that dies lets its leases run out after this
+    # client.py heartbeats a row it is still uploading or waiting to upload, so a `submitting` row quiet for
+    # longer than this belongs to a client that stopped.
+    client_quiet_seconds: float = 2 * HEARTBEAT_SECONDS
+    clock_skew_seconds: float = 300  # how far our clock and Speechmatics' may disagree when we page back
+    retention_seconds: float = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
+    repairs_per_pass: int = 100
+    repair_lease_seconds: float = 60
+
+
+class Reconciler:
+    def __init__(self, store: JobStore, api: SpeechmaticsAPI, transcripts: TranscriptFiles,
+                 policy: ReconcilePolicy | None = None) -> None:
+        self.store, self.api, self.transcripts = store, api, transcripts
+        self.policy = policy or ReconcilePolicy()
+        self.summary: Counter[str] = Counter()
+
+    def run_pass(self) -> Counter[str]:
+        """One pass; the summary counts jobs checked and each outcome. One job's trouble never stops it."""
+        self.summary = Counter()
+        try:
+            self.reconcile_open_jobs()
+            self.repair_missing_transcripts()
+            self.transcripts.remove_leftovers()
+            self.store.forget_early_notifications(older_than=self.policy.retention_seconds)
+        except StoreUnavailable as error:  # the next pass (or --loop round) tries again
+            log.warning("database unavailable, pass cut short: %s", error)
+            self.summary[Outcome.FAILED] += 1
+        return self.summary
+
+    def reconcile_open_jobs(self) -> None:
+        policy = self.policy
+        unfinished: list[Job] = []  # keep their leases until the pass ends, so it does not see them twice
+        remote = RemoteJobs(self.api, policy.clock_skew_seconds)
+        try:
+            while jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds):
+                try:
+                    remote.learn(jobs)
+                except ApiError as error:  # no listing: each job is asked for on its own instead
+                    log.warning("listing jobs failed: %s", error)
+                now = self.store.now()
+                with ThreadPoolExecutor(policy.concurrency) as pool:
+                    outcomes = list(pool.map(self.reconcile_safely, jobs, [remote] * len(jobs), [now] * len(jobs)))
+                unfinished += [job for job, outcome in zip(jobs, outcomes, strict=True) if outcome.leaves_job_open]
+        finally:
+            for job in unfinished:
+                self.store.release(job.reference)
+
+    def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
+        try:
+            outcome = self.reconcile(job, remote, now)
+        except Exception as error:  # one job's trouble must never stop the others
+            log.warning("job %s (%s): %s", job.job_id or "-", job.reference, error)
+            outcome = Outcome.FAILED
+        self.summary["checked"] += 1
+        self.summary[outcome] += 1
+        return outcome
+
+    def reconcile(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
+        job_id = job.job_id
+        if job_id is None:  # client.py died or timed out between creating the job and recording its id
+            found = remote.by_reference.get(job.reference)
+            if found is None:
+                if not self.judged_not_created(job, remote, now):
+                    return Outcome.STILL_RUNNING
+                moved = self.store.record_not_created(job.reference, "Speechmatics has no job with this reference")
+                return Outcome.SUBMIT_FAILED if moved else Outcome.ALREADY_FINAL
+            self.store.record_created(job.reference, found["id"])
+            job_id = found["id"]
+        try:
+            details = remote.details(job_id)
+        except (JobNotFound, JobGone) as error:
+            if isinstance(error, JobNotFound) and job.created_at > now - self.policy.retention_seconds:
+                raise  # too young to have expired: a wrong region or a fault; try again next pass
+            self.store.record_remote_status(job_id, Event.EXPIRED, error=str(error))
+            return Outcome.EXPIRED
+        return self.apply(job_id, details)
+
+    def judged_not_created(self, job: Job, remote: RemoteJobs, now: float) -> bool:
+        """A `submitting` row whose reference the listing does not show created no job, once its client has
+        been quiet longer than a live one can be and the listing reached back past its creation."""
+        client_may_be_alive = job.updated_at > now - max(self.policy.grace_seconds, self.policy.client_quiet_seconds)
+        return not client_may_be_alive and remote.listed_back_to(job.created_at)
+
+    def apply(self, job_id: str, details: dict[str, Any]) -> Outcome:
+        status = details["status"]
+        if status == "done":
+            path = self.fetch_transcript(job_id)
+            moved = self.store.record_remote_status(job_id, Event.TRANSCRIPT_STORED, transcript=path)
+            return Outcome.RECOVERED if moved else Outcome.ALREADY_FINAL
+        if status == "rejected":
+            reason = rejection_reason(details) or "rejected by Speechmatics"
+            self.store.record_remote_status(job_id, Event.FAILED, error=reason)
+            return Outcome.REJECTED
+        if status in ("deleted", "expired"):
+            event = Event.DELETED if status == "deleted" else Event.EXPIRED
+            self.store.record_remote_status(job_id, event, error=f"job {status} at Speechmatics")
+            return Outcome(status)
+        return Outcome.STILL_RUNNING
+
+    def fetch_transcript(self, job_id: str) -> str:
+        with self.transcripts.incoming_file() as incoming:
+            self.api.download_transcript(job_id, incoming)
+            if self.transcripts.publish(job_id, incoming):
+                log.info("stored transcript %s.json", job_id)
+        return str(self.transcripts.path_for(job_id))
+
+    def repair_missing_transcripts(self) -> None:
+        """A done job promises its file; if someone deleted it, fetch it again while Speechmatics still has
+        it (a week), a bounded number per pass. Once it cannot, say so on the job and stop trying."""
+        recent = self.store.jobs(status=State.DONE, created_after=self.store.now() - self.policy.retention_seconds)
+        missing = [job for job in recent if job.job_id and job.transcript and not self.transcripts.exists(job.job_id)]
+        for job in missing[:self.policy.repairs_per_pass]:
+            self.repair(job)
+
+    def repair(self, job: Job) -> None:
+        assert job.job_id is not None
+        if not self.store.lease(job.reference, self.policy.repair_lease_seconds):
+            return  # another pass is on it
+        try:
+            self.store.record_repair(job.job_id, self.fetch_transcript(job.job_id))
+            self.summary[Outcome.REPAIRED] += 1
+        except (JobNotFound, JobGone):
+            self.store.record_repair(job.job_id, None, error="transcript file lost; Speechmatics no longer has it")
+            self.summary[Outcome.FAILED] += 1
+        except (ApiError, OSError) as error:
+            log.warning("job %s: transcript missing and not fetched yet: %s", job.job_id, error)
+            self.summary[Outcome.FAILED] += 1
+        finally:
+            self.store.release(job.reference)
+
+
+class RemoteJobs:
+    """What Speechmatics says about our unfinished jobs, from as few API reads as it takes.
+
+    One page of `GET /v2/jobs` answers up to 100 jobs, so the jobs of a pass are looked up by paging back to
+    the oldest of them (once: batches come oldest first), as long as that costs fewer reads than asking for
+    each job. Jobs the pages did not show are asked for one by one; `submitting` rows, which only a listing
+    can find (by reference), are judged absent only where the listing reached back past their creation."""
+
+    def __init__(self, api: SpeechmaticsAPI, clock_skew_seconds: float = 300) -> None:
+        self.api = api
+        self.clock_skew = clock_skew_seconds
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.by_reference: dict[str, dict[str, Any]] = {}
+        self.oldest_listed = float("inf")
+
+    def learn(self, jobs: list[Job]) -> None:
+        unlisted = [job for job in jobs if not self.knows(job) and not self.listed_back_to(job.created_at)]
+        if len(unlisted) > 1 or any(job.job_id is None for job in unlisted):
+            self.list_back_to(min(job.created_at for job in unlisted) - self.clock_skew, unlisted)
+
+    def list_back_to(self, since: float, jobs: list[Job]) -> None:
+        missing_ids = {job.job_id for job in jobs if job.job_id}
+        missing_references = {job.reference for job in jobs if not job.job_id}  # only a listing finds these
+        self.oldest_listed = float("inf")
+        for seen, item in enumerate(self.api.recent_jobs(since), start=1):
+            reference = reference_of(item)
+            self.by_id[item["id"]] = item
+            if reference:
+                self.by_reference[reference] = item
+            missing_ids.discard(item["id"])
+            missing_references.discard(reference)
+            self.oldest_listed = min(self.oldest_listed, remote_created_at(item))
+            too_costly = seen // PAGE_SIZE > len(jobs) and not missing_references  # asking each is cheaper
+            if not (missing_ids or missing_references) or too_costly:
+                return
+        self.oldest_listed = min(self.oldest_listed, since)
+
+    def knows(self, job: Job) -> bool:
+        return job.job_id in self.by_id if job.job_id else job.reference in self.by_reference
+
+    def listed_back_to(self, moment: float) -> bool:
+        return self.oldest_listed <= moment - self.clock_skew
+
+    def details(self, job_id: str) -> dict[str, Any]:
+        return self.by_id.get(job_id) or self.api.job(job_id)

@@ -1,0 +1,32 @@
+"""The schema, as a list of migrations: each one a tuple of statements, applied in order and never edited.
+
+A database records the migrations it has seen in `schema_version`; `db.migrate` applies the rest under a lock.
+Statements are listed one by one, so nothing splits SQL text on `;`. Times are epoch seconds from the
+database's clock.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE jobs (
+            reference   TEXT PRIMARY KEY,
+            job_id      TEXT UNIQUE,
+            audio       TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            transcript  TEXT,
+            error       TEXT,
+            created_at  DOUBLE PRECISION NOT NULL,
+            updated_at  DOUBLE PRECISION NOT NULL,
+            lease_until DOUBLE PRECISION
+        )""",
+        "CREATE INDEX jobs_by_status ON jobs (status, updated_at)",
+        """CREATE TABLE early_notifications (
+            job_id      TEXT PRIMARY KEY,
+            status      TEXT NOT NULL,
+            transcript  TEXT,
+            error       TEXT,
+            received_at DOUBLE PRECISION NOT NULL
+        )""",
+    ),
+)
