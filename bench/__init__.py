@@ -17,6 +17,4 @@ report from the last results in bench/results/). Each module does one job:
 - submission.py  client.py submitting short files, and end-to-end latency through the webhook
 - variants.py    DIAGNOSTIC ONLY: our server with one change applied in memory, to measure what it costs or buys
 - report.py      docs/benchmarks.md from the raw results (summary.py, goals.py, explain.py); figure.py its picture
-
-soak.py is separate: `make soak`, a correctness run under faults, not a benchmark.
 """
