@@ -28,7 +28,7 @@ soak: $(STAMP)  ## Soak (~5 min): 1,000 jobs under every fault, on sqlite, then 
 	$(BIN)/python -m tests.soak --jobs 1000 --database sqlite --servers 1
 	$(BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2
 
-bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks.md and its figure
+bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md and its figure
 	$(BIN)/python -m bench
 
 lint: $(STAMP)  ## ruff

@@ -1,4 +1,6 @@
-"""`make bench`: the integration measured against lean baselines, written up in docs/benchmarks.md.
+"""`make bench`: the integration measured against lean baselines, into docs/benchmarks-results.md.
+
+What the goals are and what the numbers mean for them is prose in docs/benchmarks.md, not code here.
 
 Run `python -m bench` (all benchmarks, then the report) or `python -m bench.report` (only re-render the
 report from the last results in bench/results/). Each module does one job:
@@ -16,5 +18,5 @@ report from the last results in bench/results/). Each module does one job:
 - reconcile.py   cronjob.py recovering lost notifications, against original_loop.py
 - submission.py  client.py submitting short files, and end-to-end latency through the webhook
 - variants.py    DIAGNOSTIC ONLY: our server with one change applied in memory, to measure what it costs or buys
-- report.py      docs/benchmarks.md from the raw results (summary.py, goals.py, explain.py); figure.py its picture
+- report.py      docs/benchmarks-results.md from the raw results (summary.py); figure.py its picture
 """
