@@ -25,10 +25,10 @@ test: $(STAMP)  ## Lint, then run the test suite
 	$(BIN)/python -m pytest
 
 soak: $(STAMP)  ## Soak (~5 min): 1,000 jobs under every fault, on sqlite, then PostgreSQL with 2 servers
-	$(BIN)/python -m bench.soak --jobs 1000 --database sqlite --servers 1
-	$(BIN)/python -m bench.soak --jobs 1000 --database postgresql --servers 2
+	$(BIN)/python -m tests.soak --jobs 1000 --database sqlite --servers 1
+	$(BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2
 
-bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks.md and its figure
+bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md and its figure
 	$(BIN)/python -m bench
 
 lint: $(STAMP)  ## ruff

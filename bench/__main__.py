@@ -1,4 +1,4 @@
-"""`python -m bench` (what `make bench` runs): every benchmark, then docs/benchmarks.md and its figure.
+"""`python -m bench` (what `make bench` runs): every benchmark, then docs/benchmarks-results.md and its figure.
 
     python -m bench                  # the full run, about 15 minutes on 2 cores (plus the venv on a fresh machine)
     python -m bench --quick          # one short round of each, to try the machinery (report marked as such)
@@ -64,7 +64,7 @@ def previous_results() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the benchmarks and write docs/benchmarks.md.")
+    parser = argparse.ArgumentParser(description="Run the benchmarks and write docs/benchmarks-results.md.")
     parser.add_argument("--quick", action="store_true", help="one short round of each (not for committing)")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     args = parser.parse_args(argv)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(text)
     (RESULTS / "latest.json").write_text(text)
     report.write(results)
-    log(f"done in {results['machine']['minutes']:.1f} min: docs/benchmarks.md")
+    log(f"done in {results['machine']['minutes']:.1f} min: {report.DOC.relative_to(ROOT)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The one picture of docs/benchmarks.md: webhook ingest of 20 KB notifications, ours against the baselines.
+"""The one picture of docs/benchmarks-results.md: webhook ingest of 20 KB notifications, ours against the baselines.
 
 Left, throughput as a fraction of the limit's, against the 0.8 goal (the bare endpoint runs off the
 scale); right, the

@@ -3,21 +3,51 @@
 Every notification the load generator sends is for a job the database holds as `running`, as client.py
 leaves it, so the server does its full work: find the job, write `<job_id>.json`, mark it done. The rows
 are written in one transaction through the store's own backend (one commit per row, as client.py makes
-them, would add minutes of setup to `make bench` and measure nothing).
+them, would add minutes of setup to `make bench` and measure nothing). On PostgreSQL (TEST_DATABASE_URL,
+like the tests) every run gets a schema of its own, dropped afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import time
 import uuid
+from collections.abc import Iterator
 
 from notification_flow.db import JobStore, open_store
-from tests.postgres import POSTGRES_URL, fresh_schema, postgres_problem
 
-__all__ = ["POSTGRES_URL", "fresh_schema", "postgres_problem"]  # the benchmarks' PostgreSQL, as the tests
-
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _serial = itertools.count()
+
+
+def _postgres(statement: str, timeout: int = 10) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=timeout) as conn:
+        conn.execute(statement)
+
+
+def postgres_problem() -> str | None:
+    """Why the PostgreSQL runs are skipped, or None when the server at POSTGRES_URL answers."""
+    try:
+        _postgres("SELECT 1", timeout=3)
+    except Exception as error:
+        return f"no PostgreSQL at {POSTGRES_URL}: {' '.join(str(error).split())}"
+    return None
+
+
+@contextlib.contextmanager
+def fresh_schema(prefix: str = "bench") -> Iterator[str]:
+    """A DATABASE_URL whose tables go into a new schema (via search_path), dropped when the run is over."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    _postgres(f'CREATE SCHEMA "{schema}"')
+    joiner = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{joiner}options=-csearch_path%3D{schema}"
+    finally:
+        _postgres(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def new_ids(count: int) -> list[str]:

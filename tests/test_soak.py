@@ -1,4 +1,4 @@
-"""The soak (bench/soak.py, `make soak`) in small: the same code path with ~40 jobs on each backend.
+"""The soak (tests/soak/, `make soak`) in small: the same code path with ~40 jobs on each backend.
 
 Every fault is on at once - dropped, duplicated (some concurrently), delayed and reordered notifications,
 429/503 answers, a rejected share of jobs, a server SIGKILLed and restarted at a seeded moment, a client
@@ -11,16 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.soak import (
-    KillWindow,
-    SoakOptions,
-    SoakResult,
-    check_deliveries,
-    check_logs,
-    epoch,
-    notifications_settled,
-    run_soak,
-)
+from tests.soak.checks import check_deliveries, check_logs, epoch
+from tests.soak.options import SoakOptions
+from tests.soak.phases import notifications_settled, run_soak
+from tests.soak.records import KillWindow, SoakResult
 
 SEED = int(os.environ.get("SOAK_SEED", "20240611"))
 JOBS = 40

@@ -1,0 +1,181 @@
+"""The run itself, phase by phase: submissions under server kills, the API finishing, two overlapping
+cronjob.py passes, and the last notifications settling; then every check."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from emulator import Emulator
+from notification_flow.db import open_store
+from tests.direct import api_headers
+from tests.helpers import ROOT, Stack, wait_for
+from tests.soak.checks import check_everything, finished_at, record_observations, record_timings
+from tests.soak.faults import ServerKiller, plan_kills, submit_and_kill_client
+from tests.soak.options import FAULTS, RETRY_DELAYS, SUBMITS_PER_SECOND, Say, SoakOptions, emulator_config
+from tests.soak.prepare import chunked, make_audio, start_servers
+from tests.soak.records import ProcessRun, Run, SoakResult
+
+
+def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: str | None = None,
+             say: Say | None = None) -> SoakResult:
+    """The whole soak on an existing (empty) database; the caller owns the database and the directory."""
+    origin = time.time()
+
+    def progress(message: str) -> None:
+        if say:
+            say(f"[{time.time() - origin:7.1f}s] {message}")
+
+    rng = random.Random(f"{options.seed}:soak")
+    database = database or ("postgresql" if database_url.startswith("postgres") else "sqlite")
+    result = SoakResult(options.seed, options, database, workdir)
+    (workdir / "logs").mkdir(parents=True, exist_ok=True)
+    audio = make_audio(workdir / "audio", options.jobs, rng)
+    with Emulator(emulator_config(options.seed)) as emulator:
+        stack = Stack(tmp=workdir, emulator=emulator, database_url=database_url)
+        open_store(database_url)  # the schema, once, before several processes race to create it
+        servers = start_servers(stack, options.servers)
+        try:
+            run = drive(stack, servers, audio, rng, progress)
+        finally:
+            for server in servers:
+                server.stop_server()
+        check_everything(stack, servers, audio, run, result)
+        stats = emulator.stats()
+    result.timings["submissions (client.py runs)"] = run.submission_seconds
+    record_observations(result, run, stats, len(servers))
+    record_timings(result, open_store(database_url).jobs(), stack.transcripts, run, origin)
+    return result
+
+
+def drive(stack: Stack, servers: list[Stack], audio: list[Path], rng: random.Random, progress: Say) -> Run:
+    """The run itself: submissions under server kills, the API finishing, overlapping cronjobs, and the last
+    notifications settling. Only waits with deadlines; the kill moments come from `rng`."""
+    logs = stack.tmp / "logs"
+    expected = len(audio) / SUBMITS_PER_SECOND + len(chunked(audio[1:], len(servers)))
+    killer = ServerKiller(servers, stack.transcripts, plan_kills(rng, len(audio), len(servers), expected), progress)
+    progress(f"{len(servers)} server(s) up; submitting {len(audio)} jobs, {len(killer.plan)} server kills "
+             f"planned over {expected:.0f}s")
+    try:
+        submitted = time.time()
+        killer.start()
+        clients = submit_all(servers, audio, logs, rng, progress)
+        submission_seconds = time.time() - submitted
+        windows = killer.finish(timeout=expected + 300)
+    finally:
+        killer.abort()
+    progress(f"submissions done; {len(windows)} server kills done")
+    emulator = stack.emulator
+    truth = {job["id"]: emulator.job(job["id"]) for job in wait_until_api_finished(stack)}
+    last_finish = max((finished_at(emulator, job) for job in truth.values()), default=time.time())
+    progress(f"the API finished all {len(truth)} jobs; two cronjob.py --all passes")
+    cronjobs = run_overlapping_cronjobs(stack, logs)
+    progress("; ".join(f"{run.name} exit {run.returncode} in {run.seconds:.1f}s" for run in cronjobs))
+    deliveries = wait_until_notifications_settled(
+        emulator, set(truth), not_before=last_finish + FAULTS["delay_max_seconds"] + 0.6)
+    progress("every notification settled; checking")
+    return Run(truth, deliveries, windows, clients, cronjobs, last_finish, submission_seconds)
+
+
+def run_client(server: Stack, files: list[Path], logs: Path, name: str) -> ProcessRun:
+    """One client.py run over `files`, notifying `server`; its output goes to a log file."""
+    started = time.time()
+    result = server.run("client.py", *map(str, files), timeout=120 + 2 * len(files))
+    log = logs / f"{name}.log"
+    log.write_text(result.stdout + result.stderr)
+    return ProcessRun(name, result.returncode, started, time.time(), (log,))
+
+
+def submit_all(servers: list[Stack], files: list[Path], logs: Path, rng: random.Random,
+               say: Say) -> list[ProcessRun]:
+    """Every file but one through client.py, the chunks taking turns between the servers; the one left over
+    goes through the killed client, between two chunks chosen at random."""
+    killed_audio, rest = files[0], files[1:]
+    chunks = chunked(rest, len(servers))
+    kill_before = rng.randrange(len(chunks) + 1)
+    runs: list[ProcessRun] = []
+    for index in range(len(chunks) + 1):
+        if index == kill_before:
+            runs.append(submit_and_kill_client(servers[0], killed_audio, logs))
+            say(runs[-1].name)
+        if index < len(chunks):
+            server = servers[index % len(servers)]
+            runs.append(run_client(server, chunks[index], logs, f"client-{index + 1}"))
+            say(f"client.py run {index + 1}/{len(chunks)}: {len(chunks[index])} files to {server.webhook_url}, "
+                f"exit {runs[-1].returncode}, {runs[-1].seconds:.1f}s")
+    return runs
+
+
+def run_overlapping_cronjobs(stack: Stack, logs: Path, timeout: float = 600) -> list[ProcessRun]:
+    """Two `cronjob.py --all` passes started together, as two cron hosts (or a slow pass and the next one)
+    would: their leases must keep them from working on the same job."""
+    processes = []
+    for name in ("cronjob-a", "cronjob-b"):
+        log = logs / f"{name}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--all"], cwd=stack.tmp,
+                                       env=stack.env(), stdout=output, stderr=subprocess.STDOUT)
+        processes.append((name, process, log, time.time()))
+    runs = []
+    for name, process, log, started in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        runs.append(ProcessRun(name, process.returncode, started, time.time(), (log,)))
+    return runs
+
+
+def api_jobs(stack: Stack) -> list[dict[str, Any]] | None:
+    """Every job as GET /v2/jobs lists it, or None when the API answered with a (fault-injected) error."""
+    with contextlib.suppress(requests.RequestException):
+        response = requests.get(f"{stack.emulator.url}/jobs", headers=api_headers(), timeout=30)
+        if response.status_code == 200:
+            return response.json()["jobs"]
+    return None
+
+
+def wait_until_api_finished(stack: Stack, timeout: float = 120) -> list[dict[str, Any]]:
+    """Poll until the API has ended every job it was given (done or rejected)."""
+    def finished() -> list[dict[str, Any]] | None:
+        jobs = api_jobs(stack)
+        return jobs if jobs and all(job["status"] != "running" for job in jobs) else None
+    return wait_for(finished, timeout=timeout, interval=0.5, message="the API to finish every job")
+
+
+def notifications_settled(deliveries: list[dict[str, Any]], job_ids: set[str]) -> bool:
+    """True once every job's notification has ended: answered 2xx, dropped, or out of attempts. A job with
+    no attempt logged yet is still waiting out its random delay."""
+    last_attempt = len(RETRY_DELAYS) + 1
+    latest: dict[tuple[str, str, bool], dict[str, Any]] = {}
+    for delivery in deliveries:
+        key = (delivery["job_id"], delivery["url"], delivery["duplicate"])
+        if key not in latest or delivery["attempt"] >= latest[key]["attempt"]:
+            latest[key] = delivery
+    if not job_ids <= {job_id for job_id, _, duplicate in latest if not duplicate}:
+        return False
+    return all(entry["outcome"] == "dropped" or entry["attempt"] >= last_attempt
+               or (isinstance(entry["outcome"], int) and 200 <= entry["outcome"] < 300) for entry in latest.values())
+
+
+def wait_until_notifications_settled(emulator: Emulator, job_ids: set[str], not_before: float,
+                                     timeout: float = 120) -> list[dict[str, Any]]:
+    """Poll until no notification can still arrive: every attempt chain has ended, every first attempt
+    (duplicates start up to 0.5 s after theirs) is past its delay, and the log stopped growing."""
+    previous: list[int] = [-1]
+
+    def settled() -> list[dict[str, Any]] | None:
+        deliveries = emulator.deliveries()
+        stable = len(deliveries) == previous[0]
+        previous[0] = len(deliveries)
+        ready = time.time() >= not_before and notifications_settled(deliveries, job_ids)
+        return deliveries if ready and stable else None
+    return wait_for(settled, timeout=timeout, interval=0.5, message="every notification to settle")
