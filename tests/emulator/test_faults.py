@@ -66,7 +66,9 @@ def test_failing_first_attempts_without_sending(make_emulator, receiver: Receive
     emu = make_emulator(fail_first_attempts=2)
     job_id = submit_id(emu.url, notification_config=entries(receiver, "/hook"))
     [request] = receiver.wait(1)
-    outcomes = [(d["attempt"], d["outcome"]) for d in emu.deliveries()]
+    # The receiver records the request before answering; the delivery is recorded once the answer is back.
+    deliveries = wait_for(lambda: len(emu.deliveries()) == 3 and emu.deliveries(), message="3 delivery records")
+    outcomes = [(d["attempt"], d["outcome"]) for d in deliveries]
     assert outcomes == [(1, "error: injected failure (not sent)"), (2, "error: injected failure (not sent)"), (3, 200)]
     errors = emu.job(job_id)["errors"]
     assert len(errors) == 2 and all("injected failure" in e["message"] and e["message"].endswith(", retrying")
