@@ -17,7 +17,7 @@ or in-process (tests)::
         emu.transcript_bytes(job_id)       # exact json-v2 bytes the API serves (KeyError unless done)
         emu.finish(job_id, outcome="done") # end a running job now ("done" | "rejected" | None = natural)
         emu.expire(job_id)                 # expire it now: the API answers 410 afterwards
-        emu.stats()                        # request counts, injected 429/503, rate limiting, peak req/s
+        emu.stats()                        # request counts, injected faults, rate limiting, peak req/s
         emu.deliveries()                   # every notification attempt: outcome, attempt, duplicate, times
         emu.set_faults(drop_fraction=0.5)  # change fault options at runtime; emu.faults() reads them
         emu.held()                         # with hold_notifications=True: queued attempts [{key, ...}]

@@ -1,8 +1,10 @@
 """The Flask application: the documented /v2 routes, plus the hooks every API request passes through.
 
 Order of the hooks for /v2 requests: counted in the stats, delayed by ``api_latency_ms``, bearer
-auth (401), documented rate limits (429), injected 429/503 faults, then the route. Every answer
-gets a ``Request-Id`` header; errors are ``{"code", "error", "detail"}`` JSON with enum strings.
+auth (401), documented rate limits (429), injected 429/503 faults, then the route (POST /v2/jobs
+applies ``create_latency_ms`` and ``create_then_fail_fraction``, the json-v2 transcript the truncate
+and empty transcript faults). Every answer gets a ``Request-Id`` header; errors are
+``{"code", "error", "detail"}`` JSON with enum strings.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Any
 
@@ -168,7 +171,8 @@ def create_job() -> tuple[Response, int]:
         config = parse_config(request.form.get("config"))
     except ConfigError as exc:
         raise ApiError(400, "Job rejected", str(exc)) from None
-    upload = request.files.get("data_file")
+    upload = request.files.get("data_file")  # reads the whole upload
+    _create_latency(service)
     has_fetch = "fetch_data" in config
     if upload is not None and has_fetch:
         raise ApiError(400, "Job rejected", "Send either a data_file or config.fetch_data, not both")
@@ -179,7 +183,21 @@ def create_job() -> tuple[Response, int]:
     else:
         data_name = PurePath(upload.filename or "data_file").name
         job_id = service.submit(config, data_name, request.adopt(upload.stream))
+    if service.faults.create_then_fail(job_id):
+        service.traffic.count("injected_create_then_fail")
+        raise ApiError(503, "Internal Server Error", "Service temporarily unavailable (injected fault)")
     return jsonify(_submit_answer(job_id, wait, fmt)), 201
+
+
+def _create_latency(service: Service) -> None:
+    """``create_latency_ms``: the upload has been read; the job is created only after this pause.
+
+    A client that gives up meanwhile is not noticed (the answer is written after the job exists),
+    so its job is created anyway, as when the real API was slow and clients timed out.
+    """
+    seconds = service.faults.config.create_latency_ms / 1000
+    if seconds and not service.store.pause(seconds):
+        raise ApiError(503, "Internal Server Error", "The emulator is stopping")
 
 
 def _submit_answer(job_id: str, wait: float | None, fmt: str) -> dict[str, Any]:
@@ -234,8 +252,28 @@ def get_transcript(job_id: str) -> Response:
     if document is None:
         raise ApiError(404, "Job not found", f"The job is {status}")
     if fmt == "json-v2":
-        return Response(transcripts.dump_json(document), mimetype="application/json")
+        return _json_transcript(job_id, transcripts.dump_json(document))
     return Response(_render(document, fmt), mimetype="text/plain")
+
+
+def _json_transcript(job_id: str, body: bytes) -> Response:
+    """The json-v2 bytes, or (by the truncate/empty faults) a 200 with only part of them or nothing.
+
+    A faulty answer is streamed without Content-Length (chunked, properly terminated), so the HTTP
+    exchange is complete and valid and only the content is wrong, as behind a broken proxy.
+    """
+    service = _service()
+    fault = service.faults.transcript_fault(job_id)
+    if fault is None:
+        return Response(body, mimetype="application/json")
+    service.traffic.count(f"injected_{fault}_transcript")
+    part = body[: max(len(body) // 3, 1)] if fault == "truncated" else b""
+    return Response(_stream(part), mimetype="application/json")
+
+
+def _stream(data: bytes) -> Iterator[bytes]:
+    if data:
+        yield data
 
 
 def _render(document: dict[str, Any], fmt: str) -> str:

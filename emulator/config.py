@@ -122,6 +122,19 @@ class EmulatorConfig:
     retry_after_seconds: int = option(1, parse_count, "Retry-After value of a 429 (s)", fault=True)
     omit_retry_after: bool = option(False, parse_bool, "send 429s without Retry-After", fault=True)
     api_latency_ms: int = option(0, parse_count, "added latency of every API answer (ms)", fault=True)
+    create_latency_ms: int = option(
+        0, parse_count, "added latency of POST /v2/jobs after the upload is read, before the job exists (ms)",
+        fault=True,
+    )
+    create_then_fail_fraction: float = option(
+        0.0, parse_fraction, "fraction of POST /v2/jobs that create the job but answer 503", fault=True
+    )
+    truncate_transcript_fraction: float = option(
+        0.0, parse_fraction, "fraction of json-v2 transcripts served truncated (status 200)", fault=True
+    )
+    empty_transcript_fraction: float = option(
+        0.0, parse_fraction, "fraction of json-v2 transcripts served with an empty body (status 200)", fault=True
+    )
     reject_fraction: float = option(0.0, parse_fraction, "fraction of jobs that end rejected", fault=True)
     reject_data_names: tuple[str, ...] = option(
         (), parse_globs, "comma-separated data_name globs of jobs that end rejected", fault=True

@@ -35,6 +35,7 @@ class Faults:
         self._config = config
         self._lock = threading.Lock()
         self._api_calls = 0
+        self._transcript_reads: Counter[str] = Counter()
 
     @property
     def config(self) -> EmulatorConfig:
@@ -59,6 +60,26 @@ class Faults:
             return 429
         if roll < config.api_429_fraction + config.api_503_fraction:
             return 503
+        return None
+
+    def create_then_fail(self, job_id: str) -> bool:
+        """Whether the answer to the POST /v2/jobs that created ``job_id`` is replaced by a 503."""
+        return self._rng("create_then_fail", job_id).random() < self._config.create_then_fail_fraction
+
+    def transcript_fault(self, job_id: str) -> str | None:
+        """"truncated", "empty" or None for the next json-v2 transcript read of a done job.
+
+        Drawn from the job id and how many times its transcript was read, so a retry of the same
+        download gets a fresh decision and the same seed replays the same sequence per job.
+        """
+        with self._lock:
+            self._transcript_reads[job_id] += 1
+            number, config = self._transcript_reads[job_id], self._config
+        roll = self._rng("transcript", job_id, number).random()
+        if roll < config.truncate_transcript_fraction:
+            return "truncated"
+        if roll < config.truncate_transcript_fraction + config.empty_transcript_fraction:
+            return "empty"
         return None
 
     def rejects(self, job_id: str, data_name: str) -> bool:
@@ -149,4 +170,7 @@ class Traffic:
                 "max_gets_per_second": self._peaks["get"],
                 "max_posts_per_second": self._peaks["post_jobs"],
                 "jobs_created": self._events["jobs_created"],
+                "injected_create_then_fail": self._events["injected_create_then_fail"],
+                "injected_truncated_transcript": self._events["injected_truncated_transcript"],
+                "injected_empty_transcript": self._events["injected_empty_transcript"],
             }

@@ -157,8 +157,19 @@ class JobStore:
                     return
                 self._changed.wait(remaining)
 
+    def pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless the emulator stops first; True if the whole time passed."""
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            while not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return True
+                self._changed.wait(remaining)
+            return False
+
     def close(self) -> None:
-        """Release every ``?wait=`` request so the HTTP server can join its threads."""
+        """Release every ``?wait=`` request and ``pause`` so the HTTP server can join its threads."""
         with self._lock:
             self._closing = True
             self._changed.notify_all()

@@ -66,7 +66,9 @@ def test_failing_first_attempts_without_sending(make_emulator, receiver: Receive
     emu = make_emulator(fail_first_attempts=2)
     job_id = submit_id(emu.url, notification_config=entries(receiver, "/hook"))
     [request] = receiver.wait(1)
-    outcomes = [(d["attempt"], d["outcome"]) for d in emu.deliveries()]
+    # The receiver records the request before answering; the delivery is recorded once the answer is back.
+    deliveries = wait_for(lambda: len(emu.deliveries()) == 3 and emu.deliveries(), message="3 delivery records")
+    outcomes = [(d["attempt"], d["outcome"]) for d in deliveries]
     assert outcomes == [(1, "error: injected failure (not sent)"), (2, "error: injected failure (not sent)"), (3, 200)]
     errors = emu.job(job_id)["errors"]
     assert len(errors) == 2 and all("injected failure" in e["message"] and e["message"].endswith(", retrying")
@@ -193,3 +195,127 @@ def test_post_config_as_plain_form_field_is_accepted(emu: Emulator) -> None:
     response = requests.post(f"{emu.url}/jobs", headers=AUTH, data={"config": json.dumps(job_config())},
                              files={"data_file": ("a.wav", wav_bytes(0.5), "audio/wav")}, timeout=10)
     assert response.status_code == 201
+
+
+# --- create latency, create-then-fail, truncated and empty transcripts ---------------------------------
+
+
+def listed_ids(emu: Emulator) -> list[str]:
+    response = requests.get(f"{emu.url}/jobs", headers=AUTH, timeout=10)
+    assert response.status_code == 200, response.text
+    return [job["id"] for job in response.json()["jobs"]]
+
+
+def raw_transcript(emu: Emulator, job_id: str, fmt: str = "json-v2") -> requests.Response:
+    return requests.get(f"{emu.url}/jobs/{job_id}/transcript", headers=AUTH, params={"format": fmt}, timeout=10)
+
+
+def test_create_latency_applies_to_job_creation_only(make_emulator) -> None:
+    emu = make_emulator(create_latency_ms=400)
+    started = time.monotonic()
+    job_id = submit_id(emu.url)
+    assert time.monotonic() - started >= 0.4
+    for url in (f"{emu.url}/jobs", f"{emu.url}/jobs/{job_id}", f"{emu.url}/usage"):
+        started = time.monotonic()
+        assert requests.get(url, headers=AUTH, timeout=10).status_code == 200
+        assert time.monotonic() - started < 0.4, url
+    emu.set_faults(create_latency_ms=0)
+    started = time.monotonic()
+    submit_id(emu.url)
+    assert time.monotonic() - started < 0.4
+
+
+def test_create_latency_client_times_out_but_the_job_is_created_later(make_emulator) -> None:
+    emu = make_emulator(create_latency_ms=1500)
+    files = {"data_file": ("late.wav", wav_bytes(0.5)), "config": (None, json.dumps(job_config()))}
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(f"{emu.url}/jobs", headers=AUTH, files=files, timeout=(5, 0.3))
+    assert emu.stats()["jobs_created"] == 0 and listed_ids(emu) == []  # the upload was read, no job yet
+    [job_id] = wait_for(lambda: listed_ids(emu), timeout=10, message="the job created after the latency")
+    assert emu.job(job_id)["data_name"] == "late.wav" and emu.stats()["jobs_created"] == 1
+    wait_for(lambda: emu.job(job_id)["status"] == "done", message="the late job to finish")
+
+
+def test_create_then_fail_creates_the_job_but_answers_503(make_emulator, receiver: Receiver) -> None:
+    emu = make_emulator(create_then_fail_fraction=1.0)
+    response = submit(emu.url, name="ghost.wav", notification_config=entries(receiver, "/hook"))
+    assert response.status_code == 503 and response.json() == {
+        "code": 503, "error": "Internal Server Error", "detail": "Service temporarily unavailable (injected fault)"}
+    [job_id] = listed_ids(emu)
+    answer = requests.get(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10)
+    assert answer.status_code == 200 and answer.json()["job"]["data_name"] == "ghost.wav"
+    [notification] = receiver.wait(1)  # it runs, finishes and notifies like any job
+    assert notification.query == {"id": [job_id], "status": ["success"]}
+    transcript = raw_transcript(emu, job_id)
+    assert transcript.status_code == 200 and transcript.content == emu.transcript_bytes(job_id)
+    stats = emu.stats()
+    assert stats["injected_create_then_fail"] == 1 and stats["jobs_created"] == 1 and stats["injected_503"] == 0
+
+
+def test_create_then_fail_off_by_default_and_seeded(make_emulator) -> None:
+    emu = make_emulator(rate_limit_post_per_second=0)
+    assert all(submit(emu.url, wav_bytes(0.2)).status_code == 201 for _ in range(5))
+    assert emu.stats()["injected_create_then_fail"] == 0
+
+    def pattern(seed: int) -> list[tuple[str, int]]:
+        emu = make_emulator(seed=seed, create_then_fail_fraction=0.5, rate_limit_post_per_second=0)
+        codes = [submit(emu.url, wav_bytes(0.2)).status_code for _ in range(12)]
+        assert emu.stats()["injected_create_then_fail"] == codes.count(503) and len(listed_ids(emu)) == 12
+        return list(zip(reversed(listed_ids(emu)), codes, strict=True))
+
+    first, again, other = pattern(5), pattern(5), pattern(6)
+    assert first == again and {code for _, code in first} == {201, 503}
+    assert [code for _, code in first] != [code for _, code in other]
+
+
+@pytest.mark.parametrize("fault", ["truncate", "empty"])
+def test_broken_transcript_is_a_complete_200_with_wrong_bytes(make_emulator, fault: str) -> None:
+    emu = make_emulator(processing_seconds=0.05)
+    job_id = submit_id(emu.url)
+    wait_for(lambda: emu.job(job_id)["status"] == "done", message="the job to finish")
+    real = emu.transcript_bytes(job_id)
+    assert raw_transcript(emu, job_id).content == real  # fraction 0: the real bytes
+    others = {fmt: raw_transcript(emu, job_id, fmt).content for fmt in ("txt", "srt")}
+    details = requests.get(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10).json()
+    emu.set_faults(**{f"{fault}_transcript_fraction": 1.0})
+    response = raw_transcript(emu, job_id)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    assert response.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in response.headers
+    if fault == "truncate":
+        assert response.content == real[: len(real) // 3] and response.content
+        with pytest.raises(ValueError):
+            json.loads(response.content)
+    else:
+        assert response.content == b""
+    for fmt, content in others.items():  # the other formats and routes are served as usual
+        again = raw_transcript(emu, job_id, fmt)
+        assert again.status_code == 200 and again.content == content and content, fmt
+    assert requests.get(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10).json() == details
+    files = {"data_file": ("sync.wav", wav_bytes(0.5)), "config": (None, json.dumps(job_config()))}
+    sync = requests.post(f"{emu.url}/jobs", headers=AUTH, files=files, params={"wait": 5}, timeout=10).json()
+    assert sync["status"] == "done" and sync["json-v2"] == json.loads(emu.transcript_bytes(sync["id"]))
+    stats = emu.stats()
+    assert stats["injected_truncated_transcript"] == (1 if fault == "truncate" else 0)
+    assert stats["injected_empty_transcript"] == (1 if fault == "empty" else 0)
+
+
+def test_transcript_faults_are_seeded_per_job_and_read(make_emulator) -> None:
+    def pattern(seed: int) -> list[str]:
+        emu = make_emulator(seed=seed, processing_seconds=0.05, truncate_transcript_fraction=0.3,
+                            empty_transcript_fraction=0.3, rate_limit_get_per_second=0)
+        ids = [submit_id(emu.url, wav_bytes(0.2)) for _ in range(3)]
+        wait_for(lambda: all(emu.job(job_id)["status"] == "done" for job_id in ids), message="3 jobs done")
+        kinds = []
+        for job_id in ids:
+            real = emu.transcript_bytes(job_id)
+            for _ in range(8):
+                content = raw_transcript(emu, job_id).content
+                kinds.append("ok" if content == real else "empty" if content == b"" else "truncated")
+        stats = emu.stats()
+        assert stats["injected_truncated_transcript"] == kinds.count("truncated")
+        assert stats["injected_empty_transcript"] == kinds.count("empty")
+        return kinds
+
+    first, again, other = pattern(7), pattern(7), pattern(8)
+    assert first == again and set(first) == {"ok", "truncated", "empty"}
+    assert first != other
