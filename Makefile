@@ -20,9 +20,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 demo: $(STAMP)  ## Run the whole flow locally against the emulator
 	$(BIN)/python demo.py
 
-test: $(STAMP)  ## Lint, then run the test suite
+test: $(STAMP)  ## Lint, then the fast in-process tests, then everything else four at a time
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -n 4 --dist loadgroup tests/integration tests/emulator
 
 soak: $(STAMP)  ## Soak (~5 min): 1,000 jobs under every fault, on sqlite, then PostgreSQL with 2 servers
 	$(BIN)/python -m tests.soak --jobs 1000 --database sqlite --servers 1

@@ -12,7 +12,7 @@ report from the last results in bench/results/). Each module does one job:
 - targets.py     starting and stopping the servers under test (ours, and the two gunicorn baselines)
 - lean_app.py    the limit: a frameworkless WSGI handler doing only the durable work a notification needs
 - bare_app.py    the floor: a Flask endpoint that reads the body and answers 200
-- jobrows.py     job rows pre-created through notification_flow.db, and a throwaway PostgreSQL schema per run
+- jobrows.py     job rows pre-created through notification_flow.jobs, and a throwaway PostgreSQL schema per run
 - ingest.py      webhook ingest: notifications per second and latency, targets interleaved per round
 - memory.py      peak RSS of the server while it receives a 200 MB transcript
 - reconcile.py   cronjob.py recovering lost notifications, against original_loop.py

@@ -1,8 +1,8 @@
-"""Job rows for the server to finish, created through notification_flow.db.
+"""Job rows for the server to finish, created through notification_flow.jobs.
 
 Every notification the load generator sends is for a job the database holds as `running`, as client.py
 leaves it, so the server does its full work: find the job, write `<job_id>.json`, mark it done. The rows
-are written in one transaction through the store's own backend (one commit per row, as client.py makes
+are written in one transaction through the store's own database (one commit per row, as client.py makes
 them, would add minutes of setup to `make bench` and measure nothing). On PostgreSQL (TEST_DATABASE_URL,
 like the tests) every run gets a schema of its own, dropped afterwards.
 """
@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from notification_flow.db import JobStore, open_store
+from notification_flow.jobs import JobStore, open_store
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _serial = itertools.count()
@@ -61,10 +61,10 @@ def create_running(database_url: str, job_ids: list[str], references: list[str] 
     store = open_store(database_url)
     now = time.time()
     references = references or [uuid.uuid4().hex for _ in job_ids]
-    with store.backend.transaction() as tx:
+    with store.database.transaction() as tx:
         for job_id, reference in zip(job_ids, references, strict=True):
             tx.execute("INSERT INTO jobs (reference, job_id, audio, status, created_at, updated_at) "
-                       "VALUES (?, ?, ?, 'running', ?, ?)", (reference, job_id, f"{job_id}.wav", now, now))
+                       "VALUES ($1, $2, $3, 'running', $4, $4)", reference, job_id, f"{job_id}.wav", now)
     return store
 
 

@@ -4,7 +4,7 @@
 
 It checks the bearer secret, validates the id, parses the body as JSON, writes `<job_id>.json` through a
 temporary file with fsync and rename, and commits one sqlite row (WAL, synchronous=FULL, BEGIN IMMEDIATE,
-as notification_flow.db does). It does nothing else: no streaming (the body sits in memory), no
+as notification_flow.jobs does). It does nothing else: no streaming (the body sits in memory), no
 duplicate check, no early-notification table, no log line, no directory fsync. Any receiver that keeps
 what it acknowledges pays at least this, so our server's throughput is quoted as a fraction of it.
 """
@@ -33,7 +33,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 def connection() -> sqlite3.Connection:
-    """One connection per thread, configured like notification_flow.db's."""
+    """One connection per thread, configured like notification_flow.jobs's."""
     conn = getattr(_local, "conn", None)
     if conn is None:
         conn = _local.conn = sqlite3.connect(DATABASE, timeout=5, isolation_level=None, check_same_thread=False)

@@ -15,7 +15,7 @@ import os
 
 import requests
 
-from notification_flow.db import open_store
+from notification_flow.jobs import open_store
 
 
 def main() -> None:

@@ -174,7 +174,7 @@ def method_section(results: dict[str, Any]) -> list[str]:
             "- **Load** comes from `bench/loadgen.py` in its own process over loopback: a closed loop of 16 keep-alive "
             "connections, each sending the next notification when the last is answered, warm-up answers "
             "discarded. Every request has its own job id, equal to its body's `job.id`; for our server that job "
-            "was created as `running` in a fresh database through `notification_flow.db`, so each notification "
+            "was created as `running` in a fresh database through `notification_flow.jobs`, so each notification "
             "does the full work (write `<job_id>.json`, mark done).",
             f"- **Bodies** are compact json-v2 built from the {origin}, its results repeated with shifted "
             "timings to the size wanted (`bench/bodies.py`).",

@@ -24,7 +24,7 @@ from bench import targets, traffic
 from bench.bodies import ROOT
 from bench.stats import percentile
 from emulator import Emulator, EmulatorConfig
-from notification_flow.db import open_store
+from notification_flow.jobs import open_store
 
 API_KEY = "bench-api-key"
 AUDIO = ROOT / "example.wav"  # a real 3 s recording

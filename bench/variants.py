@@ -14,9 +14,9 @@ import sys
 
 
 def skip_directory_fsync() -> None:
-    from notification_flow import storage
+    from notification_flow import transcripts
 
-    storage.TranscriptStore._fsync_directory = lambda self: None  # type: ignore[method-assign]
+    transcripts.TranscriptFiles._fsync_directory = lambda self: None  # type: ignore[method-assign]
 
 
 CHANGES = {"no-dir-fsync": skip_directory_fsync}

@@ -125,7 +125,7 @@ class SpeechmaticsAPI:
             if heartbeat:
                 heartbeat()  # before the rate limiter's slot, so a slow database never bunches our requests
             try:
-                return self._json(self._try(post, self.submits, idempotent=False))["id"]
+                return _job_id(self._try(post, self.submits, idempotent=False))
             except _Retryable as problem:
                 if problem.answered and reference:  # a 5xx: the job may exist anyway
                     existing = self._find_reference(reference, budget, problem)
@@ -148,13 +148,13 @@ class SpeechmaticsAPI:
 
     def job(self, job_id: str) -> dict[str, Any]:
         """The job's details, answered at once (`wait=0`) even while it runs."""
-        return self._json(self._call(lambda: self.http.get(f"jobs/{job_id}", params={"wait": 0}), self.reads))["job"]
+        return self._json(self._call(lambda: self.http.get(f"jobs/{job_id}", params={"wait": 0}), self.reads), "job")
 
     def jobs_page(self, created_before: str | None = None, budget: Budget | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": "true"}
         if created_before:
             params["created_before"] = created_before
-        return self._json(self._call(lambda: self.http.get("jobs", params=params), self.reads, budget))["jobs"]
+        return self._json(self._call(lambda: self.http.get("jobs", params=params), self.reads, budget), "jobs")
 
     def recent_jobs(self, since: float, budget: Budget | None = None) -> Iterator[dict[str, Any]]:
         """Every job created at or after `since` (epoch seconds), newest first, once each.
@@ -234,11 +234,12 @@ class SpeechmaticsAPI:
         raise _error_for(response)
 
     @staticmethod
-    def _json(response: httpx.Response) -> Any:
+    def _json(response: httpx.Response, key: str) -> Any:
+        """The answer's `key`: an answer without it, or not JSON at all, is an ApiError like any other."""
         try:
-            return response.json()
-        except ValueError:
-            raise ApiError(f"Speechmatics answered HTTP {response.status_code} with a body that is not JSON",
+            return response.json()[key]
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(f"Speechmatics answered HTTP {response.status_code} without the expected {key!r}",
                            response.status_code) from None
 
 
@@ -287,6 +288,18 @@ class _CheckedReader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.file, name)
+
+
+def _job_id(created: httpx.Response) -> str:
+    """The id in a creation's answer; a 2xx whose body names none still means the job may exist."""
+    try:
+        job_id = created.json()["id"]
+    except (ValueError, KeyError, TypeError):
+        job_id = None
+    if not isinstance(job_id, str) or not job_id:
+        raise AmbiguousSubmission(f"Speechmatics answered HTTP {created.status_code} without a job id; the job "
+                                  "may exist", created.status_code)
+    return job_id
 
 
 def rejection_reason(job: dict[str, Any]) -> str | None:

@@ -199,7 +199,7 @@ class JobStore:
         """Lease up to `limit` unfinished jobs quiet for `quiet_for` seconds, oldest first, skipping jobs
         another cronjob pass holds; a pass that dies simply lets its leases run out."""
         sql = ("UPDATE jobs SET lease_until = $1 WHERE reference IN ("  # noqa: S608 (skip_locked is a constant)
-               " SELECT reference FROM jobs WHERE status IN ($2, $3) AND updated_at < $4"
+               " SELECT reference FROM jobs WHERE status IN ($2, $3) AND updated_at <= $4"
                " AND (lease_until IS NULL OR lease_until < $5) ORDER BY created_at LIMIT $6"
                f" {self.database.skip_locked}) RETURNING *")
         with self.database.transaction() as tx:

@@ -12,13 +12,14 @@ import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import ijson
 from flask import Request
 
+from notification_flow.api import NOTIFICATION_ERRORS
 from notification_flow.transcripts import IncomingFile, TranscriptFiles
 
 TRANSCRIPT_PARTS = ("transcript", "transcript.json-v2", "data_file")
@@ -26,6 +27,7 @@ TRANSCRIPT_PARTS = ("transcript", "transcript.json-v2", "data_file")
 JOB_FIELDS = ("job.", "id", "created_at", "data_name", "duration", "tracking.", "errors.", "status")
 TRANSCRIPT_KEYS = {"format", "job", "results"}
 IN_MEMORY_BYTES = 1 << 20  # bodies up to 1 MB are parsed whole; larger ones are streamed
+ERROR_FIELD = "errors.item.message"
 JSON_TYPES = ("application/json", "application/vnd.speechmatics.v2+json")
 
 
@@ -52,7 +54,7 @@ class NotificationBody:
 
     @property
     def error(self) -> str | None:
-        return self.info.get("errors.item.message")
+        return self.info.get(ERROR_FIELD)
 
 
 def request_class(transcripts: TranscriptFiles) -> type[Request]:
@@ -124,13 +126,13 @@ def _read_json(incoming: IncomingFile) -> NotificationBody:
             document = json.load(source)
             top_keys = set(document) if isinstance(document, dict) else set()
             job = document.get("job") if top_keys >= TRANSCRIPT_KEYS else document
-            info = dict(_strings(job, "")) if top_keys else {}
+            info = _job_fields(_strings(job, "")) if top_keys else {}
         else:
             top_keys, info = _scan_head(source)
             if top_keys >= TRANSCRIPT_KEYS:
                 source.seek(0)
                 jobs = list(ijson.items(source, "job"))
-                info = dict(_strings(jobs[0] if jobs else {}, ""))
+                info = _job_fields(_strings(jobs[0] if jobs else {}, ""))
     except (ValueError, ijson.JSONError, ijson.IncompleteJSONError) as error:  # JSON and Unicode errors
         raise UnreadableBody(f"body is not valid JSON: {error}", incoming) from error
     if not top_keys:
@@ -149,8 +151,19 @@ def _scan_head(source: BinaryIO) -> tuple[set[str], dict[str, str]]:
             if top_keys >= TRANSCRIPT_KEYS:
                 break
         elif event == "string" and prefix.startswith(JOB_FIELDS):  # ids and reasons are strings
-            info[prefix.removeprefix("job.")] = value
+            info.update(_job_fields([(prefix.removeprefix("job."), value)], info))
     return top_keys, info
+
+
+def _job_fields(fields: Iterable[tuple[str, str]], known: dict[str, str] | None = None) -> dict[str, str]:
+    """Job fields by name; of the `errors`, the first that is Speechmatics' reason, not a later failure to
+    deliver a notification, which the service appends after it."""
+    info = dict(known or {})
+    for key, value in fields:
+        if key == ERROR_FIELD and (ERROR_FIELD in info or value.startswith(NOTIFICATION_ERRORS)):
+            continue
+        info[key] = value
+    return info
 
 
 def _strings(value: Any, prefix: str) -> Iterator[tuple[str, str]]:

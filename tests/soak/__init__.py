@@ -16,7 +16,8 @@ Every random choice (emulator faults, kill moments, downtimes, which chunk the k
 from `--seed`, printed first and last, so a failure can be replayed: the same jobs (the emulator's ids are
 seeded too) meet the same faults. Thread and process timing still varies, so a race may take a few replays.
 
-tests/test_soak.py runs the same code with ~40 jobs on each backend. The modules, in the order a run uses them:
+tests/integration/test_soak.py runs the same code with ~40 jobs on each backend. The modules, in the order a run
+uses them:
 
 - options.py   the fixed faults and timings, and what varies between runs (jobs, seed, servers)
 - prepare.py   a fresh database, the audio files, the servers, the client.py runs the files are split into

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.postgres import POSTGRES_URL
+from tests.integration.support import POSTGRES_URL
 from tests.soak.options import SoakOptions
 from tests.soak.phases import run_soak
 from tests.soak.prepare import fresh_database, postgres_problem

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from emulator import Emulator
-from notification_flow.db import OPEN_STATES, Job, open_store
-from tests.helpers import Stack
+from notification_flow.jobs import Job, open_store
+from notification_flow.lifecycle import OPEN_STATES
+from tests.integration.support import Stack
 from tests.soak.options import EPSILON, RETRY_DELAYS, STORED
 from tests.soak.records import KillWindow, Run, SoakResult
 

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import requests
 
-from tests.blackhole import blackhole
-from tests.direct import api_headers
-from tests.helpers import ROOT, Stack, wait_for
+from tests.integration.support import ROOT, Stack, api_headers, blackhole, wait_for
 from tests.soak.options import JOBS_PER_KILL, MAX_DOWNTIME_SECONDS, Say
 from tests.soak.prepare import start_server
 from tests.soak.records import KillWindow, ProcessRun

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator import EmulatorConfig
-from tests.helpers import API_KEY
+from tests.integration.support import API_KEY
 
 # The emulator's faults, all on at once. 5% of API calls: half 429 (with Retry-After), half 503.
 FAULTS: dict[str, Any] = {

@@ -14,9 +14,8 @@ from typing import Any
 import requests
 
 from emulator import Emulator
-from notification_flow.db import open_store
-from tests.direct import api_headers
-from tests.helpers import ROOT, Stack, wait_for
+from notification_flow.jobs import open_store
+from tests.integration.support import ROOT, Stack, api_headers, wait_for
 from tests.soak.checks import check_everything, finished_at, record_observations, record_timings
 from tests.soak.faults import ServerKiller, plan_kills, submit_and_kill_client
 from tests.soak.options import FAULTS, RETRY_DELAYS, SUBMITS_PER_SECOND, Say, SoakOptions, emulator_config

@@ -11,8 +11,7 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.helpers import Stack, free_port
-from tests.postgres import fresh_schema
+from tests.integration.support import Stack, free_port, fresh_schema
 from tests.soak.options import CHUNK_SIZE
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from notification_flow.settings import SETTINGS
-from tests.helpers import ROOT, SECRET, script_env
+from tests.integration.support import ROOT, SECRET, script_env
 
 GOOD = {"SPEECHMATICS_API_KEY": "key", "WEBHOOK_URL": "https://example.com/webhook", "WEBHOOK_SECRET": SECRET}
 

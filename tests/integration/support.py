@@ -1,24 +1,34 @@
-"""Running the real scripts as real processes against the emulator, and waiting without sleeping blindly."""
+"""Support for the process-level tests, the soak and nothing else: real scripts as real processes against the
+emulator, waiting without sleeping blindly, a PostgreSQL schema nobody else sees, creating jobs the way
+client.py does, and a proxy that swallows the API's answers.
+
+PostgreSQL comes from TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test): each user gets a
+fresh schema, selected through `options=-csearch_path`, dropped afterwards.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 import requests
 
 from notification_flow.jobs import JobStore, open_store
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-webhook-secret-0123456789"
 API_KEY = "test-api-key"
 T = TypeVar("T")
@@ -142,3 +152,110 @@ def running(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_problem(base_url: str = POSTGRES_URL) -> str | None:
+    """Why PostgreSQL cannot be used here, or None if it can."""
+    try:
+        import psycopg
+
+        with psycopg.connect(base_url, connect_timeout=3):
+            return None
+    except Exception as error:
+        return f"no PostgreSQL at {base_url}: {str(error).strip().splitlines()[-1]}"
+
+
+@contextlib.contextmanager
+def fresh_schema(base_url: str = POSTGRES_URL, prefix: str = "test") -> Iterator[str]:
+    """Yield a DATABASE_URL whose tables live in a new schema; the schema is dropped whatever happens."""
+    import psycopg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# -- jobs created the way client.py creates them -------------------------------------------------------
+def api_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}"}
+
+
+def create_job(stack: Stack, reference: str, notification: dict[str, Any] | None = None,
+               audio: bytes | None = None, data_name: str = "example.wav") -> str:
+    """POST /v2/jobs with our reference and a notification to our server (authenticated)."""
+    config: dict[str, Any] = {"type": "transcription", "transcription_config": {"language": "en"},
+                              "tracking": {"reference": reference}}
+    if notification is not None:
+        config["notification_config"] = [{"url": stack.webhook_url,
+                                          "auth_headers": [f"Authorization: Bearer {SECRET}"], **notification}]
+    data = audio if audio is not None else (ROOT / "example.wav").read_bytes()
+    response = requests.post(f"{stack.emulator.url}/jobs", headers=api_headers(), timeout=30,
+                             data={"config": json.dumps(config)}, files={"data_file": (data_name, data)})
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def submit_like_client(stack: Stack, notification: dict[str, Any] | None = None, record: bool = True) -> tuple[
+        str, str]:
+    """Record intent, create the job, and (unless the 'client' crashes) record its id. Returns (ref, id)."""
+    store = stack.store()
+    reference = uuid.uuid4().hex
+    store.add_submission(reference, "example.wav")
+    job_id = create_job(stack, reference, notification)
+    if record:
+        store.record_created(reference, job_id)
+    return reference, job_id
+
+
+def created_jobs(stack: Stack) -> list[dict[str, Any]]:
+    """Every job the emulator has, as GET /v2/jobs lists it."""
+    response = requests.get(f"{stack.emulator.url}/jobs", headers=api_headers(), timeout=10)
+    response.raise_for_status()
+    return response.json()["jobs"]
+
+
+# -- a proxy that swallows answers ---------------------------------------------------------------------
+@contextlib.contextmanager
+def blackhole(target_url: str) -> Iterator[str]:
+    """Yield a base URL that swallows every answer from `target_url`."""
+    target = urlsplit(target_url)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stopping = threading.Event()
+    connections: list[socket.socket] = []
+
+    def pump(source: socket.socket, sink: socket.socket | None) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                if sink is not None:
+                    sink.sendall(chunk)
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((target.hostname, target.port))
+            connections.extend((client, upstream))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, None), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}{target.path}"
+    finally:
+        stopping.set()
+        listener.close()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.close()

@@ -10,9 +10,7 @@ import sys
 
 import pytest
 
-from tests.blackhole import blackhole
-from tests.direct import created_jobs
-from tests.helpers import ROOT, Stack, wait_for
+from tests.integration.support import ROOT, Stack, blackhole, created_jobs, wait_for
 
 
 def listed(stack: Stack) -> list[dict]:

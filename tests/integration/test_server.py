@@ -11,8 +11,7 @@ import threading
 import pytest
 import requests
 
-from tests.direct import create_job, submit_like_client
-from tests.helpers import SECRET, Stack, transcript_files, wait_for
+from tests.integration.support import SECRET, Stack, create_job, submit_like_client, transcript_files, wait_for
 
 # Every documented body shape (docs: batch/notifications "Return MIME types"), and PUT.
 BODY_SHAPES = {

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from tests.direct import create_job, submit_like_client
-from tests.helpers import ROOT, Stack, transcript_files, wait_for
+from tests.integration.support import ROOT, Stack, create_job, submit_like_client, transcript_files, wait_for
 
 
 def lost_jobs(stack: Stack, count: int) -> list[str]:

@@ -11,8 +11,7 @@ import sys
 import pytest
 import requests
 
-from tests.direct import api_headers
-from tests.helpers import ROOT, Stack, transcript_files, wait_for
+from tests.integration.support import ROOT, Stack, api_headers, transcript_files, wait_for
 
 
 def submitted_job_id(stack: Stack) -> str:

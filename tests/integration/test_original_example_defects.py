@@ -12,9 +12,16 @@ import threading
 import pytest
 import requests
 
-from tests.blackhole import blackhole
-from tests.direct import created_jobs, submit_like_client
-from tests.helpers import ROOT, SECRET, Stack, transcript_files, wait_for
+from tests.integration.support import (
+    ROOT,
+    SECRET,
+    Stack,
+    blackhole,
+    created_jobs,
+    submit_like_client,
+    transcript_files,
+    wait_for,
+)
 
 
 def test_defect_1_text_plain_transcript_notification_is_stored_not_refused(served: Stack) -> None:

@@ -19,8 +19,7 @@ from notification_flow.api import SpeechmaticsAPI
 from notification_flow.lifecycle import FINAL_STATES
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
 from notification_flow.transcripts import TranscriptFiles
-from tests.direct import create_job
-from tests.helpers import API_KEY, Stack
+from tests.integration.support import API_KEY, Stack, create_job
 
 EXPECTED = {"done": "done", "rejected": "rejected"}
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from emulator import Emulator, EmulatorConfig
-from tests.helpers import API_KEY, Stack
-from tests.postgres import fresh_schema, postgres_problem
+from tests.integration.support import API_KEY, Stack, fresh_schema, postgres_problem
 
 postgres_problem_once = functools.cache(postgres_problem)
 

@@ -1,0 +1,14 @@
+"""Setting up rows for the in-process tests."""
+
+from __future__ import annotations
+
+from notification_flow.jobs import JobStore
+from notification_flow.lifecycle import State
+
+
+def put_row(store: JobStore, reference: str, state: State, job_id: str | None = None) -> None:
+    """A row in any state, as the lifecycle could have left it (for tests that start from that state)."""
+    with store.database.transaction() as tx:
+        now = tx.now()
+        tx.execute("INSERT INTO jobs (reference, job_id, audio, status, created_at, updated_at) "
+                   "VALUES ($1, $2, 'a.wav', $3, $4, $4)", reference, job_id, state, now)

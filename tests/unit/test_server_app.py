@@ -1,0 +1,328 @@
+"""Unit tests of server.create_app through Flask's test client: auth, validation, storing, outcomes, health, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import flask.testing
+import pytest
+
+import server
+from notification_flow import settings as settings_module
+from notification_flow.jobs import JobStore, open_store
+from notification_flow.lifecycle import State
+from notification_flow.settings import Settings, load_settings
+
+SECRET = "unit-test-secret-0123456789"
+PREVIOUS = "previous-secret-0123456789"
+DOCS_TRANSCRIPT = Path(__file__).parents[1] / "emulator" / "fixtures" / "transcript-json-v2-docs-example.json"
+JOB_ID = "650krlru2e"
+REFERENCE = "0123456789abcdef0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+
+
+def transcript_bytes(job_id: str = JOB_ID) -> bytes:
+    document = json.loads(DOCS_TRANSCRIPT.read_text())
+    document["job"]["id"] = job_id
+    return json.dumps(document).encode()
+
+
+@pytest.fixture(autouse=True)
+def no_saved_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never pick up a key from `speechmatics config`: the server must not reach the API in these tests."""
+    monkeypatch.setattr(settings_module, "saved_api_key", lambda: None)
+
+
+def make_settings(tmp_path: Path, **environ: str) -> Settings:
+    base = {"WEBHOOK_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
+            "TRANSCRIPTS_DIR": str(tmp_path / "transcripts")}
+    return load_settings(environ={**base, **environ})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    store = open_store(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store.add_submission(REFERENCE, "a.wav")
+    store.record_created(REFERENCE, JOB_ID)
+    return store
+
+
+@pytest.fixture
+def client(tmp_path: Path, store: JobStore) -> flask.testing.FlaskClient:
+    return server.create_app(make_settings(tmp_path)).test_client()
+
+
+def transcripts_dir(tmp_path: Path) -> Path:
+    return tmp_path / "transcripts"
+
+
+def stored_files(tmp_path: Path) -> list[Path]:
+    return sorted(path for path in transcripts_dir(tmp_path).rglob("*") if path.is_file())
+
+
+def notify(client: flask.testing.FlaskClient, job_id: str = JOB_ID, status: str = "success",
+           body: bytes | None = None, headers: dict[str, str] | None = None, method: str = "post",
+           **kwargs: Any) -> Any:
+    request_args: dict[str, Any] = {"query_string": {"id": job_id, "status": status},
+                                    "headers": AUTH if headers is None else headers, **kwargs}
+    if body is not None:
+        request_args.setdefault("content_type", "application/json")
+        request_args["data"] = body
+    return getattr(client, method)("/webhook", **request_args)
+
+
+# -- authentication ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": ""}, {"Authorization": f"Bearer {SECRET[:-1]}"},
+                                     {"Authorization": f"Bearer {SECRET}x"}, {"Authorization": SECRET},
+                                     {"Authorization": f"bearer {SECRET}"}, {"Authorization": f"Basic {SECRET}"},
+                                     {"Authorization": f"Bearer {PREVIOUS}"}, {"Authorization": "Bearer \u00e9"}])
+def test_a_missing_or_wrong_secret_is_401_and_writes_nothing(client: flask.testing.FlaskClient, store: JobStore,
+                                                             tmp_path: Path, headers: dict[str, str]) -> None:
+    response = notify(client, body=transcript_bytes(), headers=headers)
+    assert response.status_code == 401
+    assert response.get_json() == {"outcome": "unauthenticated"}
+    assert stored_files(tmp_path) == []
+    assert store.find(JOB_ID).status == State.RUNNING
+
+
+@pytest.mark.parametrize("secret", [SECRET, PREVIOUS])
+def test_the_current_and_the_previous_secret_are_accepted(tmp_path: Path, store: JobStore, secret: str) -> None:
+    app = server.create_app(make_settings(tmp_path, WEBHOOK_SECRET_PREVIOUS=PREVIOUS))
+    response = notify(app.test_client(), body=transcript_bytes(), headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 200
+    assert store.find(JOB_ID).status == State.DONE
+
+
+@pytest.mark.parametrize("remote, code", [("127.0.0.1", 403), ("40.74.41.91", 200)])
+def test_allowed_regions_limit_the_sender_address(tmp_path: Path, store: JobStore, remote: str, code: int) -> None:
+    client = server.create_app(make_settings(tmp_path, ALLOWED_REGIONS="eu1")).test_client()
+    response = notify(client, body=transcript_bytes(), environ_base={"REMOTE_ADDR": remote})
+    assert response.status_code == code
+    assert (store.find(JOB_ID).status == State.DONE) is (code == 200)
+
+
+def test_create_app_requires_a_webhook_secret(tmp_path: Path) -> None:
+    settings = load_settings(environ={"DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}"})
+    with pytest.raises(settings_module.SettingsError, match="WEBHOOK_SECRET"):
+        server.create_app(settings)
+
+
+# -- validation ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("job_id", ["../../etc/passwd", "ABCDEFGHIJ", "", "a" * 33, "abcdefg", "abcdefghij.json",
+                                    "abcdefgh~j", "abcdefghij\n", "-"])
+def test_a_bad_job_id_is_400(client: flask.testing.FlaskClient, tmp_path: Path, job_id: str) -> None:
+    response = notify(client, job_id=job_id, body=transcript_bytes())
+    assert response.status_code == 400
+    assert response.get_json() == {"outcome": "invalid job id"}
+    assert stored_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", ["", "done", "SUCCESS", "success ", "../x"])
+def test_an_unknown_status_is_400(client: flask.testing.FlaskClient, store: JobStore, tmp_path: Path,
+                                  status: str) -> None:
+    response = notify(client, status=status, body=transcript_bytes())
+    assert response.status_code == 400
+    assert response.get_json() == {"outcome": "invalid status"}
+    assert stored_files(tmp_path) == []
+    assert store.find(JOB_ID).status == State.RUNNING
+
+
+def test_a_truncated_body_is_400_and_kept_for_an_operator(client: flask.testing.FlaskClient, store: JobStore,
+                                                          tmp_path: Path) -> None:
+    response = notify(client, body=transcript_bytes()[:500])
+    assert response.status_code == 400
+    assert response.get_json() == {"outcome": "unreadable body"}
+    assert not (transcripts_dir(tmp_path) / f"{JOB_ID}.json").exists()
+    assert (transcripts_dir(tmp_path) / ".unreadable" / f"{JOB_ID}.body").exists()
+    assert store.find(JOB_ID).status == State.RUNNING
+
+
+def test_a_body_over_the_limit_is_413(tmp_path: Path, store: JobStore) -> None:
+    client = server.create_app(make_settings(tmp_path, MAX_NOTIFICATION_MB="1")).test_client()
+    response = notify(client, body=b" " * (1024 * 1024) + transcript_bytes())
+    assert response.status_code == 413
+    assert stored_files(tmp_path) == []
+    assert store.find(JOB_ID).status == State.RUNNING
+
+
+def test_a_streamed_body_without_length_over_the_limit_is_413(tmp_path: Path, store: JobStore) -> None:
+    client = server.create_app(make_settings(tmp_path, MAX_NOTIFICATION_MB="1")).test_client()
+    body = b" " * (1024 * 1024) + transcript_bytes()
+    response = client.post("/webhook", query_string={"id": JOB_ID, "status": "success"}, headers=AUTH,
+                           content_type="application/json", input_stream=io.BytesIO(body),
+                           environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    assert response.status_code == 413
+    assert stored_files(tmp_path) == []
+    assert store.find(JOB_ID).status == State.RUNNING
+
+
+# -- success and failure -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_a_json_transcript_is_stored_and_the_job_done(client: flask.testing.FlaskClient, store: JobStore,
+                                                      tmp_path: Path, method: str) -> None:
+    body = transcript_bytes()
+    response = notify(client, body=body, method=method)
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "done"}
+    stored = transcripts_dir(tmp_path) / f"{JOB_ID}.json"
+    assert stored.read_bytes() == body
+    job = store.find(JOB_ID)
+    assert job.status == State.DONE
+    assert job.transcript == str(stored)
+    assert stored_files(tmp_path) == [stored]  # nothing left in .incoming
+
+
+def test_a_multipart_transcript_is_stored(client: flask.testing.FlaskClient, store: JobStore, tmp_path: Path) -> None:
+    body = transcript_bytes()
+    response = client.post("/webhook", query_string={"id": JOB_ID, "status": "success"}, headers=AUTH,
+                           data={"data_file": (io.BytesIO(body), "transcript.json", "application/json")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    assert (transcripts_dir(tmp_path) / f"{JOB_ID}.json").read_bytes() == body
+    assert store.find(JOB_ID).status == State.DONE
+
+
+def test_a_duplicate_is_200_and_writes_nothing_more(client: flask.testing.FlaskClient, store: JobStore,
+                                                    tmp_path: Path) -> None:
+    first = transcript_bytes()
+    assert notify(client, body=first).get_json() == {"outcome": "done"}
+    stored = transcripts_dir(tmp_path) / f"{JOB_ID}.json"
+    before = stored.stat()
+    second = json.dumps({**json.loads(first), "format": "2.8"}).encode()
+    response = notify(client, body=second)
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "duplicate"}
+    assert stored.read_bytes() == first
+    assert stored.stat().st_ino == before.st_ino
+    assert stored_files(tmp_path) == [stored]
+
+
+@pytest.mark.parametrize("body", [b"", b"Hello, this is a transcript.\n"])
+def test_a_success_without_a_transcript_and_no_api_key_waits_for_cronjob(client: flask.testing.FlaskClient,
+                                                                        store: JobStore, tmp_path: Path,
+                                                                        body: bytes) -> None:
+    response = notify(client, body=body, content_type="text/plain")
+    assert response.status_code == 202
+    assert response.get_json() == {"outcome": "waiting"}
+    assert stored_files(tmp_path) == []
+    assert store.find(JOB_ID).status == State.RUNNING
+
+
+@pytest.mark.parametrize("status", ["error", "fetch_error", "trim_error"])
+def test_a_failure_is_recorded_with_the_bodys_error(client: flask.testing.FlaskClient, store: JobStore,
+                                                    tmp_path: Path, status: str) -> None:
+    info = {"id": JOB_ID, "created_at": "2025-06-30T11:43:54.135Z", "data_name": "a.wav", "duration": 0,
+            "tracking": {"reference": REFERENCE}, "errors": [{"message": "Job rejected due to invalid audio"}]}
+    response = notify(client, status=status, body=json.dumps(info).encode())
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "rejected"}
+    job = store.find(JOB_ID)
+    assert job.status == State.REJECTED
+    assert job.error == "Job rejected due to invalid audio"
+    assert stored_files(tmp_path) == []
+
+
+def test_a_failure_without_an_error_names_the_status(client: flask.testing.FlaskClient, store: JobStore) -> None:
+    assert notify(client, status="fetch_error", body=b"").get_json() == {"outcome": "rejected"}
+    assert store.find(JOB_ID).error == "Speechmatics reported fetch_error"
+
+
+def test_a_failure_after_done_is_a_duplicate(client: flask.testing.FlaskClient, store: JobStore) -> None:
+    notify(client, body=transcript_bytes())
+    response = notify(client, status="error", body=b"")
+    assert response.get_json() == {"outcome": "duplicate"}
+    assert store.find(JOB_ID).status == State.DONE
+
+
+def test_an_early_notification_is_kept_and_applied_when_the_id_is_recorded(client: flask.testing.FlaskClient,
+                                                                          store: JobStore, tmp_path: Path) -> None:
+    body = transcript_bytes("early00001")
+    response = notify(client, job_id="early00001", body=body)
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "kept"}
+    assert (transcripts_dir(tmp_path) / "early00001.json").read_bytes() == body
+    assert store.find("early00001") is None
+    store.add_submission("late-reference", "b.wav")
+    job = store.record_created("late-reference", "early00001")
+    assert job is not None and job.status == State.DONE
+
+
+def test_a_notification_carrying_our_reference_adopts_the_row(tmp_path: Path, store: JobStore) -> None:
+    store.add_submission("fresh-reference", "c.wav")  # client.py has not recorded the id yet
+    document = json.loads(transcript_bytes("adopted001"))
+    document["job"]["tracking"] = {"reference": "fresh-reference"}
+    client = server.create_app(make_settings(tmp_path)).test_client()
+    response = notify(client, job_id="adopted001", body=json.dumps(document).encode())
+    assert response.get_json() == {"outcome": "done"}
+    assert store.find_by_reference("fresh-reference").job_id == "adopted001"
+
+
+# -- health, routes and errors -----------------------------------------------------------------------------------------
+
+def test_healthz_is_200(client: flask.testing.FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "ok"}
+
+
+@pytest.mark.parametrize("method, path, code", [("get", "/nope", 404), ("post", "/webhook/extra", 404),
+                                                ("get", "/webhook", 405), ("delete", "/webhook", 405)])
+def test_other_routes_and_methods_answer_json(client: flask.testing.FlaskClient, method: str, path: str,
+                                              code: int) -> None:
+    response = getattr(client, method)(path, headers=AUTH)
+    assert response.status_code == code
+    assert response.is_json
+    assert set(response.get_json()) == {"outcome"}
+
+
+def test_a_custom_webhook_path_is_served(tmp_path: Path, store: JobStore) -> None:
+    client = server.create_app(make_settings(tmp_path, WEBHOOK_PATH="/hooks/speechmatics")).test_client()
+    assert notify(client, body=transcript_bytes()).status_code == 404
+    response = client.post("/hooks/speechmatics", query_string={"id": JOB_ID, "status": "success"}, headers=AUTH,
+                           data=transcript_bytes(), content_type="application/json")
+    assert response.status_code == 200
+
+
+def test_an_unexpected_error_is_500_without_a_traceback(client: flask.testing.FlaskClient,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(server, "read_body", broken)
+    response = notify(client, body=transcript_bytes())
+    assert response.status_code == 500
+    assert response.get_json() == {"outcome": "internal error"}
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "secret internals" not in text and "RuntimeError" not in text
+
+
+@pytest.mark.parametrize("job_id, status, body", [("../x", "success", b"{}"), (JOB_ID, "bad", b"{}"),
+                                                  (JOB_ID, "success", b'{"format": "2.9", "job": {'),
+                                                  (JOB_ID, "success", b"[1]")])
+def test_error_answers_are_short_json(client: flask.testing.FlaskClient, job_id: str, status: str,
+                                      body: bytes) -> None:
+    response = notify(client, job_id=job_id, status=status, body=body)
+    assert 400 <= response.status_code < 500
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "File \"" not in text
+    assert set(response.get_json()) == {"outcome"}
+
+
+def test_create_app_does_not_connect_to_the_database(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-directory" / "jobs.db"
+    app = server.create_app(make_settings(tmp_path, DATABASE_URL=f"sqlite:///{missing}"))
+    client = app.test_client()
+    assert not missing.parent.exists()
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json() == {"outcome": "database unavailable"}
+    for status, body in (("success", transcript_bytes()), ("error", b""), ("success", b"")):
+        response = notify(client, status=status, body=body)
+        assert response.status_code == 503
+        assert response.get_json() == {"outcome": "temporarily unavailable"}

@@ -1,0 +1,239 @@
+"""The job store by concept: recording intent and ids, notifications early and late, conflicting orders, leases."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from notification_flow.db import migrate
+from notification_flow.jobs import JobStore, Notification
+from notification_flow.lifecycle import Event, NotificationOutcome, NotificationStatus, State
+
+REF, OTHER_REF = "a" * 32, "b" * 32
+JOB_ID, OTHER_ID = "abcdefghij", "klmnopqrst"
+TRANSCRIPT = Notification(NotificationStatus.SUCCESS, transcript="/t/abcdefghij.json")
+NO_TRANSCRIPT = Notification(NotificationStatus.SUCCESS)
+FAILURE = Notification(NotificationStatus.ERROR, error="Job rejected due to invalid audio")
+
+
+def test_intent_is_recorded_as_submitting(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "call.wav")
+    job = fresh_store.find_by_reference(REF)
+    assert (job.status, job.job_id, job.audio) == (State.SUBMITTING, None, "call.wav")
+    assert job.created_at == job.updated_at
+
+
+def test_recording_the_id_makes_the_job_running(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "call.wav")
+    job = fresh_store.record_created(REF, JOB_ID)
+    assert (job.status, job.job_id) == (State.RUNNING, JOB_ID)
+    assert fresh_store.record_created(REF, JOB_ID).status == State.RUNNING  # twice is harmless
+
+
+def test_a_row_is_never_given_a_second_job_id(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "call.wav")
+    fresh_store.record_created(REF, JOB_ID)
+    assert fresh_store.record_created(REF, OTHER_ID) is None
+    assert fresh_store.find_by_reference(REF).job_id == JOB_ID
+
+
+def test_a_job_id_is_never_given_to_a_second_row(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.add_submission(OTHER_REF, "b.wav")
+    fresh_store.record_created(REF, JOB_ID)
+    assert fresh_store.record_created(OTHER_REF, JOB_ID) is None
+    assert fresh_store.find_by_reference(OTHER_REF).status == State.SUBMITTING
+
+
+def test_unknown_reference_is_not_recorded(fresh_store: JobStore) -> None:
+    assert fresh_store.record_created("nobody", JOB_ID) is None
+    assert fresh_store.jobs() == []
+
+
+def test_not_created_fails_a_submitting_row_but_not_an_attached_one(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.add_submission(OTHER_REF, "b.wav")
+    fresh_store.record_created(OTHER_REF, JOB_ID)
+    assert fresh_store.record_not_created(REF, "HTTP 400") is True
+    assert fresh_store.record_not_created(OTHER_REF, "too late") is False
+    assert fresh_store.find_by_reference(REF).error == "HTTP 400"
+    assert fresh_store.find_by_reference(OTHER_REF).status == State.RUNNING
+
+
+def test_a_job_judged_not_created_is_adopted_when_it_turns_up(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.record_not_created(REF, "no job with this reference")
+    reference_bearing = Notification(NotificationStatus.SUCCESS, transcript="/t/x.json", reference=REF)
+    assert fresh_store.record_notification(JOB_ID, reference_bearing) == NotificationOutcome.DONE
+    job = fresh_store.find_by_reference(REF)
+    assert (job.status, job.job_id, job.error) == (State.DONE, JOB_ID, None)
+
+
+def test_notification_outcomes_on_a_running_job(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.record_created(REF, JOB_ID)
+    assert fresh_store.record_notification(JOB_ID, NO_TRANSCRIPT) == NotificationOutcome.WAITING
+    assert fresh_store.record_notification(JOB_ID, TRANSCRIPT) == NotificationOutcome.DONE
+    assert fresh_store.record_notification(JOB_ID, TRANSCRIPT) == NotificationOutcome.DUPLICATE
+    assert fresh_store.record_notification(JOB_ID, FAILURE) == NotificationOutcome.DUPLICATE
+    assert fresh_store.record_notification(JOB_ID, NO_TRANSCRIPT) == NotificationOutcome.DUPLICATE
+    job = fresh_store.find(JOB_ID)
+    assert (job.status, job.transcript, job.error) == (State.DONE, "/t/abcdefghij.json", None)
+
+
+def test_a_failure_records_its_reason_or_a_default(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.record_created(REF, JOB_ID)
+    fresh_store.record_notification(JOB_ID, Notification(NotificationStatus.TRIM_ERROR))
+    assert fresh_store.find(JOB_ID).error == "Speechmatics reported trim_error"
+
+
+def test_an_early_notification_is_kept_and_applied_when_the_id_is_recorded(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    assert fresh_store.record_notification(JOB_ID, TRANSCRIPT) == NotificationOutcome.KEPT
+    assert [n["job_id"] for n in fresh_store.early_notifications()] == [JOB_ID]
+    assert fresh_store.record_created(REF, JOB_ID).status == State.DONE
+    assert fresh_store.early_notifications() == []
+
+
+def test_an_early_notification_with_our_reference_joins_the_row_at_once(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    note = Notification(NotificationStatus.ERROR, error="bad audio", reference=REF)
+    assert fresh_store.record_notification(JOB_ID, note) == NotificationOutcome.REJECTED
+    assert fresh_store.early_notifications() == []
+
+
+def test_a_reference_of_another_system_is_kept_not_joined(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    note = Notification(NotificationStatus.SUCCESS, transcript="/t/x.json", reference="not-ours")
+    assert fresh_store.record_notification(JOB_ID, note) == NotificationOutcome.KEPT
+    assert fresh_store.find_by_reference(REF).status == State.SUBMITTING
+
+
+@pytest.mark.parametrize(("kept", "then", "stays"), [
+    (NO_TRANSCRIPT, FAILURE, FAILURE), (FAILURE, NO_TRANSCRIPT, FAILURE), (FAILURE, TRANSCRIPT, TRANSCRIPT),
+    (TRANSCRIPT, FAILURE, TRANSCRIPT), (TRANSCRIPT, NO_TRANSCRIPT, TRANSCRIPT), (NO_TRANSCRIPT, TRANSCRIPT, TRANSCRIPT),
+])
+def test_of_two_early_notifications_the_deciding_one_is_kept(fresh_store: JobStore, kept: Notification,
+                                                             then: Notification, stays: Notification) -> None:
+    fresh_store.record_notification(JOB_ID, kept)
+    fresh_store.record_notification(JOB_ID, then)
+    [row] = fresh_store.early_notifications()
+    assert (row["status"], row["transcript"]) == (stays.status, stays.transcript)
+
+
+CONFLICTING = [TRANSCRIPT, FAILURE, NO_TRANSCRIPT]
+
+
+def expected_end(notes: tuple[Notification, ...]) -> State:
+    if TRANSCRIPT in notes:
+        return State.DONE
+    return State.REJECTED if FAILURE in notes else State.RUNNING
+
+
+@pytest.mark.parametrize("order", [order for size in (2, 3) for order in itertools.permutations(CONFLICTING, size)])
+@pytest.mark.parametrize("when", ["row running", "before the id is recorded", "joined by reference"])
+def test_conflicting_notifications_end_the_same_in_every_order(fresh_store: JobStore, order: tuple[Notification, ...],
+                                                               when: str) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    if when == "row running":
+        fresh_store.record_created(REF, JOB_ID)
+    for note in order:
+        if when == "joined by reference":
+            note = Notification(note.status, note.transcript, note.error, reference=REF)
+        fresh_store.record_notification(JOB_ID, note)
+    if when == "before the id is recorded":
+        fresh_store.record_created(REF, JOB_ID)
+    assert fresh_store.find_by_reference(REF).status == expected_end(order)
+
+
+def test_heartbeat_touches_only_a_submitting_row(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    before = fresh_store.find_by_reference(REF).updated_at
+    time.sleep(0.002)  # the clock has millisecond precision
+    assert fresh_store.heartbeat(REF) is True
+    assert fresh_store.find_by_reference(REF).updated_at > before
+    fresh_store.record_created(REF, JOB_ID)
+    assert fresh_store.heartbeat(REF) is False
+    assert fresh_store.heartbeat("nobody") is False
+
+
+def test_claims_take_quiet_open_jobs_oldest_first_and_skip_leased_ones(fresh_store: JobStore) -> None:
+    for number in range(5):
+        fresh_store.add_submission(f"{number:032d}", "a.wav")
+    fresh_store.record_created(f"{4:032d}", JOB_ID)
+    fresh_store.record_notification(JOB_ID, TRANSCRIPT)  # done: never claimed
+    first = fresh_store.claim_open_jobs(quiet_for=0, limit=2, lease_seconds=60)
+    second = fresh_store.claim_open_jobs(quiet_for=0, limit=10, lease_seconds=60)
+    assert [job.reference for job in first] == [f"{0:032d}", f"{1:032d}"]
+    assert [job.reference for job in second] == [f"{2:032d}", f"{3:032d}"]
+    assert fresh_store.claim_open_jobs(quiet_for=0, limit=10, lease_seconds=60) == []
+    fresh_store.release(f"{0:032d}")
+    assert [job.reference for job in fresh_store.claim_open_jobs(0, 10, 60)] == [f"{0:032d}"]
+
+
+def test_claims_leave_jobs_that_are_not_quiet_yet(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    assert fresh_store.claim_open_jobs(quiet_for=3600, limit=10, lease_seconds=60) == []
+
+
+def test_an_expired_lease_can_be_taken_again(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    assert fresh_store.lease(REF, 60) is True
+    assert fresh_store.lease(REF, 60) is False
+    assert [job.reference for job in fresh_store.claim_open_jobs(0, 10, lease_seconds=-1)] == []
+    fresh_store.release(REF)
+    assert fresh_store.lease(REF, -1) is True  # a lease already run out
+    assert fresh_store.lease(REF, 60) is True
+
+
+def test_a_move_clears_the_lease(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.record_created(REF, JOB_ID)
+    fresh_store.claim_open_jobs(0, 10, 600)
+    fresh_store.record_remote_status(JOB_ID, Event.FAILED, error="x")
+    assert fresh_store.lease(REF, 60) is True
+
+
+def test_repair_updates_a_done_job_only(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.record_created(REF, JOB_ID)
+    fresh_store.record_repair(JOB_ID, "/new/path.json")
+    assert fresh_store.find(JOB_ID).transcript is None  # running: not a repair
+    fresh_store.record_notification(JOB_ID, TRANSCRIPT)
+    fresh_store.record_repair(JOB_ID, None, error="lost")
+    job = fresh_store.find(JOB_ID)
+    assert (job.status, job.transcript, job.error) == (State.DONE, None, "lost")
+
+
+def test_old_early_notifications_are_forgotten(fresh_store: JobStore) -> None:
+    fresh_store.record_notification(JOB_ID, TRANSCRIPT)
+    assert fresh_store.forget_early_notifications(older_than=3600) == 0
+    assert fresh_store.forget_early_notifications(older_than=-1) == 1
+    assert fresh_store.early_notifications() == []
+
+
+def test_the_clock_is_the_databases_and_close_to_ours(fresh_store: JobStore) -> None:
+    assert abs(fresh_store.now() - time.time()) < 5
+
+
+def test_jobs_filters_by_status_and_creation(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.add_submission(OTHER_REF, "b.wav")
+    fresh_store.record_created(OTHER_REF, JOB_ID)
+    assert [job.reference for job in fresh_store.jobs()] == [REF, OTHER_REF]
+    assert [job.reference for job in fresh_store.jobs(status=State.RUNNING)] == [OTHER_REF]
+    assert fresh_store.jobs(created_after=fresh_store.now() + 60) == []
+
+
+def test_migrations_run_once_however_often_asked(fresh_store: JobStore) -> None:
+    assert migrate(fresh_store.database) == migrate(fresh_store.database)
+    with fresh_store.database.transaction(write=False) as tx:
+        assert tx.execute("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == 1
+
+
+def test_placeholders_pass_question_marks_through_untouched(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "what?.wav")
+    assert fresh_store.find_by_reference(REF).audio == "what?.wav"
