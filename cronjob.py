@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(overrides=vars(args)).require("api_key")
         store = open_store(settings.database_url)
         transcripts = TranscriptFiles(settings.transcripts_dir).ensure_directories()
-    policy = ReconcilePolicy(grace_seconds=0 if args.all else args.grace, concurrency=args.concurrency)
+    policy = ReconcilePolicy(grace_seconds=0 if args.all else args.grace, concurrency=args.concurrency,
+                             api_timeout_seconds=settings.api_timeout)
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api:
         reconciler = Reconciler(store, api, transcripts, policy)
         while True:

@@ -11,6 +11,7 @@ Run `python server.py` (gunicorn, one worker per core) or any WSGI server with `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -27,10 +28,10 @@ from notification_flow.cli import exit_on_bad_settings, setup_logging
 from notification_flow.jobs import Notification, StoreUnavailable, open_store
 from notification_flow.lifecycle import NotificationOutcome as Outcome
 from notification_flow.lifecycle import NotificationStatus
-from notification_flow.payloads import NotificationBody, UnreadableBody, read_body, request_class
+from notification_flow.payloads import NotificationBody, UnreadableBody, check_transcript, read_body, request_class
 from notification_flow.retry import RetryPolicy
 from notification_flow.settings import Settings, add_arguments, load_settings
-from notification_flow.transcripts import BodyTooLarge, IncomingFile, InvalidJobId, TranscriptFiles, check_job_id
+from notification_flow.transcripts import BodyTooLarge, IncomingFile, InvalidJobId, NotATranscript, TranscriptFiles
 
 log = logging.getLogger("server")
 REFUSALS = {401: Outcome.UNAUTHENTICATED, 403: Outcome.ADDRESS_NOT_ALLOWED}
@@ -86,7 +87,7 @@ class Receiver:
         if refusal:
             return Answer(refusal, REFUSALS[refusal])
         try:
-            check_job_id(job_id)
+            TranscriptFiles.check_job_id(job_id)
             notified = NotificationStatus(status)
         except InvalidJobId:
             return Answer(400, Outcome.INVALID_JOB_ID)
@@ -120,7 +121,8 @@ class Receiver:
         with self.transcripts.incoming_file() as incoming:
             try:
                 self.api.download_transcript(job_id, incoming)
-            except ApiError as error:
+                check_transcript(incoming, job_id)
+            except (ApiError, NotATranscript) as error:
                 log.warning("notification job=%s transcript fetch failed: %s", job_id, error)
                 return Answer(503, Outcome.NOT_FETCHED_YET)
             return self.publish(job_id, incoming, body.reference)
@@ -145,12 +147,9 @@ class Receiver:
         return job is not None and job.is_final
 
     def reason_from_api(self, job_id: str) -> str | None:
-        if self.api is None:
-            return None
-        try:
-            return rejection_reason(self.api.job(job_id))
-        except ApiError:
-            return None
+        with contextlib.suppress(ApiError):
+            return rejection_reason(self.api.job(job_id)) if self.api else None
+        return None
 
     def healthz(self) -> tuple[Response, int]:
         try:

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
+from notification_flow.jsonv2 import NOTIFICATION_ERRORS
 from notification_flow.retry import Budget, GaveUp, RetryPolicy, retry_after_seconds
 from notification_flow.transcripts import IncomingFile
 
@@ -27,8 +28,6 @@ SUBMITS_PER_SECOND = 9.5
 READS_PER_SECOND = 48
 PAGE_SIZE = 100  # the most GET /v2/jobs returns at once
 HEARTBEAT_SECONDS = 30  # a submitting client shows it is alive at least this often, until it has its answer
-# How the service words the failures of notification delivery it appends to a job's `errors`.
-NOTIFICATION_ERRORS = ("Error in sending notification", "unable to send notification", "Sending notification failed")
 CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 Heartbeat = Callable[[], None]
 

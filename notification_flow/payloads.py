@@ -9,25 +9,18 @@ the json-v2 transcript if there is one, and the job info (id, tracking reference
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import ijson
 from flask import Request
 
-from notification_flow.api import NOTIFICATION_ERRORS
-from notification_flow.transcripts import IncomingFile, TranscriptFiles
+from notification_flow import jsonv2
+from notification_flow.transcripts import IncomingFile, NotATranscript, TranscriptFiles
 
 TRANSCRIPT_PARTS = ("transcript", "transcript.json-v2", "data_file")
-# Where job details live: under `job` in a transcript, at the top level in a jobinfo body.
-JOB_FIELDS = ("job.", "id", "created_at", "data_name", "duration", "tracking.", "errors.", "status")
-TRANSCRIPT_KEYS = {"format", "job", "results"}
-IN_MEMORY_BYTES = 1 << 20  # bodies up to 1 MB are parsed whole; larger ones are streamed
-ERROR_FIELD = "errors.item.message"
 JSON_TYPES = ("application/json", "application/vnd.speechmatics.v2+json")
 
 
@@ -54,7 +47,7 @@ class NotificationBody:
 
     @property
     def error(self) -> str | None:
-        return self.info.get(ERROR_FIELD)
+        return self.info.get(jsonv2.ERROR_FIELD)
 
 
 def request_class(transcripts: TranscriptFiles) -> type[Request]:
@@ -83,8 +76,10 @@ def read_body(request: Request, job_id: str, transcripts: TranscriptFiles,
                 body = _read_multipart(request, new_file)
             else:
                 body = _read_single(new_file().copy_from(request.stream), request.mimetype)
-            if body.job_id not in (None, job_id):
-                raise UnreadableBody(f"body is for job {body.job_id!r}, not {job_id!r}", body.transcript)
+            if body.job_id not in (None, job_id) or (body.transcript is not None and body.job_id != job_id):
+                raise UnreadableBody(f"body is not for job {job_id!r} (it names {body.job_id!r})", body.transcript)
+            if body.transcript is not None:
+                body.transcript.checked_for = job_id
         except UnreadableBody as error:
             if error.incoming is not None:
                 transcripts.keep_unreadable(job_id, error.incoming)
@@ -115,64 +110,21 @@ def _read_multipart(request: Request, new_file: Any) -> NotificationBody:
 
 
 def _read_json(incoming: IncomingFile) -> NotificationBody:
-    """Parse the whole document (so a truncated one is caught) keeping only the job's string fields.
-
-    A typical body (a few KB to a few hundred) is parsed with json.load, the fastest way. A larger one never
-    sits in memory: Python reads its head only, until the top-level keys show a json-v2 transcript (they
-    come before the results), then ijson's C backend parses the rest, building nothing but `job`."""
-    source = incoming.reader()
+    """Parse the whole document (so a truncated one is caught), keeping only the job's string fields."""
     try:
-        if incoming.size <= IN_MEMORY_BYTES:
-            document = json.load(source)
-            top_keys = set(document) if isinstance(document, dict) else set()
-            job = document.get("job") if top_keys >= TRANSCRIPT_KEYS else document
-            info = _job_fields(_strings(job, "")) if top_keys else {}
-        else:
-            top_keys, info = _scan_head(source)
-            if top_keys >= TRANSCRIPT_KEYS:
-                source.seek(0)
-                jobs = list(ijson.items(source, "job"))
-                info = _job_fields(_strings(jobs[0] if jobs else {}, ""))
-    except (ValueError, ijson.JSONError, ijson.IncompleteJSONError) as error:  # JSON and Unicode errors
-        raise UnreadableBody(f"body is not valid JSON: {error}", incoming) from error
-    if not top_keys:
-        raise UnreadableBody("body is JSON but not an object", incoming)
-    info = {key: value for key, value in info.items() if key.startswith(JOB_FIELDS)}
-    return NotificationBody(transcript=incoming if top_keys >= TRANSCRIPT_KEYS else None, info=info)
+        top_keys, info = jsonv2.read(incoming.reader(), incoming.size)
+    except jsonv2.NotJson as error:
+        raise UnreadableBody(f"body is {error}", incoming) from error
+    return NotificationBody(transcript=incoming if top_keys >= jsonv2.TRANSCRIPT_KEYS else None, info=info)
 
 
-def _scan_head(source: BinaryIO) -> tuple[set[str], dict[str, str]]:
-    """Top-level keys and job fields, stopping as soon as the document is known to be a transcript."""
-    top_keys: set[str] = set()
-    info: dict[str, str] = {}
-    for prefix, event, value in ijson.parse(source, buf_size=4096):
-        if prefix == "" and event == "map_key":
-            top_keys.add(value)
-            if top_keys >= TRANSCRIPT_KEYS:
-                break
-        elif event == "string" and prefix.startswith(JOB_FIELDS):  # ids and reasons are strings
-            info.update(_job_fields([(prefix.removeprefix("job."), value)], info))
-    return top_keys, info
-
-
-def _job_fields(fields: Iterable[tuple[str, str]], known: dict[str, str] | None = None) -> dict[str, str]:
-    """Job fields by name; of the `errors`, the first that is Speechmatics' reason, not a later failure to
-    deliver a notification, which the service appends after it."""
-    info = dict(known or {})
-    for key, value in fields:
-        if key == ERROR_FIELD and (ERROR_FIELD in info or value.startswith(NOTIFICATION_ERRORS)):
-            continue
-        info[key] = value
-    return info
-
-
-def _strings(value: Any, prefix: str) -> Iterator[tuple[str, str]]:
-    """The string fields of a parsed object, under ijson-style names (`tracking.reference`, `errors.item.message`)."""
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            yield from _strings(inner, f"{prefix}.{key}" if prefix else key)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _strings(inner, f"{prefix}.item")
-    elif isinstance(value, str):
-        yield prefix, value
+def check_transcript(incoming: IncomingFile, job_id: str) -> None:
+    """Raise NotATranscript unless the file is a complete json-v2 transcript of `job_id`; mark it checked,
+    which publishing requires. Downloads go through here; notification bodies through `read_body`."""
+    try:
+        top_keys, info = jsonv2.read(incoming.reader(), incoming.size)
+    except jsonv2.NotJson as error:
+        raise NotATranscript(f"the transcript of {job_id} is {error}") from error
+    if not top_keys >= jsonv2.TRANSCRIPT_KEYS or info.get("id") != job_id:
+        raise NotATranscript(f"the transcript of {job_id} is not a json-v2 transcript of that job")
+    incoming.checked_for = job_id

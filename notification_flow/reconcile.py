@@ -26,7 +26,8 @@ from notification_flow.api import (
 from notification_flow.api import created_at as remote_created_at
 from notification_flow.jobs import Job, JobStore, StoreUnavailable
 from notification_flow.lifecycle import Event, ReconcileOutcome, State
-from notification_flow.transcripts import TranscriptFiles
+from notification_flow.payloads import check_transcript
+from notification_flow.transcripts import NotATranscript, TranscriptFiles
 
 log = logging.getLogger("cronjob")
 Outcome = ReconcileOutcome
@@ -40,9 +41,11 @@ class ReconcilePolicy:
     concurrency: int = 8  # jobs worked on at once
     batch: int = 200  # jobs leased at a time
     lease_seconds: float = 600  # a pass that dies lets its leases run out after this
-    # client.py heartbeats a row it is still uploading or waiting to upload, so a `submitting` row quiet for
-    # longer than this belongs to a client that stopped.
-    client_quiet_seconds: float = 2 * HEARTBEAT_SECONDS
+    # A `submitting` row's client heartbeats while it uploads and awaits the answer; after its last heartbeat
+    # it could still have created the job for a heartbeat's interval plus its API timeout. Past that, and a
+    # margin for a slow API, a listing that does not show the job shows that none was created.
+    api_timeout_seconds: float = 30
+    creation_margin_seconds: float = 60
     clock_skew_seconds: float = 300  # how far our clock and Speechmatics' may disagree when we page back
     retention_seconds: float = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
     repairs_per_pass: int = 100
@@ -75,11 +78,12 @@ class Reconciler:
         remote = RemoteJobs(self.api, policy.clock_skew_seconds)
         try:
             while jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds):
+                now = self.store.now()  # before the listing: it shows every job created up to this moment
                 try:
-                    remote.learn(jobs)
+                    remote.learn(jobs, now)
+                    self.adopt_listed(remote)
                 except ApiError as error:  # no listing: each job is asked for on its own instead
                     log.warning("listing jobs failed: %s", error)
-                now = self.store.now()
                 with ThreadPoolExecutor(policy.concurrency) as pool:
                     outcomes = list(pool.map(self.reconcile_safely, jobs, [remote] * len(jobs), [now] * len(jobs)))
                 unfinished += [job for job, outcome in zip(jobs, outcomes, strict=True) if outcome.leaves_job_open]
@@ -118,10 +122,24 @@ class Reconciler:
         return self.apply(job_id, details)
 
     def judged_not_created(self, job: Job, remote: RemoteJobs, now: float) -> bool:
-        """A `submitting` row whose reference the listing does not show created no job, once its client has
-        been quiet longer than a live one can be and the listing reached back past its creation."""
-        client_may_be_alive = job.updated_at > now - max(self.policy.grace_seconds, self.policy.client_quiet_seconds)
-        return not client_may_be_alive and remote.listed_back_to(job.created_at)
+        """A `submitting` row whose reference the listing does not show created no job, but only if that
+        listing began after the last moment its client could have created the job, and reached back past
+        the row's creation. Absence seen any earlier may still change."""
+        policy = self.policy
+        could_create_until = (job.updated_at + HEARTBEAT_SECONDS + policy.api_timeout_seconds
+                              + policy.creation_margin_seconds)
+        return remote.listed_since(could_create_until) and remote.listed_back_to(job.created_at)
+
+    def adopt_listed(self, remote: RemoteJobs) -> None:
+        """A job that a listing shows carrying the reference of a row we judged `submit_failed` turned up after
+        all (the API was slower than any deadline): adopt it, so it is fetched like any other."""
+        if not remote.by_reference:
+            return
+        since = self.store.now() - self.policy.retention_seconds
+        for job in self.store.jobs(status=State.SUBMIT_FAILED, created_after=since):
+            found = remote.by_reference.get(job.reference)
+            if found and self.store.record_created(job.reference, found["id"]):
+                log.info("job %s: adopted for %s, which had been judged not created", found["id"], job.reference)
 
     def apply(self, job_id: str, details: dict[str, Any]) -> Outcome:
         status = details["status"]
@@ -142,6 +160,7 @@ class Reconciler:
     def fetch_transcript(self, job_id: str) -> str:
         with self.transcripts.incoming_file() as incoming:
             self.api.download_transcript(job_id, incoming)
+            check_transcript(incoming, job_id)  # a truncated or empty download is never published
             if self.transcripts.publish(job_id, incoming):
                 log.info("stored transcript %s.json", job_id)
         return str(self.transcripts.path_for(job_id))
@@ -161,10 +180,14 @@ class Reconciler:
         try:
             self.store.record_repair(job.job_id, self.fetch_transcript(job.job_id))
             self.summary[Outcome.REPAIRED] += 1
-        except (JobNotFound, JobGone):
-            self.store.record_repair(job.job_id, None, error="transcript file lost; Speechmatics no longer has it")
+        except (JobNotFound, JobGone) as error:
+            if isinstance(error, JobNotFound) and job.created_at > self.store.now() - self.policy.retention_seconds:
+                log.warning("job %s: transcript missing, and the API answered 404 for now: %s", job.job_id, error)
+            else:  # 410, or 404 for a job older than Speechmatics keeps any: it is gone for good
+                self.store.record_repair(job.job_id, None, error="transcript file lost; Speechmatics no longer "
+                                         "has it")
             self.summary[Outcome.FAILED] += 1
-        except (ApiError, OSError) as error:
+        except (ApiError, OSError, NotATranscript) as error:
             log.warning("job %s: transcript missing and not fetched yet: %s", job.job_id, error)
             self.summary[Outcome.FAILED] += 1
         finally:
@@ -185,10 +208,14 @@ class RemoteJobs:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.by_reference: dict[str, dict[str, Any]] = {}
         self.oldest_listed = float("inf")
+        self.began = float("-inf")  # when the listing began, by the database's clock
 
-    def learn(self, jobs: list[Job]) -> None:
+    def learn(self, jobs: list[Job], now: float) -> None:
+        """List back past these jobs' creation if that is worth it; `now` (the database's clock) is when the
+        listing begins."""
         unlisted = [job for job in jobs if not self.knows(job) and not self.listed_back_to(job.created_at)]
         if len(unlisted) > 1 or any(job.job_id is None for job in unlisted):
+            self.began = now
             self.list_back_to(min(job.created_at for job in unlisted) - self.clock_skew, unlisted)
 
     def list_back_to(self, since: float, jobs: list[Job]) -> None:
@@ -210,6 +237,10 @@ class RemoteJobs:
 
     def knows(self, job: Job) -> bool:
         return job.job_id in self.by_id if job.job_id else job.reference in self.by_reference
+
+    def listed_since(self, moment: float) -> bool:
+        """Whether the listing began after `moment`, so it shows every job created before it."""
+        return self.began >= moment
 
     def listed_back_to(self, moment: float) -> bool:
         return self.oldest_listed <= moment - self.clock_skew

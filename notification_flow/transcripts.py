@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from notification_flow import jsonv2
+
 # Speechmatics job ids are 10 lowercase letters and digits today; a little slack in length, none in the
 # alphabet: nothing that passes this can name another directory.
 JOB_ID_PATTERN = re.compile(r"[a-z0-9]{8,32}")
@@ -42,6 +44,7 @@ class IncomingFile:
         self.size = 0
         self.limit = limit
         self.durable = False
+        self.checked_for: str | None = None  # the job whose complete json-v2 transcript this was found to be
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -55,6 +58,7 @@ class IncomingFile:
         self.file.truncate()
         self.size = 0
         self.durable = False
+        self.checked_for = None
 
     def copy_from(self, source: BinaryIO, chunk_size: int = 1 << 16) -> IncomingFile:
         while chunk := source.read(chunk_size):
@@ -80,6 +84,10 @@ class IncomingFile:
         self.path.unlink(missing_ok=True)
 
 
+class NotATranscript(ValueError):
+    """Not a complete json-v2 transcript of the job it would be published as: never published."""
+
+
 class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"body larger than {limit} bytes")
@@ -98,12 +106,16 @@ class TranscriptFiles:
             path.mkdir(parents=True, exist_ok=True)
         return self
 
+    check_job_id = staticmethod(check_job_id)
+
     def path_for(self, job_id: str) -> Path:
         """The pattern admits only letters and digits, so the name cannot leave the (resolved) directory."""
         return self.directory / f"{check_job_id(job_id)}.json"
 
     def exists(self, job_id: str) -> bool:
-        return self.path_for(job_id).is_file()
+        """A file, and not an empty one (no transcript is empty)."""
+        path = self.path_for(job_id)
+        return path.is_file() and path.stat().st_size > 0
 
     @contextlib.contextmanager
     def incoming_file(self, limit: int | None = None) -> Iterator[IncomingFile]:
@@ -115,17 +127,39 @@ class TranscriptFiles:
             incoming.discard()
 
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
-        """Publish the transcript as `<job_id>.json` unless it is already there; True if this call wrote it."""
+        """Publish the transcript as `<job_id>.json` unless it is already there; True if this call wrote it.
+
+        Only a file checked to be this job's complete transcript may be published. A file already there
+        that is not one (left by an older version, or damaged) is replaced, atomically; a valid one is kept."""
+        if incoming.checked_for != job_id:
+            raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
         final = self.path_for(job_id)
         try:
             os.link(incoming.finish(), final)
             written = True
         except FileExistsError:
-            if not final.is_file() or final.stat().st_size == 0:
-                raise OSError(f"{final} exists but is not a transcript file") from None
-            written = False
+            written = not self.is_valid(job_id, expected_size=incoming.size)
+            if written:
+                replacement = self.incoming / f"{job_id}.{os.getpid()}.{time.monotonic_ns()}.replace"
+                os.link(incoming.finish(), replacement)
+                os.replace(replacement, final)
         self._fsync_directory()
         return written
+
+    def is_valid(self, job_id: str, expected_size: int | None = None) -> bool:
+        """Whether `<job_id>.json` holds this job's complete transcript (a file of the size expected is
+        taken to be the same transcript, without reading it)."""
+        path = self.path_for(job_id)
+        try:
+            size = path.stat().st_size
+            if not path.is_file() or size == 0:
+                return False
+            if size == expected_size:
+                return True
+            with path.open("rb") as source:
+                return jsonv2.is_transcript_of(source, size, job_id)
+        except FileNotFoundError:
+            return False
 
     def _fsync_directory(self) -> None:
         """A new directory entry is durable only once the directory itself is fsynced. The directory is

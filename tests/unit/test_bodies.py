@@ -11,7 +11,7 @@ from typing import Any
 import flask
 import pytest
 
-from notification_flow import payloads
+from notification_flow import jsonv2
 from notification_flow.payloads import NotificationBody, UnreadableBody, read_body, request_class
 from notification_flow.transcripts import BodyTooLarge, TranscriptFiles
 
@@ -59,7 +59,7 @@ def app(transcripts: TranscriptFiles) -> flask.Flask:
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Parse bodies whole (json.load) or, with the in-memory threshold lowered, streamed (ijson)."""
     if request.param == "streamed":
-        monkeypatch.setattr(payloads, "IN_MEMORY_BYTES", 16)
+        monkeypatch.setattr(jsonv2, "IN_MEMORY_BYTES", 16)
     return str(request.param)
 
 
@@ -148,7 +148,7 @@ def test_a_streamed_parse_gives_the_same_result_as_a_whole_one(app: flask.Flask,
                                                                monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
     request = SHAPES[shape][0]
     whole = read(app, transcripts, **copy.deepcopy(request))
-    monkeypatch.setattr(payloads, "IN_MEMORY_BYTES", 16)
+    monkeypatch.setattr(jsonv2, "IN_MEMORY_BYTES", 16)
     streamed = read(app, transcripts, **copy.deepcopy(request))
     assert vars(streamed) == vars(whole)
     assert leftovers(transcripts) == []
@@ -254,7 +254,7 @@ def test_a_body_over_the_limit_is_refused(app: flask.Flask, transcripts: Transcr
 
 def big_transcript() -> bytes:
     document = transcript_document()
-    copies = 2 * payloads.IN_MEMORY_BYTES // len(json.dumps(document["results"])) + 1
+    copies = 2 * jsonv2.IN_MEMORY_BYTES // len(json.dumps(document["results"])) + 1
     document["results"] = document["results"] * copies
     return json.dumps(document).encode()
 
@@ -267,7 +267,7 @@ def big() -> bytes:
 @pytest.mark.parametrize("shape", ["json", "multipart"])
 def test_a_transcript_over_a_megabyte_is_streamed_to_the_same_result(app: flask.Flask, transcripts: TranscriptFiles,
                                                                      big: bytes, shape: str) -> None:
-    assert len(big) > payloads.IN_MEMORY_BYTES
+    assert len(big) > jsonv2.IN_MEMORY_BYTES
     small = read(app, transcripts, data=transcript_bytes(), content_type=JSON)
     request_args = ({"data": big, "content_type": JSON} if shape == "json"
                     else multipart(("transcript", big, "transcript.json", JSON)))

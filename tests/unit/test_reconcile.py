@@ -226,3 +226,63 @@ def test_the_summary_line_names_what_happened() -> None:
     summary = Counter({"checked": 4, ReconcileOutcome.RECOVERED: 1, ReconcileOutcome.REPAIRED: 1,
                        ReconcileOutcome.STILL_RUNNING: 1, ReconcileOutcome.SUBMIT_FAILED: 1})
     assert summary_line(summary) == "checked 4, recovered 2, still running 1, failed 0, submit failed 1"
+
+
+@pytest.mark.parametrize(("quiet_for", "judged"), [(60, False), (POLICY.api_timeout_seconds + 30 + 59, False),
+                                                   (POLICY.api_timeout_seconds + 30 + 61, True)])
+def test_a_submitting_row_is_judged_only_by_a_listing_begun_after_its_client_could_create_the_job(
+        fresh_store: JobStore, transcripts: TranscriptFiles, quiet_for: float, judged: bool) -> None:
+    fresh_store.add_submission("a" * 32, "a.wav")
+    age(fresh_store, quiet_for)
+    summary = reconcile(fresh_store, transcripts, StubAPI([]))
+    assert (summary[ReconcileOutcome.SUBMIT_FAILED] == 1) is judged
+    expected = State.SUBMIT_FAILED if judged else State.SUBMITTING
+    assert fresh_store.find_by_reference("a" * 32).status == expected
+
+
+def test_a_job_that_turns_up_after_its_row_was_judged_not_created_is_adopted_by_a_listing(
+        fresh_store: JobStore, transcripts: TranscriptFiles) -> None:
+    fresh_store.add_submission("a" * 32, "slow.wav")
+    fresh_store.record_not_created("a" * 32, "Speechmatics has no job with this reference")
+    running(fresh_store, "b" * 32, "jobbbbbbbb")  # an open job, so the pass lists
+    fresh_store.add_submission("c" * 32, "c.wav")
+    api = StubAPI([remote_job("jobcccccc0", reference="c" * 32), remote_job("jobaaaaaaa", reference="a" * 32),
+                   remote_job("jobbbbbbbb")])
+    reconcile(fresh_store, transcripts, api)  # adopted, then fetched in the same pass
+    adopted = fresh_store.find_by_reference("a" * 32)
+    assert (adopted.job_id, adopted.status, adopted.error) == ("jobaaaaaaa", State.DONE, None)
+    assert transcripts.path_for("jobaaaaaaa").read_bytes() == transcript_for("jobaaaaaaa")
+
+
+def test_a_truncated_or_empty_download_is_never_published(fresh_store: JobStore, transcripts: TranscriptFiles) -> None:
+    running(fresh_store, "a" * 32, "jobaaaaaaa")
+
+    class Truncating(StubAPI):
+        def download_transcript(self, job_id: str, target: IncomingFile) -> None:
+            target.write(transcript_for(job_id)[:20])
+
+    summary = reconcile(fresh_store, transcripts, Truncating([remote_job("jobaaaaaaa")]))
+    assert summary[ReconcileOutcome.FAILED] == 1
+    assert not transcripts.path_for("jobaaaaaaa").exists()
+    assert fresh_store.find("jobaaaaaaa").status == State.RUNNING
+    assert reconcile(fresh_store, transcripts, StubAPI([remote_job("jobaaaaaaa")]))[ReconcileOutcome.RECOVERED] == 1
+
+
+def test_a_404_during_a_repair_of_a_young_job_is_not_a_loss(fresh_store: JobStore,
+                                                            transcripts: TranscriptFiles) -> None:
+    running(fresh_store, "a" * 32, "jobaaaaaaa")
+    reconcile(fresh_store, transcripts, StubAPI([remote_job("jobaaaaaaa")]))
+    transcripts.path_for("jobaaaaaaa").unlink()
+    blip = StubAPI([], missing={"jobaaaaaaa": JobNotFound("not found", 404)})
+    assert reconcile(fresh_store, transcripts, blip)[ReconcileOutcome.FAILED] == 1
+    assert fresh_store.find("jobaaaaaaa").error is None
+    assert reconcile(fresh_store, transcripts, StubAPI([remote_job("jobaaaaaaa")]))[ReconcileOutcome.REPAIRED] == 1
+
+
+def test_an_empty_published_file_is_repaired(fresh_store: JobStore, transcripts: TranscriptFiles) -> None:
+    running(fresh_store, "a" * 32, "jobaaaaaaa")
+    api = StubAPI([remote_job("jobaaaaaaa")])
+    reconcile(fresh_store, transcripts, api)
+    transcripts.path_for("jobaaaaaaa").write_bytes(b"")
+    assert reconcile(fresh_store, transcripts, api)[ReconcileOutcome.REPAIRED] == 1
+    assert transcripts.path_for("jobaaaaaaa").read_bytes() == transcript_for("jobaaaaaaa")
