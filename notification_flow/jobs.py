@@ -207,6 +207,13 @@ class JobStore:
             rows = tx.execute(sql, now + lease_seconds, *OPEN_STATES, now - quiet_for, now, limit)
         return sorted((Job.from_row(row) for row in rows), key=lambda job: job.created_at)
 
+    def recently_not_created(self, within: float) -> list[Job]:
+        """`submit_failed` rows judged within `within` seconds: a listing may yet show that they did create a job."""
+        with self.database.transaction(write=False) as tx:
+            rows = tx.execute("SELECT * FROM jobs WHERE status = $1 AND updated_at > $2 ORDER BY created_at",
+                              State.SUBMIT_FAILED, tx.now() - within)
+        return [Job.from_row(row) for row in rows]
+
     def lease(self, reference: str, lease_seconds: float) -> bool:
         """Take one job's lease (for repairs); False if another pass holds it."""
         with self.database.transaction() as tx:

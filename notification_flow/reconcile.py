@@ -46,6 +46,7 @@ class ReconcilePolicy:
     # margin for a slow API, a listing that does not show the job shows that none was created.
     api_timeout_seconds: float = 30
     creation_margin_seconds: float = 60
+    adoption_window_seconds: float = 1800  # how long a `submit_failed` row is still looked for in listings
     clock_skew_seconds: float = 300  # how far our clock and Speechmatics' may disagree when we page back
     retention_seconds: float = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
     repairs_per_pass: int = 100
@@ -76,20 +77,29 @@ class Reconciler:
         policy = self.policy
         unfinished: list[Job] = []  # keep their leases until the pass ends, so it does not see them twice
         remote = RemoteJobs(self.api, policy.clock_skew_seconds)
+        doubtful = self.store.recently_not_created(policy.adoption_window_seconds)
         try:
+            if doubtful:
+                self.learn(remote, doubtful, doubtful)
             while jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds):
-                now = self.store.now()  # before the listing: it shows every job created up to this moment
-                try:
-                    remote.learn(jobs, now)
-                    self.adopt_listed(remote)
-                except ApiError as error:  # no listing: each job is asked for on its own instead
-                    log.warning("listing jobs failed: %s", error)
+                now = self.learn(remote, jobs, doubtful)
                 with ThreadPoolExecutor(policy.concurrency) as pool:
                     outcomes = list(pool.map(self.reconcile_safely, jobs, [remote] * len(jobs), [now] * len(jobs)))
                 unfinished += [job for job, outcome in zip(jobs, outcomes, strict=True) if outcome.leaves_job_open]
         finally:
             for job in unfinished:
                 self.store.release(job.reference)
+
+    def learn(self, remote: RemoteJobs, jobs: list[Job], doubtful: list[Job]) -> float:
+        """Learn about `jobs` from a listing where that pays, and adopt any doubtful row it shows; the answer
+        is the moment (by the database's clock) the listing began."""
+        now = self.store.now()  # before the listing: it shows every job created up to this moment
+        try:
+            remote.learn(jobs, now)
+            self.adopt_listed(remote, doubtful)
+        except ApiError as error:  # no listing: each job is asked for on its own instead
+            log.warning("listing jobs failed: %s", error)
+        return now
 
     def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
         try:
@@ -130,13 +140,11 @@ class Reconciler:
                               + policy.creation_margin_seconds)
         return remote.listed_since(could_create_until) and remote.listed_back_to(job.created_at)
 
-    def adopt_listed(self, remote: RemoteJobs) -> None:
-        """A job that a listing shows carrying the reference of a row we judged `submit_failed` turned up after
-        all (the API was slower than any deadline): adopt it, so it is fetched like any other."""
-        if not remote.by_reference:
-            return
-        since = self.store.now() - self.policy.retention_seconds
-        for job in self.store.jobs(status=State.SUBMIT_FAILED, created_after=since):
+    def adopt_listed(self, remote: RemoteJobs, doubtful: list[Job]) -> None:
+        """A listing that shows a job carrying the reference of a row recently judged `submit_failed` proves
+        the judgement wrong (the API was slower than any deadline): adopt the job, so it is fetched like any
+        other. Rows judged longer ago than the adoption window are no longer looked for."""
+        for job in doubtful:
             found = remote.by_reference.get(job.reference)
             if found and self.store.record_created(job.reference, found["id"]):
                 log.info("job %s: adopted for %s, which had been judged not created", found["id"], job.reference)

@@ -286,3 +286,23 @@ def test_an_empty_published_file_is_repaired(fresh_store: JobStore, transcripts:
     transcripts.path_for("jobaaaaaaa").write_bytes(b"")
     assert reconcile(fresh_store, transcripts, api)[ReconcileOutcome.REPAIRED] == 1
     assert transcripts.path_for("jobaaaaaaa").read_bytes() == transcript_for("jobaaaaaaa")
+
+
+def test_a_recently_failed_row_is_looked_for_even_when_nothing_else_is_open(fresh_store: JobStore,
+                                                                           transcripts: TranscriptFiles) -> None:
+    fresh_store.add_submission("a" * 32, "slow.wav")
+    fresh_store.record_not_created("a" * 32, "Speechmatics has no job with this reference")
+    api = StubAPI([remote_job("jobaaaaaaa", reference="a" * 32)])
+    assert reconcile(fresh_store, transcripts, api)[ReconcileOutcome.RECOVERED] == 1
+    assert fresh_store.find_by_reference("a" * 32).status == State.DONE
+
+
+def test_a_row_judged_longer_ago_than_the_adoption_window_is_final(fresh_store: JobStore,
+                                                                   transcripts: TranscriptFiles) -> None:
+    fresh_store.add_submission("a" * 32, "slow.wav")
+    fresh_store.record_not_created("a" * 32, "Speechmatics has no job with this reference")
+    age(fresh_store, POLICY.adoption_window_seconds + 60)
+    api = StubAPI([remote_job("jobaaaaaaa", reference="a" * 32)])
+    reconcile(fresh_store, transcripts, api)
+    assert api.reads["page"] == 0
+    assert fresh_store.find_by_reference("a" * 32).status == State.SUBMIT_FAILED
