@@ -145,3 +145,13 @@ def test_an_answered_5xx_is_retried_only_after_checking_no_job_was_made(stack: S
     for row in rows:
         assert row["status"] in ("running", "done", "submit_failed"), row
         assert (row["status"] == "submit_failed") == (row["reference"] not in references), row
+
+
+@pytest.mark.emulator(create_then_fail_fraction=1.0, rate_limit_post_per_second=0)
+def test_a_5xx_answered_after_the_job_was_created_does_not_create_a_second_one(stack: Stack) -> None:
+    result = stack.client()
+    assert result.returncode == 0, result.stderr
+    [created] = created_jobs(stack)
+    assert stack.emulator.stats()["injected_create_then_fail"] == 1
+    [job] = listed(stack)
+    assert (job["job_id"], job["status"]) == (created["id"], "running")
