@@ -32,7 +32,7 @@ def stats(service: Service) -> dict[str, Any]:
 
 
 def faults(service: Service) -> dict[str, Any]:
-    return {**service.faults.config.faults(), "seed": service.seed}
+    return {**service.faults.options.faults(), "seed": service.seed}
 
 
 def set_faults(service: Service, changes: dict[str, Any]) -> dict[str, Any]:

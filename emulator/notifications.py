@@ -93,18 +93,18 @@ class Notifier:
 
     def _attempt(self, notification: Notification, number: int) -> None:
         """One automatic attempt; schedules the next on failure until the attempts run out."""
-        config = self._faults.config
-        if config.hold_notifications:
+        options = self._faults.options
+        if options.hold_notifications:
             self._hold(notification, number)
             return
-        if number <= config.fail_first_attempts:
+        if number <= options.fail_first_attempts:
             outcome: int | str = f"error: {INJECTED_TEXT}"
             self._record(notification, number, outcome, time.time())
         else:
             outcome = self._send(notification, number)
         if _delivered(outcome):
             return
-        delays = config.notify_retry_delays
+        delays = options.notify_retry_delays
         if number <= len(delays):
             self._store.add_error(notification.job_id, _failure_message(notification, outcome) + ", retrying")
             self._scheduler.call_later(delays[number - 1], self._attempt, notification, number + 1)
@@ -121,7 +121,7 @@ class Notifier:
         headers = {"User-Agent": USER_AGENT, **dict(notification.headers)}
         if body.content_type:
             headers["Content-Type"] = body.content_type
-        timeout = self._faults.config.notify_timeout
+        timeout = self._faults.options.notify_timeout
         try:
             with requests.Session() as session:
                 session.trust_env = False  # a proxy from the environment must not reroute local callbacks

@@ -21,11 +21,11 @@ from typing import Any
 import requests
 
 from emulator import media, transcripts
-from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
 from emulator.faults import Faults, Traffic
 from emulator.jobs import Failure, Job, JobStore, iso_micros, iso_millis
 from emulator.notifications import USER_AGENT, Notifier, split_header
+from emulator.options import EmulatorOptions
 from emulator.scheduler import Scheduler
 
 NOTIFY_STATUS_SUCCESS = "success"
@@ -34,15 +34,15 @@ NOTIFY_STATUS_SUCCESS = "success"
 class Service:
     """Owns the state of one emulator: jobs, faults, traffic stats, timers, notifier, upload dir."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
-        self.config = config
-        self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
-        self.faults = Faults(config, self.seed)
+    def __init__(self, options: EmulatorOptions) -> None:
+        self.options = options
+        self.seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
+        self.faults = Faults(options, self.seed)
         self.traffic = Traffic()
         self.store = JobStore(self.seed)
         self.scheduler = Scheduler()
         self.notifier = Notifier(self.store, self.scheduler, self.faults)
-        self.upload_dir = Path(tempfile.mkdtemp(prefix="emulator-uploads-", dir=config.upload_dir))
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="emulator-uploads-", dir=options.upload_dir))
 
     def close(self) -> None:
         """Stop timers and workers, release waiters, delete every stored upload."""
@@ -60,7 +60,7 @@ class Service:
             self.scheduler.run_now(self._fetch, job.id)
         else:
             self._media_ready(job.id, data_path)
-        self.scheduler.call_later(self.config.retention_seconds, self.expire_if_due, job.id)
+        self.scheduler.call_later(self.options.retention_seconds, self.expire_if_due, job.id)
         return job.id
 
     def _media_ready(self, job_id: str, path: Path) -> None:
@@ -84,7 +84,7 @@ class Service:
 
     def _schedule_finish(self, job_id: str) -> None:
         created = self.store.read(job_id, lambda job: job.created_ts)
-        remaining = created + self.config.processing_seconds - time.time()
+        remaining = created + self.options.processing_seconds - time.time()
         self.scheduler.call_later(remaining, self.complete, job_id, None)
 
     def _fetch(self, job_id: str) -> None:
@@ -106,7 +106,7 @@ class Service:
     def _download(self, fetch: dict[str, Any], path: Path) -> str | None:
         """Stream the media to disk under the size cap; returns an error message or None."""
         headers = {"User-Agent": USER_AGENT, **dict(map(split_header, fetch.get("auth_headers") or []))}
-        timeout = self.config.fetch_timeout
+        timeout = self.options.fetch_timeout
         with requests.Session() as session:
             session.trust_env = False
             with session.get(fetch["url"], headers=headers, timeout=timeout, stream=True) as response:
@@ -116,8 +116,8 @@ class Service:
                 with path.open("wb") as target:
                     for chunk in response.iter_content(1 << 16):
                         size += len(chunk)
-                        if size > self.config.max_upload_bytes:
-                            return f"Audio fetch error, file exceeds {self.config.max_upload_bytes} bytes"
+                        if size > self.options.max_upload_bytes:
+                            return f"Audio fetch error, file exceeds {self.options.max_upload_bytes} bytes"
                         target.write(chunk)
         return None
 
@@ -167,7 +167,7 @@ class Service:
 
     def expire_if_due(self, job_id: str) -> None:
         created = self.store.read(job_id, lambda job: job.created_ts)
-        if time.time() >= created + self.config.retention_seconds:
+        if time.time() >= created + self.options.retention_seconds:
             self.expire(job_id)
 
     def expire(self, job_id: str) -> None:
