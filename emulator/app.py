@@ -151,7 +151,7 @@ def _job(job_id: str, view: Any = Job.details) -> Any:
     service = _service()
     try:
         service.expire_if_due(job_id)
-        result, status = service.store.read(job_id, lambda job: (view(job), job.status))
+        result, status = service.jobs.read(job_id, lambda job: (view(job), job.status))
     except KeyError:
         raise ApiError(404, "Job not found", f"No job with id {job_id!r}") from None
     if status == "expired":
@@ -196,7 +196,7 @@ def _create_latency(service: Service) -> None:
     so its job is created anyway, as when the real API was slow and clients timed out.
     """
     seconds = service.faults.options.create_latency_ms / 1000
-    if seconds and not service.store.pause(seconds):
+    if seconds and not service.jobs.pause(seconds):
         raise ApiError(503, "Internal Server Error", "The emulator is stopping")
 
 
@@ -204,9 +204,9 @@ def _submit_answer(job_id: str, wait: float | None, fmt: str) -> dict[str, Any]:
     """``{"id"}``; with ?wait= also the outcome and, when done, the transcript (synchronous mode)."""
     if wait is None:
         return {"id": job_id}
-    store = _service().store
-    store.wait_terminal(job_id, wait)
-    status, document = store.read(job_id, lambda job: (job.status, job.transcript))
+    jobs = _service().jobs
+    jobs.wait_terminal(job_id, wait)
+    status, document = jobs.read(job_id, lambda job: (job.status, job.transcript))
     answer: dict[str, Any] = {"id": job_id, "status": status if status in TERMINAL else "created"}
     if status == "done" and document is not None:
         answer[fmt] = document if fmt == "json-v2" else _render(document, fmt)
@@ -221,14 +221,14 @@ def list_jobs() -> Response:
     before_ms = usage.parse_timestamp_ms(created_before) if created_before is not None else None
     service = _service()
     service.expire_due_jobs()
-    return jsonify({"jobs": service.store.listing(before_ms, include_deleted, limit)})
+    return jsonify({"jobs": service.jobs.listing(before_ms, include_deleted, limit)})
 
 
 @api.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     wait = _wait_seconds()
     _job(job_id)
-    _service().store.wait_terminal(job_id, wait)
+    _service().jobs.wait_terminal(job_id, wait)
     return jsonify({"job": _job(job_id)})
 
 
@@ -243,7 +243,7 @@ def delete_job(job_id: str) -> Response:
 def get_transcript(job_id: str) -> Response:
     fmt, wait = params.choice("format", FORMATS, "json-v2"), _wait_seconds()
     _job(job_id)
-    _service().store.wait_terminal(job_id, wait)
+    _service().jobs.wait_terminal(job_id, wait)
     status, document = _job(job_id, lambda job: (job.status, job.transcript))
     if status == "running":
         raise ApiError(404, "Transcription not ready", "The job is still running")
@@ -295,4 +295,4 @@ def get_log(job_id: str) -> Response:
 @api.get("/usage")
 def get_usage() -> Response:
     since, until = request.args.get("since"), request.args.get("until")
-    return jsonify(usage.report(_service().store.collect(usage.Billed.of), since, until))
+    return jsonify(usage.report(_service().jobs.collect(usage.Billed.of), since, until))

@@ -66,7 +66,7 @@ class Emulator:
         server, service, thread = self._server, self._service, self._thread
         if server is None or service is None or thread is None:
             return
-        service.store.close()  # release ?wait= requests first so their threads can be joined
+        service.jobs.close()  # release ?wait= requests first so their threads can be joined
         server.shutdown()
         thread.join()
         server.server_close()

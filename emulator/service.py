@@ -23,7 +23,7 @@ import requests
 from emulator import media, transcripts
 from emulator.errors import ApiError
 from emulator.faults import Faults, Traffic
-from emulator.jobs import Failure, Job, JobStore, iso_micros, iso_millis
+from emulator.jobs import Failure, Job, JobTable, iso_micros, iso_millis
 from emulator.notifications import USER_AGENT, Notifier, split_header
 from emulator.options import EmulatorOptions
 from emulator.scheduler import Scheduler
@@ -39,14 +39,14 @@ class Service:
         self.seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
         self.faults = Faults(options, self.seed)
         self.traffic = Traffic()
-        self.store = JobStore(self.seed)
+        self.jobs = JobTable(self.seed)
         self.scheduler = Scheduler()
-        self.notifier = Notifier(self.store, self.scheduler, self.faults)
+        self.notifier = Notifier(self.jobs, self.scheduler, self.faults)
         self.upload_dir = Path(tempfile.mkdtemp(prefix="emulator-uploads-", dir=options.upload_dir))
 
     def close(self) -> None:
         """Stop timers and workers, release waiters, delete every stored upload."""
-        self.store.close()
+        self.jobs.close()
         self.scheduler.stop()
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
@@ -54,7 +54,7 @@ class Service:
 
     def submit(self, config: dict[str, Any], data_name: str, data_path: Path | None) -> str:
         """Create a running job from an upload (``data_path``) or a ``fetch_data`` URL; returns its id."""
-        job = self.store.create(config, data_name, data_path)
+        job = self.jobs.create(config, data_name, data_path)
         self.traffic.count("jobs_created")
         if data_path is None:
             self.scheduler.run_now(self._fetch, job.id)
@@ -67,7 +67,7 @@ class Service:
         """Classify the media, decide the job's fate, and start its processing timer."""
         info = media.inspect(path)
         failure = _media_failure(info)
-        data_name = self.store.read(job_id, lambda job: job.data_name)
+        data_name = self.jobs.read(job_id, lambda job: job.data_name)
         if failure is None and self.faults.rejects(job_id, data_name):
             failure = Failure("error", "Job rejected by the emulator's reject fault")
 
@@ -77,19 +77,19 @@ class Service:
             job.data_path, job.media, job.failure = path, info, failure
             return True
 
-        if not self.store.update(job_id, attach):
+        if not self.jobs.update(job_id, attach):
             path.unlink(missing_ok=True)
             return
         self._schedule_finish(job_id)
 
     def _schedule_finish(self, job_id: str) -> None:
-        created = self.store.read(job_id, lambda job: job.created_ts)
+        created = self.jobs.read(job_id, lambda job: job.created_ts)
         remaining = created + self.options.processing_seconds - time.time()
         self.scheduler.call_later(remaining, self.complete, job_id, None)
 
     def _fetch(self, job_id: str) -> None:
         """Download ``fetch_data.url`` into the upload dir; a failure rejects the job as ``fetch_error``."""
-        fetch = self.store.read(job_id, lambda job: job.config["fetch_data"])
+        fetch = self.jobs.read(job_id, lambda job: job.config["fetch_data"])
         path = self.upload_dir / f"fetch-{job_id}"
         try:
             message = self._download(fetch, path)
@@ -100,7 +100,7 @@ class Service:
             return
         path.unlink(missing_ok=True)
         failure = Failure("fetch_error", message)
-        self.store.update(job_id, lambda job: setattr(job, "failure", failure))
+        self.jobs.update(job_id, lambda job: setattr(job, "failure", failure))
         self._schedule_finish(job_id)
 
     def _download(self, fetch: dict[str, Any], path: Path) -> str | None:
@@ -129,7 +129,7 @@ class Service:
         The transcript is rendered outside the lock; whoever commits first (timer or control call)
         wins, so a job finishes and notifies exactly once. Returns False if it was not running.
         """
-        snapshot = self.store.read(job_id, lambda job: (job.status, job.failure, job.media, job.data_path))
+        snapshot = self.jobs.read(job_id, lambda job: (job.status, job.failure, job.media, job.data_path))
         status, failure, info, path = snapshot
         if status != "running":
             return False
@@ -149,7 +149,7 @@ class Service:
                 job.errors.append({"message": failure.message, "timestamp": iso_millis(time.time())})
             return list(job.config.get("notification_config") or [])
 
-        entries = self.store.update(job_id, commit)
+        entries = self.jobs.update(job_id, commit)
         if entries is None:
             return False
         notify_status = failure.notify_status if failure else NOTIFY_STATUS_SUCCESS
@@ -158,7 +158,7 @@ class Service:
 
     def _render(self, job_id: str, info: media.MediaInfo | None, path: Path | None) -> dict[str, Any]:
         audio_hash = media.fingerprint(path) if path and path.exists() else media.EMPTY_SHA256
-        job_info, config = self.store.read(job_id, lambda job: (job.info(), job.config))
+        job_info, config = self.jobs.read(job_id, lambda job: (job.info(), job.config))
         seconds, channels = (info.seconds, info.channels) if info else (0.0, 1)
         seed = transcripts.seed_for(audio_hash, config)
         return transcripts.build_json_v2(job_info, config, seconds, channels, seed, iso_micros(time.time()))
@@ -166,7 +166,7 @@ class Service:
     # --- deletion and expiry ------------------------------------------------------------------------
 
     def expire_if_due(self, job_id: str) -> None:
-        created = self.store.read(job_id, lambda job: job.created_ts)
+        created = self.jobs.read(job_id, lambda job: job.created_ts)
         if time.time() >= created + self.options.retention_seconds:
             self.expire(job_id)
 
@@ -197,14 +197,14 @@ class Service:
                 job.status = status
             return job.details(), path
 
-        details, path = self.store.update(job_id, change)
+        details, path = self.jobs.update(job_id, change)
         if path:
             path.unlink(missing_ok=True)
         return details
 
     def expire_due_jobs(self) -> None:
         """Catch up on expiry before listing, in case the clock passed a job's retention just now."""
-        for job_id, status in self.store.collect(lambda job: (job.id, job.status)):
+        for job_id, status in self.jobs.collect(lambda job: (job.id, job.status)):
             if status != "expired":
                 self.expire_if_due(job_id)
 
