@@ -25,7 +25,7 @@ import requests
 from bench import jobrows, traffic
 from bench.bodies import ROOT
 from bench.targets import clean_env
-from emulator import Emulator, EmulatorConfig
+from emulator import Emulator, EmulatorOptions
 
 API_KEY = "bench-api-key"
 AUDIO = ROOT / "example.wav"
@@ -49,10 +49,10 @@ def run(count: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> d
 
 def measure(name: str, count: int, scratch: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="reconcile-", dir=scratch))
-    config = EmulatorConfig(api_key=API_KEY, processing_seconds=0.05, drop_fraction=1.0, seed=1,
-                            rate_limit_post_per_second=0, rate_limit_get_per_second=0)
+    options = EmulatorOptions(api_key=API_KEY, processing_seconds=0.05, drop_fraction=1.0, seed=1,
+                             rate_limit_post_per_second=0, rate_limit_get_per_second=0)
     try:
-        with Emulator(config) as emulator:
+        with Emulator(options) as emulator:
             jobs = finished_jobs(emulator, count)
             url = f"sqlite:///{work / 'jobs.db'}"
             store = jobrows.create_running(url, list(jobs), references=list(jobs.values()))

@@ -23,7 +23,7 @@ from typing import Any
 from bench import targets, traffic
 from bench.bodies import ROOT
 from bench.stats import percentile
-from emulator import Emulator, EmulatorConfig
+from emulator import Emulator, EmulatorOptions
 from notification_flow.jobs import open_store
 
 API_KEY = "bench-api-key"
@@ -44,11 +44,11 @@ def run(files: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> d
 
 def measure(files: int, scratch: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="submission-", dir=scratch))
-    config = EmulatorConfig(api_key=API_KEY, processing_seconds=2.0, notify_retry_delays=(1.0, 2.0, 4.0), seed=1)
+    options = EmulatorOptions(api_key=API_KEY, processing_seconds=2.0, notify_retry_delays=(1.0, 2.0, 4.0), seed=1)
     try:
         paths = audio_files(work / "audio", files)
         url = f"sqlite:///{work / 'jobs.db'}"
-        with Emulator(config) as emulator:
+        with Emulator(options) as emulator:
             server = targets.ours(work, url, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=emulator.url)
             with targets.running(server):
                 result = submit(emulator, server, url, paths, work)

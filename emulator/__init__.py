@@ -8,10 +8,10 @@ work against it unchanged. Start it from a shell::
 
 or in-process (tests)::
 
-    from emulator import Emulator, EmulatorConfig
+    from emulator import Emulator, EmulatorOptions
 
-    config = EmulatorConfig(api_key="k", processing_seconds=0.2, notify_retry_delays=(0.1, 0.2, 0.3), seed=1)
-    with Emulator(config) as emu:          # real threaded HTTP server on 127.0.0.1, free port
+    options = EmulatorOptions(api_key="k", processing_seconds=0.2, notify_retry_delays=(0.1, 0.2, 0.3), seed=1)
+    with Emulator(options) as emu:         # real threaded HTTP server on 127.0.0.1, free port
         emu.url                            # "http://127.0.0.1:PORT/v2" - give this to the client under test
         emu.job(job_id)                    # dict as GET /v2/jobs/{id} shows it (KeyError if unknown)
         emu.transcript_bytes(job_id)       # exact json-v2 bytes the API serves (KeyError unless done)
@@ -29,8 +29,8 @@ Every method also exists over HTTP under ``/_emulator/`` (same bearer auth); see
 for the options table and the behaviour the emulator chooses where the documentation is silent.
 """
 
-from emulator.config import FAULT_FIELDS, EmulatorConfig
 from emulator.control import NotRunning
+from emulator.options import FAULT_FIELDS, EmulatorOptions
 from emulator.runtime import Emulator
 
-__all__ = ["FAULT_FIELDS", "Emulator", "EmulatorConfig", "NotRunning"]
+__all__ = ["FAULT_FIELDS", "Emulator", "EmulatorOptions", "NotRunning"]

@@ -1,6 +1,6 @@
 """``python -m emulator``: serve until SIGTERM or Ctrl-C, after printing the base URL on one line.
 
-Every EmulatorConfig field is an option ``--field-name``, with the environment variable
+Every EmulatorOptions field is an option ``--field-name``, with the environment variable
 ``EMULATOR_FIELD_NAME`` as its default; the command line wins over the environment.
 """
 
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from emulator.config import ENV_PREFIX, FIELDS, EmulatorConfig
+from emulator.options import ENV_PREFIX, FIELDS, EmulatorOptions
 from emulator.runtime import Emulator
 
 LOG = logging.getLogger("emulator")
@@ -53,7 +53,7 @@ def _metavar(name: str) -> str:
     return special.get(name, name.split("_")[-1].upper())
 
 
-def config_from(args: argparse.Namespace, environ: dict[str, str]) -> EmulatorConfig:
+def options_from(args: argparse.Namespace, environ: dict[str, str]) -> EmulatorOptions:
     """Command line first, then EMULATOR_* variables, then the dataclass defaults."""
     values: dict[str, Any] = {}
     for name in FIELDS:
@@ -64,21 +64,21 @@ def config_from(args: argparse.Namespace, environ: dict[str, str]) -> EmulatorCo
             values[name] = given
     if "api_key" not in values:
         raise ValueError(f"an API key is required: --api-key KEY or {ENV_PREFIX}API_KEY")
-    return EmulatorConfig(**values)
+    return EmulatorOptions(**values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_from(args, dict(os.environ))
+        options = options_from(args, dict(os.environ))
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s emulator %(levelname)s %(message)s")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    emulator = Emulator(config).start()
+    emulator = Emulator(options).start()
     try:
         print(emulator.url, flush=True)
         LOG.info("serving %s (seed %s); stop with SIGTERM or Ctrl-C", emulator.url, emulator.seed)

@@ -40,7 +40,7 @@ def create_app(service: Service) -> Flask:
     app.request_class = UploadRequest
     app.url_map.strict_slashes = False
     app.json.sort_keys = True  # type: ignore[attr-defined]
-    app.config["MAX_CONTENT_LENGTH"] = service.config.max_upload_bytes + (1 << 20)
+    app.config["MAX_CONTENT_LENGTH"] = service.options.max_upload_bytes + (1 << 20)
     app.extensions["emulator"] = service
     app.register_blueprint(api)
     app.register_blueprint(control)
@@ -68,7 +68,7 @@ def _before() -> Response | None:
     is_api = request.path.startswith("/v2")
     if is_api:
         service.traffic.record(request.method, _route())
-        time.sleep(service.faults.config.api_latency_ms / 1000)
+        time.sleep(service.faults.options.api_latency_ms / 1000)
     if is_api or request.path.startswith("/_emulator"):
         _authenticate(service)
     if is_api:
@@ -79,24 +79,24 @@ def _before() -> Response | None:
 def _authenticate(service: Service) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), service.config.api_key.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), service.options.api_key.encode()):
         raise ApiError(401, "Permission Denied", "A valid 'Authorization: Bearer <API key>' header is required",
                        {"WWW-Authenticate": "Bearer"})
 
 
 def _limit(service: Service) -> None:
     """The documented rate limits first, then the injected 429/503 faults."""
-    config = service.faults.config
-    limits = {"get": config.rate_limit_get_per_second, "post_jobs": config.rate_limit_post_per_second}
+    options = service.faults.options
+    limits = {"get": options.rate_limit_get_per_second, "post_jobs": options.rate_limit_post_per_second}
     if not service.traffic.admit(request.method, _route(), limits):
-        detail = (f"Rate limit exceeded: at most {config.rate_limit_post_per_second} job submissions and "
-                  f"{config.rate_limit_get_per_second} GET requests per second")
-        raise _too_many(detail, None if config.omit_retry_after else 1)
+        detail = (f"Rate limit exceeded: at most {options.rate_limit_post_per_second} job submissions and "
+                  f"{options.rate_limit_get_per_second} GET requests per second")
+        raise _too_many(detail, None if options.omit_retry_after else 1)
     fault = service.faults.api_fault()
     if fault == 429:
         service.traffic.count("injected_429")
         raise _too_many("Too many requests (injected fault)",
-                        None if config.omit_retry_after else config.retry_after_seconds)
+                        None if options.omit_retry_after else options.retry_after_seconds)
     if fault == 503:
         service.traffic.count("injected_503")
         raise ApiError(503, "Internal Server Error", "Service temporarily unavailable (injected fault)")
@@ -140,10 +140,10 @@ def _crash(error: Exception) -> Response:
 
 def _wait_seconds() -> float:
     """?wait=N (capped server-side like the service); without it the configured default wait."""
-    config = _service().config
+    options = _service().options
     wait = params.integer("wait")
-    seconds = config.default_wait_seconds if wait is None else float(max(wait, 0))
-    return min(seconds, config.max_wait_seconds)
+    seconds = options.default_wait_seconds if wait is None else float(max(wait, 0))
+    return min(seconds, options.max_wait_seconds)
 
 
 def _job(job_id: str, view: Any = Job.details) -> Any:
@@ -151,7 +151,7 @@ def _job(job_id: str, view: Any = Job.details) -> Any:
     service = _service()
     try:
         service.expire_if_due(job_id)
-        result, status = service.store.read(job_id, lambda job: (view(job), job.status))
+        result, status = service.jobs.read(job_id, lambda job: (view(job), job.status))
     except KeyError:
         raise ApiError(404, "Job not found", f"No job with id {job_id!r}") from None
     if status == "expired":
@@ -195,8 +195,8 @@ def _create_latency(service: Service) -> None:
     A client that gives up meanwhile is not noticed (the answer is written after the job exists),
     so its job is created anyway, as when the real API was slow and clients timed out.
     """
-    seconds = service.faults.config.create_latency_ms / 1000
-    if seconds and not service.store.pause(seconds):
+    seconds = service.faults.options.create_latency_ms / 1000
+    if seconds and not service.jobs.pause(seconds):
         raise ApiError(503, "Internal Server Error", "The emulator is stopping")
 
 
@@ -204,9 +204,9 @@ def _submit_answer(job_id: str, wait: float | None, fmt: str) -> dict[str, Any]:
     """``{"id"}``; with ?wait= also the outcome and, when done, the transcript (synchronous mode)."""
     if wait is None:
         return {"id": job_id}
-    store = _service().store
-    store.wait_terminal(job_id, wait)
-    status, document = store.read(job_id, lambda job: (job.status, job.transcript))
+    jobs = _service().jobs
+    jobs.wait_terminal(job_id, wait)
+    status, document = jobs.read(job_id, lambda job: (job.status, job.transcript))
     answer: dict[str, Any] = {"id": job_id, "status": status if status in TERMINAL else "created"}
     if status == "done" and document is not None:
         answer[fmt] = document if fmt == "json-v2" else _render(document, fmt)
@@ -221,14 +221,14 @@ def list_jobs() -> Response:
     before_ms = usage.parse_timestamp_ms(created_before) if created_before is not None else None
     service = _service()
     service.expire_due_jobs()
-    return jsonify({"jobs": service.store.listing(before_ms, include_deleted, limit)})
+    return jsonify({"jobs": service.jobs.listing(before_ms, include_deleted, limit)})
 
 
 @api.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     wait = _wait_seconds()
     _job(job_id)
-    _service().store.wait_terminal(job_id, wait)
+    _service().jobs.wait_terminal(job_id, wait)
     return jsonify({"job": _job(job_id)})
 
 
@@ -243,7 +243,7 @@ def delete_job(job_id: str) -> Response:
 def get_transcript(job_id: str) -> Response:
     fmt, wait = params.choice("format", FORMATS, "json-v2"), _wait_seconds()
     _job(job_id)
-    _service().store.wait_terminal(job_id, wait)
+    _service().jobs.wait_terminal(job_id, wait)
     status, document = _job(job_id, lambda job: (job.status, job.transcript))
     if status == "running":
         raise ApiError(404, "Transcription not ready", "The job is still running")
@@ -295,4 +295,4 @@ def get_log(job_id: str) -> Response:
 @api.get("/usage")
 def get_usage() -> Response:
     since, until = request.args.get("since"), request.args.get("until")
-    return jsonify(usage.report(_service().store.collect(usage.Billed.of), since, until))
+    return jsonify(usage.report(_service().jobs.collect(usage.Billed.of), since, until))

@@ -32,7 +32,7 @@ def stats(service: Service) -> dict[str, Any]:
 
 
 def faults(service: Service) -> dict[str, Any]:
-    return {**service.faults.config.faults(), "seed": service.seed}
+    return {**service.faults.options.faults(), "seed": service.seed}
 
 
 def set_faults(service: Service, changes: dict[str, Any]) -> dict[str, Any]:
@@ -45,14 +45,14 @@ def set_faults(service: Service, changes: dict[str, Any]) -> dict[str, Any]:
 def job(service: Service, job_id: str) -> dict[str, Any]:
     """The job as GET /v2/jobs/{id} shows it; expired jobs too (status "expired") instead of a 410."""
     service.expire_if_due(job_id)
-    return service.store.read(job_id, Job.details)
+    return service.jobs.read(job_id, Job.details)
 
 
 def finish(service: Service, job_id: str, outcome: str | None = None) -> dict[str, Any]:
     """End a running job now; ``outcome`` None keeps its natural outcome. Notifications fire as usual."""
     if outcome is not None and outcome not in OUTCOMES:
         raise ValueError(f"outcome must be 'done' or 'rejected', got {outcome!r}")
-    status = service.store.read(job_id, lambda current: current.status)
+    status = service.jobs.read(job_id, lambda current: current.status)
     if not service.complete(job_id, outcome):
         raise NotRunning(f"job {job_id} is not running (status {status})")
     return job(service, job_id)
@@ -78,7 +78,7 @@ def drop(service: Service, key: str) -> dict[str, Any]:
 
 def transcript_bytes(service: Service, job_id: str) -> bytes:
     """The exact json-v2 bytes GET /v2/jobs/{id}/transcript serves; KeyError unless the job is done."""
-    document = service.store.read(job_id, lambda current: current.transcript)
+    document = service.jobs.read(job_id, lambda current: current.transcript)
     if document is None:
         raise KeyError(f"job {job_id} has no transcript")
     return dump_json(document)

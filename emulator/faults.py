@@ -15,7 +15,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.config import EmulatorConfig
+from emulator.options import EmulatorOptions
 
 
 @dataclass(frozen=True)
@@ -28,24 +28,24 @@ class NotificationPlan:
 
 
 class Faults:
-    """The current fault settings (changeable at runtime) and the decisions drawn from them."""
+    """The current fault options (changeable at runtime) and the decisions drawn from them."""
 
-    def __init__(self, config: EmulatorConfig, seed: int) -> None:
+    def __init__(self, options: EmulatorOptions, seed: int) -> None:
         self.seed = seed
-        self._config = config
+        self._options = options
         self._lock = threading.Lock()
         self._api_calls = 0
         self._transcript_reads: Counter[str] = Counter()
 
     @property
-    def config(self) -> EmulatorConfig:
-        return self._config
+    def options(self) -> EmulatorOptions:
+        return self._options
 
     def update(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply changes atomically (all or none) and return the new fault settings."""
+        """Apply changes atomically (all or none) and return the new fault options."""
         with self._lock:
-            self._config = self._config.with_faults(changes)
-            return self._config.faults()
+            self._options = self._options.with_faults(changes)
+            return self._options.faults()
 
     def _rng(self, *topic: object) -> random.Random:
         return random.Random(":".join(str(part) for part in (self.seed, *topic)))
@@ -54,17 +54,17 @@ class Faults:
         """429, 503 or None for the next API request, by the configured fractions."""
         with self._lock:
             self._api_calls += 1
-            number, config = self._api_calls, self._config
+            number, options = self._api_calls, self._options
         roll = self._rng("api", number).random()
-        if roll < config.api_429_fraction:
+        if roll < options.api_429_fraction:
             return 429
-        if roll < config.api_429_fraction + config.api_503_fraction:
+        if roll < options.api_429_fraction + options.api_503_fraction:
             return 503
         return None
 
     def create_then_fail(self, job_id: str) -> bool:
         """Whether the answer to the POST /v2/jobs that created ``job_id`` is replaced by a 503."""
-        return self._rng("create_then_fail", job_id).random() < self._config.create_then_fail_fraction
+        return self._rng("create_then_fail", job_id).random() < self._options.create_then_fail_fraction
 
     def transcript_fault(self, job_id: str) -> str | None:
         """"truncated", "empty" or None for the next json-v2 transcript read of a done job.
@@ -74,27 +74,27 @@ class Faults:
         """
         with self._lock:
             self._transcript_reads[job_id] += 1
-            number, config = self._transcript_reads[job_id], self._config
+            number, options = self._transcript_reads[job_id], self._options
         roll = self._rng("transcript", job_id, number).random()
-        if roll < config.truncate_transcript_fraction:
+        if roll < options.truncate_transcript_fraction:
             return "truncated"
-        if roll < config.truncate_transcript_fraction + config.empty_transcript_fraction:
+        if roll < options.truncate_transcript_fraction + options.empty_transcript_fraction:
             return "empty"
         return None
 
     def rejects(self, job_id: str, data_name: str) -> bool:
         """Whether a job is chosen to end rejected, by fraction or by a data_name glob."""
-        config = self._config
-        if any(fnmatch.fnmatchcase(data_name, pattern) for pattern in config.reject_data_names):
+        options = self._options
+        if any(fnmatch.fnmatchcase(data_name, pattern) for pattern in options.reject_data_names):
             return True
-        return self._rng("reject", job_id).random() < config.reject_fraction
+        return self._rng("reject", job_id).random() < options.reject_fraction
 
     def plan(self, job_id: str, index: int) -> NotificationPlan:
-        """Drop / delay / duplicate decision for the notification to config entry ``index``."""
-        config, rng = self._config, self._rng("notify", job_id, index)
-        dropped = rng.random() < config.drop_fraction
-        duplicated = rng.random() < config.duplicate_fraction
-        delay = rng.uniform(0, config.delay_max_seconds)
+        """Drop / delay / duplicate decision for the notification to notification_config entry ``index``."""
+        options, rng = self._options, self._rng("notify", job_id, index)
+        dropped = rng.random() < options.drop_fraction
+        duplicated = rng.random() < options.duplicate_fraction
+        delay = rng.uniform(0, options.delay_max_seconds)
         # Half of the duplicates go out together with the original, the rest a little later.
         later = rng.random() < 0.5
         duplicate_delay = delay + (rng.uniform(0.05, 0.5) if later else 0.0)

@@ -1,7 +1,7 @@
 """In-memory job records behind one lock, and the views the API gives of them.
 
 Only this module touches job fields; background threads (processing timers, fetches, notification
-senders) and request threads all go through ``JobStore`` methods, which hold the lock for the
+senders) and request threads all go through ``JobTable`` methods, which hold the lock for the
 duration of a read or a state change. A condition variable on the same lock lets ``?wait=`` requests
 sleep until a job reaches a terminal state.
 """
@@ -85,8 +85,8 @@ class Job:
         return details
 
 
-class JobStore:
-    """All jobs of one emulator, newest last, with a lock and a condition for waiters."""
+class JobTable:
+    """The in-memory table of one emulator's jobs, newest last, with a lock and a condition for waiters."""
 
     def __init__(self, seed: int) -> None:
         self._jobs: dict[str, Job] = {}

@@ -24,7 +24,7 @@ from typing import Any
 import requests
 
 from emulator.faults import Faults
-from emulator.jobs import JobStore, iso_millis
+from emulator.jobs import JobTable, iso_millis
 from emulator.notify_body import Outputs, build_body
 from emulator.scheduler import Scheduler
 
@@ -69,8 +69,8 @@ def split_header(line: str) -> tuple[str, str]:
 
 
 class Notifier:
-    def __init__(self, store: JobStore, scheduler: Scheduler, faults: Faults) -> None:
-        self._store = store
+    def __init__(self, jobs: JobTable, scheduler: Scheduler, faults: Faults) -> None:
+        self._jobs = jobs
         self._scheduler = scheduler
         self._faults = faults
         self._lock = threading.Lock()
@@ -93,35 +93,35 @@ class Notifier:
 
     def _attempt(self, notification: Notification, number: int) -> None:
         """One automatic attempt; schedules the next on failure until the attempts run out."""
-        config = self._faults.config
-        if config.hold_notifications:
+        options = self._faults.options
+        if options.hold_notifications:
             self._hold(notification, number)
             return
-        if number <= config.fail_first_attempts:
+        if number <= options.fail_first_attempts:
             outcome: int | str = f"error: {INJECTED_TEXT}"
             self._record(notification, number, outcome, time.time())
         else:
             outcome = self._send(notification, number)
         if _delivered(outcome):
             return
-        delays = config.notify_retry_delays
+        delays = options.notify_retry_delays
         if number <= len(delays):
-            self._store.add_error(notification.job_id, _failure_message(notification, outcome) + ", retrying")
+            self._jobs.add_error(notification.job_id, _failure_message(notification, outcome) + ", retrying")
             self._scheduler.call_later(delays[number - 1], self._attempt, notification, number + 1)
         else:
-            self._store.add_error(notification.job_id, _final_message(notification, outcome))
-            self._store.add_error(notification.job_id, "Sending notification failed")
+            self._jobs.add_error(notification.job_id, _final_message(notification, outcome))
+            self._jobs.add_error(notification.job_id, "Sending notification failed")
 
     def _send(self, notification: Notification, number: int) -> int | str:
         """Make the HTTP request and log it; returns the status code or ``error: <text>``."""
         started = time.time()
-        outputs = self._store.read(notification.job_id, Outputs.of)
+        outputs = self._jobs.read(notification.job_id, Outputs.of)
         contents = None if notification.contents is None else list(notification.contents)
         body = build_body(contents, outputs)
         headers = {"User-Agent": USER_AGENT, **dict(notification.headers)}
         if body.content_type:
             headers["Content-Type"] = body.content_type
-        timeout = self._faults.config.notify_timeout
+        timeout = self._faults.options.notify_timeout
         try:
             with requests.Session() as session:
                 session.trust_env = False  # a proxy from the environment must not reroute local callbacks
@@ -176,7 +176,7 @@ class Notifier:
             notification, number = self._held[key] if keep else self._held.pop(key)
         outcome = self._send(notification, number)
         if not _delivered(outcome):
-            self._store.add_error(notification.job_id, _final_message(notification, outcome))
+            self._jobs.add_error(notification.job_id, _final_message(notification, outcome))
         return outcome
 
     def drop(self, key: str) -> None:

@@ -40,7 +40,7 @@ FILENAMES = {
 
 @dataclass(frozen=True)
 class Outputs:
-    """A consistent snapshot of what a job can attach, taken under the store lock."""
+    """A consistent snapshot of what a job can attach, taken under the job table's lock."""
 
     info: dict[str, Any]
     transcript: dict[str, Any] | None

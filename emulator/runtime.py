@@ -10,7 +10,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from emulator import control
 from emulator.app import create_app
-from emulator.config import EmulatorConfig
+from emulator.options import EmulatorOptions
 from emulator.service import Service
 
 
@@ -37,8 +37,8 @@ class Emulator:
     All methods are safe to call from any thread. Job lookups raise KeyError for unknown ids.
     """
 
-    def __init__(self, config: EmulatorConfig) -> None:
-        self.config = config
+    def __init__(self, options: EmulatorOptions) -> None:
+        self.options = options
         self._service: Service | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -48,10 +48,10 @@ class Emulator:
     def start(self) -> Emulator:
         if self._server is not None:
             raise RuntimeError("emulator already started")
-        self._service = Service(self.config)
-        handler = type("Handler", (_QuietHandler,), {"log_requests": self.config.log_requests})
+        self._service = Service(self.options)
+        handler = type("Handler", (_QuietHandler,), {"log_requests": self.options.log_requests})
         try:
-            self._server = _Server(self.config.host, self.config.port, create_app(self._service), handler)
+            self._server = _Server(self.options.host, self.options.port, create_app(self._service), handler)
         except BaseException:
             self._service.close()
             raise
@@ -66,7 +66,7 @@ class Emulator:
         server, service, thread = self._server, self._service, self._thread
         if server is None or service is None or thread is None:
             return
-        service.store.close()  # release ?wait= requests first so their threads can be joined
+        service.jobs.close()  # release ?wait= requests first so their threads can be joined
         server.shutdown()
         thread.join()
         server.server_close()
@@ -94,7 +94,7 @@ class Emulator:
     @property
     def base_url(self) -> str:
         """``http://host:port`` without the API prefix (the control API lives at /_emulator)."""
-        return f"http://{self.config.host}:{self.port}"
+        return f"http://{self.options.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -103,7 +103,7 @@ class Emulator:
 
     @property
     def seed(self) -> int:
-        """The seed in use (chosen at random when the config has none); replay a run with it."""
+        """The seed in use (chosen at random when the options set none); replay a run with it."""
         return self.service.seed
 
     # --- test control (same implementation as the /_emulator routes) --------------------------------

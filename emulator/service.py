@@ -21,11 +21,11 @@ from typing import Any
 import requests
 
 from emulator import media, transcripts
-from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
 from emulator.faults import Faults, Traffic
-from emulator.jobs import Failure, Job, JobStore, iso_micros, iso_millis
+from emulator.jobs import Failure, Job, JobTable, iso_micros, iso_millis
 from emulator.notifications import USER_AGENT, Notifier, split_header
+from emulator.options import EmulatorOptions
 from emulator.scheduler import Scheduler
 
 NOTIFY_STATUS_SUCCESS = "success"
@@ -34,19 +34,19 @@ NOTIFY_STATUS_SUCCESS = "success"
 class Service:
     """Owns the state of one emulator: jobs, faults, traffic stats, timers, notifier, upload dir."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
-        self.config = config
-        self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
-        self.faults = Faults(config, self.seed)
+    def __init__(self, options: EmulatorOptions) -> None:
+        self.options = options
+        self.seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
+        self.faults = Faults(options, self.seed)
         self.traffic = Traffic()
-        self.store = JobStore(self.seed)
+        self.jobs = JobTable(self.seed)
         self.scheduler = Scheduler()
-        self.notifier = Notifier(self.store, self.scheduler, self.faults)
-        self.upload_dir = Path(tempfile.mkdtemp(prefix="emulator-uploads-", dir=config.upload_dir))
+        self.notifier = Notifier(self.jobs, self.scheduler, self.faults)
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="emulator-uploads-", dir=options.upload_dir))
 
     def close(self) -> None:
         """Stop timers and workers, release waiters, delete every stored upload."""
-        self.store.close()
+        self.jobs.close()
         self.scheduler.stop()
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
@@ -54,20 +54,20 @@ class Service:
 
     def submit(self, config: dict[str, Any], data_name: str, data_path: Path | None) -> str:
         """Create a running job from an upload (``data_path``) or a ``fetch_data`` URL; returns its id."""
-        job = self.store.create(config, data_name, data_path)
+        job = self.jobs.create(config, data_name, data_path)
         self.traffic.count("jobs_created")
         if data_path is None:
             self.scheduler.run_now(self._fetch, job.id)
         else:
             self._media_ready(job.id, data_path)
-        self.scheduler.call_later(self.config.retention_seconds, self.expire_if_due, job.id)
+        self.scheduler.call_later(self.options.retention_seconds, self.expire_if_due, job.id)
         return job.id
 
     def _media_ready(self, job_id: str, path: Path) -> None:
         """Classify the media, decide the job's fate, and start its processing timer."""
         info = media.inspect(path)
         failure = _media_failure(info)
-        data_name = self.store.read(job_id, lambda job: job.data_name)
+        data_name = self.jobs.read(job_id, lambda job: job.data_name)
         if failure is None and self.faults.rejects(job_id, data_name):
             failure = Failure("error", "Job rejected by the emulator's reject fault")
 
@@ -77,19 +77,19 @@ class Service:
             job.data_path, job.media, job.failure = path, info, failure
             return True
 
-        if not self.store.update(job_id, attach):
+        if not self.jobs.update(job_id, attach):
             path.unlink(missing_ok=True)
             return
         self._schedule_finish(job_id)
 
     def _schedule_finish(self, job_id: str) -> None:
-        created = self.store.read(job_id, lambda job: job.created_ts)
-        remaining = created + self.config.processing_seconds - time.time()
+        created = self.jobs.read(job_id, lambda job: job.created_ts)
+        remaining = created + self.options.processing_seconds - time.time()
         self.scheduler.call_later(remaining, self.complete, job_id, None)
 
     def _fetch(self, job_id: str) -> None:
         """Download ``fetch_data.url`` into the upload dir; a failure rejects the job as ``fetch_error``."""
-        fetch = self.store.read(job_id, lambda job: job.config["fetch_data"])
+        fetch = self.jobs.read(job_id, lambda job: job.config["fetch_data"])
         path = self.upload_dir / f"fetch-{job_id}"
         try:
             message = self._download(fetch, path)
@@ -100,13 +100,13 @@ class Service:
             return
         path.unlink(missing_ok=True)
         failure = Failure("fetch_error", message)
-        self.store.update(job_id, lambda job: setattr(job, "failure", failure))
+        self.jobs.update(job_id, lambda job: setattr(job, "failure", failure))
         self._schedule_finish(job_id)
 
     def _download(self, fetch: dict[str, Any], path: Path) -> str | None:
         """Stream the media to disk under the size cap; returns an error message or None."""
         headers = {"User-Agent": USER_AGENT, **dict(map(split_header, fetch.get("auth_headers") or []))}
-        timeout = self.config.fetch_timeout
+        timeout = self.options.fetch_timeout
         with requests.Session() as session:
             session.trust_env = False
             with session.get(fetch["url"], headers=headers, timeout=timeout, stream=True) as response:
@@ -116,8 +116,8 @@ class Service:
                 with path.open("wb") as target:
                     for chunk in response.iter_content(1 << 16):
                         size += len(chunk)
-                        if size > self.config.max_upload_bytes:
-                            return f"Audio fetch error, file exceeds {self.config.max_upload_bytes} bytes"
+                        if size > self.options.max_upload_bytes:
+                            return f"Audio fetch error, file exceeds {self.options.max_upload_bytes} bytes"
                         target.write(chunk)
         return None
 
@@ -129,7 +129,7 @@ class Service:
         The transcript is rendered outside the lock; whoever commits first (timer or control call)
         wins, so a job finishes and notifies exactly once. Returns False if it was not running.
         """
-        snapshot = self.store.read(job_id, lambda job: (job.status, job.failure, job.media, job.data_path))
+        snapshot = self.jobs.read(job_id, lambda job: (job.status, job.failure, job.media, job.data_path))
         status, failure, info, path = snapshot
         if status != "running":
             return False
@@ -149,7 +149,7 @@ class Service:
                 job.errors.append({"message": failure.message, "timestamp": iso_millis(time.time())})
             return list(job.config.get("notification_config") or [])
 
-        entries = self.store.update(job_id, commit)
+        entries = self.jobs.update(job_id, commit)
         if entries is None:
             return False
         notify_status = failure.notify_status if failure else NOTIFY_STATUS_SUCCESS
@@ -158,7 +158,7 @@ class Service:
 
     def _render(self, job_id: str, info: media.MediaInfo | None, path: Path | None) -> dict[str, Any]:
         audio_hash = media.fingerprint(path) if path and path.exists() else media.EMPTY_SHA256
-        job_info, config = self.store.read(job_id, lambda job: (job.info(), job.config))
+        job_info, config = self.jobs.read(job_id, lambda job: (job.info(), job.config))
         seconds, channels = (info.seconds, info.channels) if info else (0.0, 1)
         seed = transcripts.seed_for(audio_hash, config)
         return transcripts.build_json_v2(job_info, config, seconds, channels, seed, iso_micros(time.time()))
@@ -166,8 +166,8 @@ class Service:
     # --- deletion and expiry ------------------------------------------------------------------------
 
     def expire_if_due(self, job_id: str) -> None:
-        created = self.store.read(job_id, lambda job: job.created_ts)
-        if time.time() >= created + self.config.retention_seconds:
+        created = self.jobs.read(job_id, lambda job: job.created_ts)
+        if time.time() >= created + self.options.retention_seconds:
             self.expire(job_id)
 
     def expire(self, job_id: str) -> None:
@@ -197,14 +197,14 @@ class Service:
                 job.status = status
             return job.details(), path
 
-        details, path = self.store.update(job_id, change)
+        details, path = self.jobs.update(job_id, change)
         if path:
             path.unlink(missing_ok=True)
         return details
 
     def expire_due_jobs(self) -> None:
         """Catch up on expiry before listing, in case the clock passed a job's retention just now."""
-        for job_id, status in self.store.collect(lambda job: (job.id, job.status)):
+        for job_id, status in self.jobs.collect(lambda job: (job.id, job.status)):
             if status != "expired":
                 self.expire_if_due(job_id)
 

@@ -50,7 +50,7 @@ class UploadRequest(Request):
             prefix="upload-", dir=service.upload_dir, delete=False
         )
         self._temp_files().append(handle)
-        return CappedFile(handle, service.config.max_upload_bytes)  # type: ignore[return-value]
+        return CappedFile(handle, service.options.max_upload_bytes)  # type: ignore[return-value]
 
     def _temp_files(self) -> list[IO[bytes]]:
         if not hasattr(self, "_emulator_temp_files"):

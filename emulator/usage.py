@@ -43,7 +43,7 @@ def _day(text: str | None, default: date) -> date:
 
 @dataclass(frozen=True)
 class Billed:
-    """What usage needs of a job that finished done, copied out of the store under its lock."""
+    """What usage needs of a job that finished done, copied out of the job table under its lock."""
 
     day: date
     language: str

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from emulator import Emulator, EmulatorConfig
+from emulator import Emulator, EmulatorOptions
 from tests.emulator.support import API_KEY, Receiver
 
 FAST = {"api_key": API_KEY, "processing_seconds": 0.2, "notify_retry_delays": (0.1, 0.2, 0.3),
@@ -16,11 +16,11 @@ FAST = {"api_key": API_KEY, "processing_seconds": 0.2, "notify_retry_delays": (0
 
 @pytest.fixture
 def make_emulator() -> Iterator[Callable[..., Emulator]]:
-    """Start emulators with fast test settings plus overrides; all are stopped after the test."""
+    """Start emulators with fast test options plus overrides; all are stopped after the test."""
     started: list[Emulator] = []
 
     def make(**overrides: Any) -> Emulator:
-        emulator = Emulator(EmulatorConfig(**{**FAST, **overrides})).start()
+        emulator = Emulator(EmulatorOptions(**{**FAST, **overrides})).start()
         started.append(emulator)
         return emulator
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from emulator.config import FIELDS
+from emulator.options import FIELDS
 from tests.emulator.support import API_KEY, AUTH, submit_id, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

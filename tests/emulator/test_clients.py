@@ -80,7 +80,7 @@ def test_speechmatics_cli_transcribes_a_file(make_emulator, audio_file: Path, ho
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )
     assert result.returncode == 0, result.stderr
-    [job_id] = emu.service.store.collect(lambda job: job.id)
+    [job_id] = emu.service.jobs.collect(lambda job: job.id)
     assert f"Job submission successful. ID: {job_id}" in result.stdout
     job = emu.job(job_id)
     assert job["status"] == "done" and job["data_name"] == "meeting.wav"
@@ -95,7 +95,7 @@ def test_speechmatics_cli_reports_a_bad_key(emu: Emulator, audio_file: Path, hom
          str(audio_file)],
         capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(home)}, check=False,
     )
-    assert result.returncode != 0 and emu.service.store.collect(lambda job: job.id) == []
+    assert result.returncode != 0 and emu.service.jobs.collect(lambda job: job.id) == []
 
 
 def test_speechmatics_batch_sync_client(emu: Emulator, audio_file: Path, receiver: Receiver) -> None:

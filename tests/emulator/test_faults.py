@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from emulator import Emulator, EmulatorConfig
+from emulator import Emulator, EmulatorOptions
 from tests.emulator.support import AUTH, Receiver, job_config, submit, submit_id, wait_for, wav_bytes
 
 
@@ -171,12 +171,12 @@ def test_faults_over_http(emu: Emulator) -> None:
         emu.set_faults(hold=True)
 
 
-def test_config_checks_values() -> None:
+def test_options_check_values() -> None:
     with pytest.raises(ValueError, match="drop_fraction"):
-        EmulatorConfig(api_key="k", drop_fraction=1.5)
+        EmulatorOptions(api_key="k", drop_fraction=1.5)
     with pytest.raises(ValueError, match="api_key"):
-        EmulatorConfig(api_key="")
-    assert EmulatorConfig(api_key="k", notify_retry_delays="1, 2").notify_retry_delays == (1.0, 2.0)
+        EmulatorOptions(api_key="")
+    assert EmulatorOptions(api_key="k", notify_retry_delays="1, 2").notify_retry_delays == (1.0, 2.0)
 
 
 def test_stats_count_requests_by_route(emu: Emulator) -> None:

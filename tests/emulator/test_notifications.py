@@ -38,7 +38,7 @@ def test_single_transcript_item_is_the_body(emu: Emulator, receiver: Receiver, c
     [request] = receiver.wait(1)
     assert request.method == "POST" and request.content_type.startswith(content_type)
     fmt = {"transcript": "json-v2", "transcript.json-v2": "json-v2"}.get(contents[0], contents[0][11:])
-    served = emu.service.store.read(job_id, lambda job: job.transcript)
+    served = emu.service.jobs.read(job_id, lambda job: job.transcript)
     if fmt == "json-v2":
         assert request.body == emu.transcript_bytes(job_id)
     else:

@@ -31,7 +31,7 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 
-from emulator import Emulator, EmulatorConfig
+from emulator import Emulator, EmulatorOptions
 from tests.emulator.support import API_KEY, AUTH, submit_id, wait_for, wav_bytes
 
 SPEC = Path(__file__).parent / "fixtures" / "speechmatics-batch-openapi.yaml"
@@ -110,9 +110,9 @@ def _job_config(text: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Emulator]:
-    config = EmulatorConfig(api_key=API_KEY, processing_seconds=0, seed=1, rate_limit_get_per_second=0,
-                            rate_limit_post_per_second=0, max_wait_seconds=1)
-    with Emulator(config) as emulator:
+    options = EmulatorOptions(api_key=API_KEY, processing_seconds=0, seed=1, rate_limit_get_per_second=0,
+                             rate_limit_post_per_second=0, max_wait_seconds=1)
+    with Emulator(options) as emulator:
         yield emulator
 
 

@@ -1,11 +1,11 @@
-"""emulator/README.md documents every option exactly as EmulatorConfig declares it."""
+"""emulator/README.md documents every option exactly as EmulatorOptions declares it."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from emulator.config import ENV_PREFIX, FIELDS
+from emulator.options import ENV_PREFIX, FIELDS
 
 README = Path(__file__).resolve().parents[2] / "emulator" / "README.md"
 HEADER = "| option | CLI flag / environment variable | default | runtime | meaning |"
@@ -27,10 +27,10 @@ def option_rows() -> dict[str, list[str]]:
     return rows
 
 
-def test_options_table_matches_emulator_config() -> None:
+def test_options_table_matches_emulator_options() -> None:
     rows = option_rows()
-    assert sorted(set(rows) - set(FIELDS)) == [], "rows naming no EmulatorConfig field"
-    assert sorted(set(FIELDS) - set(rows)) == [], "EmulatorConfig fields without a row"
+    assert sorted(set(rows) - set(FIELDS)) == [], "rows naming no EmulatorOptions field"
+    assert sorted(set(FIELDS) - set(rows)) == [], "EmulatorOptions fields without a row"
     for name, spec in FIELDS.items():
         _, switches, default, runtime, meaning = rows[name]
         assert SWITCHES.fullmatch(switches), f"{name}: {switches}"

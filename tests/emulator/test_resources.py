@@ -9,7 +9,7 @@ import tracemalloc
 import wave
 from pathlib import Path
 
-from emulator import Emulator, EmulatorConfig
+from emulator import Emulator, EmulatorOptions
 from tests.emulator.support import API_KEY, AUTH, Receiver, job_config, submit_id, wait_for, wav_bytes
 
 
@@ -70,10 +70,10 @@ def test_large_upload_streams_to_disk_with_flat_memory(make_emulator, tmp_path: 
 
 def test_stop_deletes_uploads_and_joins_threads(tmp_path: Path, receiver: Receiver) -> None:
     before = set(threading.enumerate())
-    config = EmulatorConfig(api_key=API_KEY, processing_seconds=0.05, upload_dir=str(tmp_path), seed=1,
-                            notify_retry_delays=(60.0,))
+    options = EmulatorOptions(api_key=API_KEY, processing_seconds=0.05, upload_dir=str(tmp_path), seed=1,
+                             notify_retry_delays=(60.0,))
     receiver.answers["/hook"] = [500]
-    with Emulator(config) as emu:
+    with Emulator(options) as emu:
         job_id = submit_id(emu.url, wav_bytes(1), notification_config=[{"url": receiver.url(), "contents": ["data"]}])
         receiver.wait(1)  # the first attempt failed; a retry is now pending for a minute
         upload_dir = emu.service.upload_dir

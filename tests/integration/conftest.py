@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import Emulator, EmulatorConfig
+from emulator import Emulator, EmulatorOptions
 from tests.integration.support import API_KEY, Stack, fresh_schema, postgres_problem
 
 postgres_problem_once = functools.cache(postgres_problem)
@@ -34,18 +34,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-def emulator_config(**overrides: object) -> EmulatorConfig:
-    settings: dict[str, object] = {"api_key": API_KEY, "processing_seconds": 0.3,
-                                   "notify_retry_delays": (0.2, 0.4, 0.6), "notify_timeout": 10.0, "seed": 7}
-    settings.update(overrides)
-    return EmulatorConfig(**settings)  # type: ignore[arg-type]
+def emulator_options(**overrides: object) -> EmulatorOptions:
+    options: dict[str, object] = {"api_key": API_KEY, "processing_seconds": 0.3,
+                                  "notify_retry_delays": (0.2, 0.4, 0.6), "notify_timeout": 10.0, "seed": 7}
+    options.update(overrides)
+    return EmulatorOptions(**options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """The emulator, with any options a test names in @pytest.mark.emulator(...)."""
     marker = request.node.get_closest_marker("emulator")
-    with Emulator(emulator_config(**(marker.kwargs if marker else {}))) as running:
+    with Emulator(emulator_options(**(marker.kwargs if marker else {}))) as running:
         yield running
 
 

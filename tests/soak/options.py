@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator import EmulatorConfig
+from emulator import EmulatorOptions
 from tests.integration.support import API_KEY
 
 # The emulator's faults, all on at once. 5% of API calls: half 429 (with Retry-After), half 503.
@@ -40,8 +40,8 @@ class SoakOptions:
     servers: int = 1
 
 
-def emulator_config(seed: int) -> EmulatorConfig:
+def emulator_options(seed: int) -> EmulatorOptions:
     """Short processing and retry times so 1,000 jobs fit in minutes; the emulator's seed is the soak's, so
     the same jobs see the same drops, duplicates, delays, API faults and rejections when replayed."""
-    return EmulatorConfig(api_key=API_KEY, seed=seed, processing_seconds=PROCESSING_SECONDS,
-                          notify_retry_delays=RETRY_DELAYS, notify_timeout=NOTIFY_TIMEOUT, **FAULTS)
+    return EmulatorOptions(api_key=API_KEY, seed=seed, processing_seconds=PROCESSING_SECONDS,
+                           notify_retry_delays=RETRY_DELAYS, notify_timeout=NOTIFY_TIMEOUT, **FAULTS)

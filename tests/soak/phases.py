@@ -18,7 +18,7 @@ from notification_flow.jobs import open_store
 from tests.integration.support import ROOT, Stack, api_headers, wait_for
 from tests.soak.checks import check_everything, finished_at, record_observations, record_timings
 from tests.soak.faults import ServerKiller, plan_kills, submit_and_kill_client
-from tests.soak.options import FAULTS, RETRY_DELAYS, SUBMITS_PER_SECOND, Say, SoakOptions, emulator_config
+from tests.soak.options import FAULTS, RETRY_DELAYS, SUBMITS_PER_SECOND, Say, SoakOptions, emulator_options
 from tests.soak.prepare import chunked, make_audio, start_servers
 from tests.soak.records import ProcessRun, Run, SoakResult
 
@@ -37,7 +37,7 @@ def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: s
     result = SoakResult(options.seed, options, database, workdir)
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     audio = make_audio(workdir / "audio", options.jobs, rng)
-    with Emulator(emulator_config(options.seed)) as emulator:
+    with Emulator(emulator_options(options.seed)) as emulator:
         stack = Stack(tmp=workdir, emulator=emulator, database_url=database_url)
         open_store(database_url)  # the schema, once, before several processes race to create it
         servers = start_servers(stack, options.servers)

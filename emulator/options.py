@@ -82,8 +82,8 @@ def option(default: Any, parse: Callable[[Any], Any], help: str, *, fault: bool 
 
 
 @dataclass(frozen=True)
-class EmulatorConfig:
-    """Settings of one emulator instance; see emulator/README.md for the table of options."""
+class EmulatorOptions:
+    """The options of one emulator instance; emulator/README.md lists them in a table."""
 
     api_key: str = field(
         metadata={"parse": str, "help": "bearer token every request must carry (required)", "fault": False}
@@ -162,7 +162,7 @@ class EmulatorConfig:
         """The runtime-changeable part, as JSON-ready values."""
         return {name: _jsonable(getattr(self, name)) for name in FAULT_FIELDS}
 
-    def with_faults(self, changes: Mapping[str, Any]) -> EmulatorConfig:
+    def with_faults(self, changes: Mapping[str, Any]) -> EmulatorOptions:
         """A copy with some fault options changed; unknown names are refused, not ignored."""
         unknown = sorted(set(changes) - set(FAULT_FIELDS))
         if unknown:
@@ -181,5 +181,5 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-FIELDS: dict[str, dataclasses.Field] = {spec.name: spec for spec in dataclasses.fields(EmulatorConfig)}
+FIELDS: dict[str, dataclasses.Field] = {spec.name: spec for spec in dataclasses.fields(EmulatorOptions)}
 FAULT_FIELDS: tuple[str, ...] = tuple(name for name, spec in FIELDS.items() if spec.metadata["fault"])
