@@ -31,6 +31,7 @@ def test_short_soak_loses_nothing(database_url: str, tmp_path: Path) -> None:
     assert result.observed["server SIGKILLs (each restarted)"] >= 1
     assert result.observed["notifications dropped"] > 0 and result.observed["notifications duplicated"] > 0
     assert result.observed["  rejected"] > 0
+    assert result.observed["done jobs also reported failed"] > 0
     assert result.timings["cronjob passes overlapping"] > 0
 
 

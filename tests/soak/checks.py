@@ -186,6 +186,11 @@ def record_observations(result: SoakResult, run: Run, stats: dict[str, Any], ser
         "  rejected": statuses["rejected"],
         "API answers 429 injected": stats["injected_429"],
         "API answers 503 injected": stats["injected_503"],
+        "  503 answered after the job was created": stats["injected_create_then_fail"],
+        "transcript downloads truncated / empty": f"{stats['injected_truncated_transcript']} / "
+                                                  f"{stats['injected_empty_transcript']}",
+        "done jobs also reported failed": len(run.conflicting),
+        "later cronjob.py passes (cron going on)": len(run.settling),
         "API answers 429 for the rate limits: job creations": stats["rate_limited_post_jobs"],
         "API answers 429 for the rate limits: GETs": stats["rate_limited_get"],
         "server SIGKILLs (each restarted)": len(run.windows),

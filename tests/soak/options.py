@@ -11,11 +11,19 @@ from typing import Any
 from emulator import EmulatorOptions
 from tests.integration.support import API_KEY
 
-# The emulator's faults, all on at once. 5% of API calls: half 429 (with Retry-After), half 503.
+# The emulator's faults, all on at once. 5% of API calls: half 429 (with Retry-After), half 503; 2% of job
+# creations answered 503 after the job was made; 5% of transcript downloads truncated or empty.
 FAULTS: dict[str, Any] = {
     "drop_fraction": 0.3, "duplicate_fraction": 0.2, "delay_max_seconds": 2.0,
     "api_429_fraction": 0.025, "api_503_fraction": 0.025, "retry_after_seconds": 1, "reject_fraction": 0.05,
+    "create_then_fail_fraction": 0.02, "truncate_transcript_fraction": 0.03, "empty_transcript_fraction": 0.02,
 }
+# One client.py run meets an API slower to create a job than the client waits: every one of its
+# submissions is ambiguous, and each job must still be found by its reference and finished.
+SLOW_CREATE_MS = 1500
+SLOW_CLIENT_TIMEOUT = "1"
+CONFLICTING_FRACTION = 0.02  # done jobs also reported failed, before their transcript arrives again
+SETTLING_PASSES = 5  # later cronjob.py passes, as cron would run them, while a download failed
 PROCESSING_SECONDS = 0.5
 RETRY_DELAYS = (0.2, 0.5, 1.0)  # Speechmatics retries for about a minute; short here, so retries run out often
 NOTIFY_TIMEOUT = 10.0

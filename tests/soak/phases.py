@@ -15,10 +15,22 @@ import requests
 
 from emulator import Emulator
 from notification_flow.jobs import open_store
+from notification_flow.lifecycle import OPEN_STATES
 from tests.integration.support import ROOT, Stack, api_headers, wait_for
 from tests.soak.checks import check_everything, finished_at, record_observations, record_timings
 from tests.soak.faults import ServerKiller, plan_kills, submit_and_kill_client
-from tests.soak.options import FAULTS, RETRY_DELAYS, SUBMITS_PER_SECOND, Say, SoakOptions, emulator_options
+from tests.soak.options import (
+    CONFLICTING_FRACTION,
+    FAULTS,
+    RETRY_DELAYS,
+    SETTLING_PASSES,
+    SLOW_CLIENT_TIMEOUT,
+    SLOW_CREATE_MS,
+    SUBMITS_PER_SECOND,
+    Say,
+    SoakOptions,
+    emulator_options,
+)
 from tests.soak.prepare import chunked, make_audio, start_servers
 from tests.soak.records import ProcessRun, Run, SoakResult
 
@@ -74,19 +86,48 @@ def drive(stack: Stack, servers: list[Stack], audio: list[Path], rng: random.Ran
     emulator = stack.emulator
     truth = {job["id"]: emulator.job(job["id"]) for job in wait_until_api_finished(stack)}
     last_finish = max((finished_at(emulator, job) for job in truth.values()), default=time.time())
-    progress(f"the API finished all {len(truth)} jobs; two cronjob.py --all passes")
+    conflicting = report_conflicting(servers, truth, rng)
+    progress(f"the API finished all {len(truth)} jobs; {len(conflicting)} of them also reported failed; "
+             "two cronjob.py --all passes")
     cronjobs = run_overlapping_cronjobs(stack, logs)
     progress("; ".join(f"{run.name} exit {run.returncode} in {run.seconds:.1f}s" for run in cronjobs))
     deliveries = wait_until_notifications_settled(
         emulator, set(truth), not_before=last_finish + FAULTS["delay_max_seconds"] + 0.6)
-    progress("every notification settled; checking")
-    return Run(truth, deliveries, windows, clients, cronjobs, last_finish, submission_seconds)
+    settling = run_settling_cronjobs(stack, logs)
+    progress(f"every notification settled; {len(settling)} later cronjob.py pass(es); checking")
+    return Run(truth, deliveries, windows, clients, cronjobs, last_finish, submission_seconds, settling, conflicting)
 
 
-def run_client(server: Stack, files: list[Path], logs: Path, name: str) -> ProcessRun:
+def report_conflicting(servers: list[Stack], truth: dict[str, dict[str, Any]], rng: random.Random) -> list[str]:
+    """Some done jobs are reported failed too, then done again with their transcript: the transcript must win,
+    whatever the genuine notification did meanwhile."""
+    done = sorted(job_id for job_id, job in truth.items() if job["status"] == "done")
+    chosen = rng.sample(done, max(1, round(len(done) * CONFLICTING_FRACTION))) if done else []
+    for job_id in chosen:
+        server = servers[rng.randrange(len(servers))]
+        for status, body in (("error", b""), ("success", server.emulator.transcript_bytes(job_id))):
+            answer = server.notify(job_id, status=status, body=body, content_type="application/json")
+            assert answer.status_code in (200, 202), (job_id, status, answer.status_code, answer.text)
+    return chosen
+
+
+def run_settling_cronjobs(stack: Stack, logs: Path) -> list[ProcessRun]:
+    """More passes, as cron would start them, until no job is open (a download may have come back broken)."""
+    runs: list[ProcessRun] = []
+    store = open_store(stack.database_url)
+    while len(runs) < SETTLING_PASSES and any(job.status in OPEN_STATES for job in store.jobs()):
+        started = time.time()
+        result = stack.cronjob("--all", timeout=600)
+        log = logs / f"cronjob-later-{len(runs) + 1}.log"
+        log.write_text(result.stdout + result.stderr)
+        runs.append(ProcessRun(log.stem, result.returncode, started, time.time(), (log,)))
+    return runs
+
+
+def run_client(server: Stack, files: list[Path], logs: Path, name: str, **env: str) -> ProcessRun:
     """One client.py run over `files`, notifying `server`; its output goes to a log file."""
     started = time.time()
-    result = server.run("client.py", *map(str, files), timeout=120 + 2 * len(files))
+    result = server.run("client.py", *map(str, files), timeout=120 + 2 * len(files), **env)
     log = logs / f"{name}.log"
     log.write_text(result.stdout + result.stderr)
     return ProcessRun(name, result.returncode, started, time.time(), (log,))
@@ -99,6 +140,7 @@ def submit_all(servers: list[Stack], files: list[Path], logs: Path, rng: random.
     killed_audio, rest = files[0], files[1:]
     chunks = chunked(rest, len(servers))
     kill_before = rng.randrange(len(chunks) + 1)
+    slow = rng.randrange(len(chunks)) if chunks else -1
     runs: list[ProcessRun] = []
     for index in range(len(chunks) + 1):
         if index == kill_before:
@@ -106,10 +148,31 @@ def submit_all(servers: list[Stack], files: list[Path], logs: Path, rng: random.
             say(runs[-1].name)
         if index < len(chunks):
             server = servers[index % len(servers)]
-            runs.append(run_client(server, chunks[index], logs, f"client-{index + 1}"))
-            say(f"client.py run {index + 1}/{len(chunks)}: {len(chunks[index])} files to {server.webhook_url}, "
+            slow_api = index == slow
+            server.emulator.set_faults(create_latency_ms=SLOW_CREATE_MS if slow_api else 0)
+            env = {"SPEECHMATICS_TIMEOUT": SLOW_CLIENT_TIMEOUT} if slow_api else {}
+            runs.append(run_client(server, chunks[index], logs, f"client-{index + 1}", **env))
+            if slow_api:
+                wait_until_created(server, chunks[index])
+            say(f"client.py run {index + 1}/{len(chunks)}: {len(chunks[index])} files to {server.webhook_url}"
+                f"{' (an API slower to create jobs than it waits)' if slow_api else ''}, "
                 f"exit {runs[-1].returncode}, {runs[-1].seconds:.1f}s")
     return runs
+
+
+def wait_until_created(stack: Stack, files: list[Path], timeout: float = 60) -> None:
+    """The slow API creates each job after its client gave up on it: wait until every one the client left
+    `submitting` exists, or the API's truth, taken later, could miss a job still being created."""
+    names = {str(path) for path in files}
+    wanted = {job.reference for job in open_store(stack.database_url).jobs()
+              if job.audio in names and job.status == "submitting"}
+
+    def created() -> bool:
+        listed = api_jobs(stack)
+        return listed is not None and wanted <= {((job.get("config") or {}).get("tracking") or {}).get("reference")
+                                                for job in listed}
+
+    wait_for(created, timeout=timeout, message="the slow API to create every job its client gave up on")
 
 
 def run_overlapping_cronjobs(stack: Stack, logs: Path, timeout: float = 600) -> list[ProcessRun]:

@@ -45,6 +45,8 @@ class Run:
     cronjobs: list[ProcessRun]
     last_finish: float
     submission_seconds: float
+    settling: list[ProcessRun] = field(default_factory=list)  # later passes, while downloads had failed
+    conflicting: list[str] = field(default_factory=list)  # done jobs also reported failed
 
 
 @dataclass
