@@ -20,10 +20,11 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 demo: $(STAMP)  ## Run the whole flow locally against the emulator
 	$(BIN)/python demo.py
 
-test: $(STAMP)  ## Lint, then the fast in-process tests, then everything else four at a time
+test: $(STAMP)  ## Lint, the in-process tests, the rest four at a time, then the pacing tests alone
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests/unit
-	$(BIN)/python -m pytest -n 4 --dist loadgroup tests/integration tests/emulator
+	$(BIN)/python -m pytest -n 4 -m "not paced" tests/integration tests/emulator
+	$(BIN)/python -m pytest -m paced tests/integration
 
 soak: $(STAMP)  ## Soak (~5 min): 1,000 jobs under every fault, on sqlite, then PostgreSQL with 2 servers
 	$(BIN)/python -m tests.soak --jobs 1000 --database sqlite --servers 1

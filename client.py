@@ -15,12 +15,13 @@ import argparse
 import contextlib
 import copy
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from notification_flow.api import AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
+from notification_flow.api import HEARTBEAT_SECONDS, AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
 from notification_flow.cli import exit_on_bad_settings, read_json_object
 from notification_flow.jobs import JobStore, StoreUnavailable, open_store
 from notification_flow.listing import show_jobs
@@ -62,27 +63,42 @@ def submit(path: Path, settings: Settings, store: JobStore, api: SpeechmaticsAPI
     except OSError as error:
         return False, f"{path}: cannot read: {error.strerror or error}"  # nothing recorded for it
     reference = uuid.uuid4().hex
-    store.add_submission(reference, str(path))  # 1. intent, before anything is sent
+    try:
+        store.add_submission(reference, str(path))  # 1. intent, before anything is sent
+    except StoreUnavailable as error:
+        return False, f"{path}: not submitted: the database is unavailable ({error})"
+    last_heartbeat = time.monotonic()
 
     def heartbeat() -> None:  # keeps cronjob.py from judging this row dead while we upload or wait
-        with contextlib.suppress(StoreUnavailable):  # a busy database now is no reason to stop uploading
-            if store.heartbeat(reference):
-                return
-            raise RowClosed(f"{path}: row {reference} was closed before the upload finished; not submitted")
+        nonlocal last_heartbeat
+        try:
+            if not store.heartbeat(reference):
+                raise RowClosed(f"{path}: row {reference} was closed before the upload finished")
+            last_heartbeat = time.monotonic()
+        except StoreUnavailable:  # a moment's trouble is no reason to stop; a long one is, since cronjob.py
+            if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:  # can no longer see we are alive
+                raise RowClosed(f"{path}: the database has been unavailable for too long") from None
 
     try:  # 2. the job, carrying our reference and notification URL
         job_id = api.submit(path, job_config(settings, reference, args), heartbeat)
     except RowClosed as error:
-        return False, str(error)
+        job = store.find_by_reference(reference)  # a notification may have brought the job id already
+        if job is not None and job.job_id:
+            return True, f"{path}: job {job.job_id} {job.status}"
+        return False, f"{error}; not submitted"
     except AmbiguousSubmission as error:
         return False, f"{path}: {error}; left as 'submitting' for cronjob.py to resolve"
-    except Unauthorized as error:
-        store.record_not_created(reference, str(error))
-        raise  # every other file would fail the same way: stop
-    except ApiError as error:
-        store.record_not_created(reference, str(error))
+    except ApiError as error:  # answered, and no job was made (a database that is away leaves it to cronjob.py)
+        with contextlib.suppress(StoreUnavailable):
+            store.record_not_created(reference, str(error))
+        if isinstance(error, Unauthorized):
+            raise  # every other file would fail the same way: stop
         return False, f"{path}: not submitted: {error}"
-    job = store.record_created(reference, job_id)  # 3. its id (a fast notification may have done it already)
+    try:
+        job = store.record_created(reference, job_id)  # 3. its id (a fast notification may have done it already)
+    except StoreUnavailable:
+        return False, f"{path}: job {job_id} created, its id not recorded yet (database unavailable); cronjob.py " \
+            "will find it by its reference"
     if job is None:
         return False, f"{path}: job {job_id} created, but its row belongs to another job; see cronjob.py's log"
     return True, f"{path}: job {job_id} {job.status}"

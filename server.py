@@ -112,8 +112,8 @@ class Receiver:
     def on_success(self, job_id: str, body: NotificationBody) -> Answer:
         if body.transcript is not None:
             return self.publish(job_id, body.transcript, body.reference)
-        # No json-v2 in the body (txt, srt, jobinfo or nothing): fetch it, unless the job is finished.
-        if self.is_final(job_id):
+        # No json-v2 in the body (txt, srt, jobinfo or nothing): fetch it, unless nothing can change the job.
+        if self.is_terminal(job_id):
             return Answer(200, Outcome.DUPLICATE)
         if self.api is None:  # cronjob.py will fetch it
             notification = Notification(NotificationStatus.SUCCESS, reference=body.reference)
@@ -136,15 +136,15 @@ class Receiver:
         return Answer(200, self.store.record_notification(job_id, notification), path.name if written else "-")
 
     def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody) -> Answer:
-        if self.is_final(job_id):
+        if self.is_terminal(job_id):
             return Answer(200, Outcome.DUPLICATE)
         reason = body.error or self.reason_from_api(job_id) or f"Speechmatics reported {status}"
         notification = Notification(status, error=reason, reference=body.reference)
         return Answer(200, self.store.record_notification(job_id, notification))
 
-    def is_final(self, job_id: str) -> bool:
+    def is_terminal(self, job_id: str) -> bool:
         job = self.store.find(job_id)
-        return job is not None and job.is_final
+        return job is not None and job.is_terminal
 
     def reason_from_api(self, job_id: str) -> str | None:
         with contextlib.suppress(ApiError):

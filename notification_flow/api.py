@@ -105,13 +105,15 @@ class SpeechmaticsAPI:
 
     # -- calls ----------------------------------------------------------------------------------------
     def submit(self, audio: Path, job_config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
-        """Create a job, exactly once. `heartbeat` runs at least every HEARTBEAT_SECONDS until the answer
-        is in, so the row's owner is seen to be alive; if it raises, the upload stops.
+        """Create a job, and never a second one that the listing could have shown. `heartbeat` runs at least
+        every HEARTBEAT_SECONDS until the answer is in, so the row's owner is seen to be alive; if it
+        raises, the upload stops.
 
         Speechmatics has no idempotency key, but our reference travels in `tracking.reference`: after an
         answered 5xx we look for a job carrying it before trying again, within the same budget of tries.
-        A request that got no answer at all may still be running there, so that raises
-        AmbiguousSubmission, and cronjob.py decides later."""
+        A request that got no answer may still be running there, and a 5xx may have come after the job
+        was made: either raises AmbiguousSubmission (the latter once the budget is spent), and cronjob.py
+        decides later. Only a submission that was never answered with a 5xx can end in a plain failure."""
         reference = (job_config.get("tracking") or {}).get("reference")
         budget = self.retry.budget(heartbeat)
 
@@ -120,6 +122,7 @@ class SpeechmaticsAPI:
                 return self.http.post("jobs", data={"config": json.dumps(job_config)},
                                       files={"data_file": (audio.name, _CheckedReader(data, pulse))})
 
+        maybe_created = False
         while True:
             if heartbeat:
                 heartbeat()  # before the rate limiter's slot, so a slow database never bunches our requests
@@ -127,10 +130,17 @@ class SpeechmaticsAPI:
                 return _job_id(self._try(post, self.submits, idempotent=False))
             except _Retryable as problem:
                 if problem.answered and reference:  # a 5xx: the job may exist anyway
+                    maybe_created = True
                     existing = self._find_reference(reference, budget, problem)
                     if existing:
                         return existing
-                self._spend(budget, problem)
+                try:
+                    self._spend(budget, problem)
+                except ApiError as error:
+                    if maybe_created:
+                        raise AmbiguousSubmission(f"{error}; a job may have been created all the same",
+                                                  error.status) from None
+                    raise
 
     def _find_reference(self, reference: str, budget: Budget, answered: _Retryable, pages: int = 2) -> str | None:
         """The id of a recent job carrying our reference, if the listing shows one; a listing we cannot
@@ -150,10 +160,15 @@ class SpeechmaticsAPI:
         return self._json(self._call(lambda: self.http.get(f"jobs/{job_id}", params={"wait": 0}), self.reads), "job")
 
     def jobs_page(self, created_before: str | None = None, budget: Budget | None = None) -> list[dict[str, Any]]:
+        """One page of the listing, newest first; a page whose jobs lack an id or a creation time is an
+        ApiError, so no caller ever trips over a malformed answer."""
         params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": "true"}
         if created_before:
             params["created_before"] = created_before
-        return self._json(self._call(lambda: self.http.get("jobs", params=params), self.reads, budget), "jobs")
+        page = self._json(self._call(lambda: self.http.get("jobs", params=params), self.reads, budget), "jobs")
+        if not isinstance(page, list) or not all(_well_formed(item) for item in page):
+            raise ApiError("Speechmatics answered a listing whose jobs lack an id or a creation time")
+        return page
 
     def recent_jobs(self, since: float, budget: Budget | None = None) -> Iterator[dict[str, Any]]:
         """Every job created at or after `since` (epoch seconds), newest first, once each.
@@ -183,7 +198,7 @@ class SpeechmaticsAPI:
                 if response.status_code != 200:
                     response.read()
                     return response
-                for chunk in response.iter_bytes(1 << 16):
+                for chunk in response.iter_bytes():  # as each read arrives, so a trickle meets the deadline
                     target.write(chunk)
                     if time.monotonic() > deadline:
                         raise httpx.ReadTimeout(f"download took longer than {self.download_seconds:.0f}s")
@@ -216,7 +231,7 @@ class SpeechmaticsAPI:
             response = request()
         except CERTAINLY_NOT_SENT as error:
             raise _Retryable(f"cannot connect: {error}") from error
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:  # sent, but no answer we could read
             if not idempotent:
                 raise AmbiguousSubmission(f"no answer from Speechmatics ({type(error).__name__}); "
                                           "the job may exist") from error
@@ -301,10 +316,21 @@ def _job_id(created: httpx.Response) -> str:
     return job_id
 
 
-def rejection_reason(job: dict[str, Any]) -> str | None:
+def _well_formed(item: Any) -> bool:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        return False
+    try:
+        created_at(item)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def rejection_reason(job: Any) -> str | None:
     """Why Speechmatics rejected a job: the first of its `errors` that is not about delivering a notification
     (the service appends those after the real reason when the rejection's notification fails too)."""
-    for error in job.get("errors") or []:
+    errors = job.get("errors") if isinstance(job, dict) else None
+    for error in errors if isinstance(errors, list) else []:
         message = error.get("message") if isinstance(error, dict) else None
         if message and not message.startswith(NOTIFICATION_ERRORS):
             return str(message)

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from notification_flow.db import StoreConfigError
+from notification_flow.db import StoreConfigError, StoreUnavailable
 from notification_flow.settings import SettingsError
 
 EXIT_BAD_SETTINGS = 2
+EXIT_UNAVAILABLE = 75  # EX_TEMPFAIL: a later run may succeed
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -30,6 +31,9 @@ def exit_on_bad_settings() -> Iterator[None]:
     except (SettingsError, StoreConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTINGS) from None
+    except StoreUnavailable as error:  # locked or busy right now: worth trying again, not a bad setting
+        print(f"error: the database is unavailable, try again: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_UNAVAILABLE) from None
 
 
 def read_json_object(parser: argparse.ArgumentParser, flag: str, path: Path | None) -> dict[str, Any]:

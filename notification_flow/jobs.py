@@ -17,8 +17,9 @@ from typing import Any
 
 from notification_flow.db import Database, Row, StoreUnavailable, Transaction, migrate, open_database
 from notification_flow.lifecycle import (
-    FINAL_STATES,
     OPEN_STATES,
+    SETTLED_STATES,
+    TERMINAL_STATES,
     Event,
     NotificationOutcome,
     NotificationStatus,
@@ -41,8 +42,9 @@ class Job:
     updated_at: float
 
     @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATES
+    def is_terminal(self) -> bool:
+        """Nothing that arrives can change this job any more."""
+        return self.status in TERMINAL_STATES
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -64,12 +66,12 @@ class Notification:
         """The lifecycle event it carries; None for a success whose transcript we do not have yet."""
         if self.status is NotificationStatus.SUCCESS:
             return Event.TRANSCRIPT_STORED if self.transcript else None
-        return Event.FAILED
+        return Event.REJECTED
 
     @property
     def weight(self) -> int:
         """Which of two notifications for one job decides its end: a transcript, then a failure."""
-        return {Event.TRANSCRIPT_STORED: 2, Event.FAILED: 1, None: 0}[self.event]
+        return {Event.TRANSCRIPT_STORED: 2, Event.REJECTED: 1, None: 0}[self.event]
 
     @classmethod
     def from_row(cls, row: Row) -> Notification:
@@ -99,7 +101,8 @@ class JobStore:
 
     def record_created(self, reference: str, job_id: str) -> Job | None:
         """Give the row its Speechmatics job id (from client.py, a listing or a notification's reference),
-        then apply any notification kept for that id. None if the row is not ours to give it to."""
+        then apply any notification kept for that id. None if there is no such row, or it already has
+        another job id, or the id already belongs to another row."""
         with self.database.transaction() as tx:
             tx.lock_job_id(job_id)
             row = self._adopt(tx, reference, job_id)
@@ -141,14 +144,22 @@ class JobStore:
 
     def _move(self, tx: Transaction, row: Row, event: Event, job_id: str | None = None,
               transcript: str | None = None, error: str | None = None) -> State | None:
-        """The one place a state changes: only along the table, and only if no one moved the row first."""
-        target = next_state(row["status"], event)
-        if target is None:
-            return None
-        tx.execute("UPDATE jobs SET status = $1, job_id = COALESCE($2, job_id), transcript = COALESCE($3, "
-                   "transcript), error = $4, updated_at = $5, lease_until = NULL WHERE reference = $6 AND "
-                   "status = $7", target, job_id, transcript, error, tx.now(), row["reference"], row["status"])
-        return target if tx.rowcount == 1 else None
+        """The one place a state changes: only along the table, and only from the state the row is in. If
+        another process moved the row since it was read (PostgreSQL lets a commit land in between), the
+        move is judged again from the row as it now is."""
+        for _ in range(len(State)):  # each retry follows a move of the row: there cannot be more
+            target = next_state(row["status"], event)
+            if target is None:
+                return None
+            tx.execute("UPDATE jobs SET status = $1, job_id = COALESCE($2, job_id), transcript = COALESCE($3, "
+                       "transcript), error = $4, updated_at = $5, lease_until = NULL WHERE reference = $6 AND "
+                       "status = $7", target, job_id, transcript, error, tx.now(), row["reference"], row["status"])
+            if tx.rowcount == 1:
+                return target
+            row = self._row(tx, "reference", row["reference"]) or {}
+            if not row:
+                return None
+        return None
 
     def _adopt(self, tx: Transaction, reference: str, job_id: str) -> Row | None:
         row = self._row(tx, "reference", reference)
@@ -170,8 +181,9 @@ class JobStore:
     def _apply(self, tx: Transaction, row: Row, notification: Notification) -> NotificationOutcome:
         event = notification.event
         if event is None:
-            return NotificationOutcome.DUPLICATE if row["status"] in FINAL_STATES else NotificationOutcome.WAITING
-        error = notification.error or f"Speechmatics reported {notification.status}" if event is Event.FAILED else None
+            return NotificationOutcome.DUPLICATE if row["status"] in SETTLED_STATES else NotificationOutcome.WAITING
+        error = (notification.error or f"Speechmatics reported {notification.status}") if event is Event.REJECTED \
+            else None
         moved = self._move(tx, row, event, transcript=notification.transcript, error=error)
         if moved is State.DONE:
             return NotificationOutcome.DONE
@@ -221,6 +233,13 @@ class JobStore:
             tx.execute("UPDATE jobs SET lease_until = $1 WHERE reference = $2 AND (lease_until IS NULL OR "
                        "lease_until < $3)", now + lease_seconds, reference, now)
             return tx.rowcount == 1
+
+    def renew(self, references: list[str], lease_seconds: float) -> None:
+        """Extend leases a pass still holds, so a long pass never meets its own jobs again."""
+        with self.database.transaction() as tx:
+            until = tx.now() + lease_seconds
+            for reference in references:
+                tx.execute("UPDATE jobs SET lease_until = $1 WHERE reference = $2", until, reference)
 
     def release(self, reference: str) -> None:
         with self.database.transaction() as tx:

@@ -30,7 +30,7 @@ class Event(StrEnum):
     CREATED = "created"  # a job carrying the row's reference exists: its id is learned
     NOT_CREATED = "not_created"  # an answer, or a listing taken late enough, shows no job was created
     TRANSCRIPT_STORED = "transcript_stored"  # a valid json-v2 transcript is published as <job_id>.json
-    FAILED = "failed"  # Speechmatics reported the job failed (notification status or job status)
+    REJECTED = "rejected"  # Speechmatics reported it could not do the job (notification status or job status)
     EXPIRED = "expired"  # the API answers 410 (or 404 for a job older than its retention)
     DELETED = "deleted"  # the API lists the job as deleted
 
@@ -40,14 +40,16 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.SUBMITTING, Event.NOT_CREATED): State.SUBMIT_FAILED,
     (State.SUBMIT_FAILED, Event.CREATED): State.RUNNING,  # the job turned up after all: adopt it
     (State.RUNNING, Event.TRANSCRIPT_STORED): State.DONE,
-    (State.RUNNING, Event.FAILED): State.REJECTED,
+    (State.RUNNING, Event.REJECTED): State.REJECTED,
     (State.RUNNING, Event.EXPIRED): State.EXPIRED,
     (State.RUNNING, Event.DELETED): State.DELETED,
     (State.REJECTED, Event.TRANSCRIPT_STORED): State.DONE,  # a transcript outranks a failure report
 }
 
 OPEN_STATES = (State.SUBMITTING, State.RUNNING)  # the reconciler works on these
-FINAL_STATES = tuple(state for state in State if state not in OPEN_STATES)
+SETTLED_STATES = tuple(state for state in State if state not in OPEN_STATES)  # it leaves these alone
+# No event moves these: whatever arrives later is a duplicate.
+TERMINAL_STATES = tuple(state for state in State if not any(start is state for start, _ in TRANSITIONS))
 
 
 def next_state(state: State | str, event: Event) -> State | None:
@@ -70,7 +72,7 @@ class NotificationStatus(StrEnum):
 
     @property
     def event(self) -> Event:
-        return Event.TRANSCRIPT_STORED if self is NotificationStatus.SUCCESS else Event.FAILED
+        return Event.TRANSCRIPT_STORED if self is NotificationStatus.SUCCESS else Event.REJECTED
 
 
 class NotificationOutcome(StrEnum):

@@ -8,6 +8,8 @@ when a `submitting` row may be judged to have created no job) are unit-tested in
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,36 +61,56 @@ class Reconciler:
         self.store, self.api, self.transcripts = store, api, transcripts
         self.policy = policy or ReconcilePolicy()
         self.summary: Counter[str] = Counter()
+        self.counting = threading.Lock()  # the pass's workers count from several threads
+
+    def count(self, *outcomes: str) -> None:
+        with self.counting:
+            self.summary.update(outcomes)
 
     def run_pass(self) -> Counter[str]:
-        """One pass; the summary counts jobs checked and each outcome. One job's trouble never stops it."""
+        """One pass; the summary counts jobs checked and each outcome. One job's trouble never stops it, and
+        nothing the database or the API does ends a `--loop`: the next pass tries again."""
         self.summary = Counter()
         try:
             self.reconcile_open_jobs()
             self.repair_missing_transcripts()
             self.transcripts.remove_leftovers()
             self.store.forget_early_notifications(older_than=self.policy.retention_seconds)
-        except StoreUnavailable as error:  # the next pass (or --loop round) tries again
+        except StoreUnavailable as error:
             log.warning("database unavailable, pass cut short: %s", error)
-            self.summary[Outcome.FAILED] += 1
+            self.count(Outcome.FAILED)
+        except Exception as error:  # the last resort: a defect or an answer nobody foresaw
+            log.exception("pass cut short: %r", error)
+            self.count(Outcome.FAILED)
         return self.summary
 
     def reconcile_open_jobs(self) -> None:
         policy = self.policy
-        unfinished: list[Job] = []  # keep their leases until the pass ends, so it does not see them twice
-        remote = RemoteJobs(self.api, policy.clock_skew_seconds)
+        held: dict[str, Job] = {}  # leased by this pass and not finished: released when it ends, not before,
+        remote = RemoteJobs(self.api, policy.clock_skew_seconds)  # so the pass never meets them twice
         doubtful = self.store.recently_not_created(policy.adoption_window_seconds)
+        renewed = time.monotonic()
         try:
             if doubtful:
                 self.learn(remote, doubtful, doubtful)
             while jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds):
-                now = self.learn(remote, jobs, doubtful)
+                fresh = [job for job in jobs if job.reference not in held]
+                held.update((job.reference, job) for job in jobs)
+                if not fresh:  # only jobs whose lease ran out mid-pass: this pass has seen them
+                    break
+                now = self.learn(remote, fresh, doubtful)
                 with ThreadPoolExecutor(policy.concurrency) as pool:
-                    outcomes = list(pool.map(self.reconcile_safely, jobs, [remote] * len(jobs), [now] * len(jobs)))
-                unfinished += [job for job, outcome in zip(jobs, outcomes, strict=True) if outcome.leaves_job_open]
+                    outcomes = list(pool.map(self.reconcile_safely, fresh, [remote] * len(fresh),
+                                             [now] * len(fresh)))
+                for job, outcome in zip(fresh, outcomes, strict=True):
+                    if not outcome.leaves_job_open:
+                        held.pop(job.reference)  # moved: its lease went with the move
+                if time.monotonic() - renewed > policy.lease_seconds / 2:  # a long pass: keep what it holds
+                    self.store.renew(list(held), policy.lease_seconds)
+                    renewed = time.monotonic()
         finally:
-            for job in unfinished:
-                self.store.release(job.reference)
+            for reference in held:
+                self.store.release(reference)
 
     def learn(self, remote: RemoteJobs, jobs: list[Job], doubtful: list[Job]) -> float:
         """Learn about `jobs` from a listing where that pays, and adopt any doubtful row it shows; the answer
@@ -107,8 +129,7 @@ class Reconciler:
         except Exception as error:  # one job's trouble must never stop the others
             log.warning("job %s (%s): %s", job.job_id or "-", job.reference, error)
             outcome = Outcome.FAILED
-        self.summary["checked"] += 1
-        self.summary[outcome] += 1
+        self.count("checked", outcome)
         return outcome
 
     def reconcile(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
@@ -120,7 +141,9 @@ class Reconciler:
                     return Outcome.STILL_RUNNING
                 moved = self.store.record_not_created(job.reference, "Speechmatics has no job with this reference")
                 return Outcome.SUBMIT_FAILED if moved else Outcome.ALREADY_FINAL
-            self.store.record_created(job.reference, found["id"])
+            if self.store.record_created(job.reference, found["id"]) is None:
+                log.warning("job %s carries reference %s, whose row has another job id", found["id"], job.reference)
+                return Outcome.FAILED
             job_id = found["id"]
         try:
             details = remote.details(job_id)
@@ -157,7 +180,7 @@ class Reconciler:
             return Outcome.RECOVERED if moved else Outcome.ALREADY_FINAL
         if status == "rejected":
             reason = rejection_reason(details) or "rejected by Speechmatics"
-            self.store.record_remote_status(job_id, Event.FAILED, error=reason)
+            self.store.record_remote_status(job_id, Event.REJECTED, error=reason)
             return Outcome.REJECTED
         if status in ("deleted", "expired"):
             event = Event.DELETED if status == "deleted" else Event.EXPIRED
@@ -187,17 +210,17 @@ class Reconciler:
             return  # another pass is on it
         try:
             self.store.record_repair(job.job_id, self.fetch_transcript(job.job_id))
-            self.summary[Outcome.REPAIRED] += 1
+            self.count(Outcome.REPAIRED)
         except (JobNotFound, JobGone) as error:
             if isinstance(error, JobNotFound) and job.created_at > self.store.now() - self.policy.retention_seconds:
                 log.warning("job %s: transcript missing, and the API answered 404 for now: %s", job.job_id, error)
             else:  # 410, or 404 for a job older than Speechmatics keeps any: it is gone for good
                 self.store.record_repair(job.job_id, None, error="transcript file lost; Speechmatics no longer "
                                          "has it")
-            self.summary[Outcome.FAILED] += 1
+            self.count(Outcome.FAILED)
         except (ApiError, OSError, NotATranscript) as error:
             log.warning("job %s: transcript missing and not fetched yet: %s", job.job_id, error)
-            self.summary[Outcome.FAILED] += 1
+            self.count(Outcome.FAILED)
         finally:
             self.store.release(job.reference)
 

@@ -113,6 +113,7 @@ def test_crash_before_the_api_call_leaves_a_row_that_cronjob_marks_submit_failed
     assert stack.store().find_by_reference("0" * 32).status == "submit_failed"
 
 
+@pytest.mark.paced
 def test_submissions_stay_under_ten_per_second(stack: Stack) -> None:
     audio = [stack.tmp / f"clip{i}.wav" for i in range(25)]
     for path in audio:

@@ -46,6 +46,7 @@ def test_statuses_come_from_list_pages_not_one_call_per_job(stack: Stack) -> Non
     assert reads <= 30 * 1.1, after
 
 
+@pytest.mark.paced
 def test_rate_limits_and_throttling_are_respected(stack: Stack) -> None:
     job_ids = lost_jobs(stack, 30)
     stack.emulator.set_faults(api_429_fraction=0.1, api_503_fraction=0.05)

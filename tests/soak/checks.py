@@ -81,7 +81,7 @@ def check_jobs(truth: dict[str, dict[str, Any]], rows: list[Job], audio: list[Pa
     result.counters["audio files that never became a job"] = len(never)
     result.examples["audio files that never became a job"] = never
     result.observed["rows submit_failed (no job was created)"] = sum(r.status == "submit_failed" for r in stray)
-    result.observed["rows still 'submitting' (no job; client silent < 1 min)"] = sum(
+    result.observed["rows still 'submitting' (no job; its client could still create one)"] = sum(
         r.status == "submitting" for r in stray)
 
 

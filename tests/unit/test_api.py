@@ -567,3 +567,39 @@ def test_rejection_reason_skips_notification_delivery_errors(errors: list[Any] |
 def test_rejection_reason_of_the_docs_job_without_errors_is_none() -> None:
     job = json.loads(DOCS_TRANSCRIPT.read_text())["job"]
     assert rejection_reason(job) is None
+
+
+def test_a_spent_budget_after_an_answered_5xx_is_ambiguous_not_a_failure(audio: Path) -> None:
+    """Every one of those POSTs may have made the job: the row must stay for cronjob.py to resolve."""
+    service = Service([httpx.Response(503)], [page()])
+    with pytest.raises(AmbiguousSubmission):
+        make_api(service, attempts=3).submit(audio, CONFIG)
+
+
+def test_a_spent_budget_of_429s_alone_is_a_plain_failure(audio: Path) -> None:
+    service = Service([httpx.Response(429, headers={"Retry-After": "0"})], [page()])
+    with pytest.raises(ApiError) as raised:
+        make_api(service, attempts=3).submit(audio, CONFIG)
+    assert not isinstance(raised.value, AmbiguousSubmission)
+    assert service.listings == []
+
+
+@pytest.mark.parametrize("item", [{"id": "abcdefgh12"}, {"created_at": "2025-06-30T11:43:54.135Z"},
+                                  {"id": 7, "created_at": "2025-06-30T11:43:54.135Z"}, "abcdefgh12",
+                                  {"id": "abcdefgh12", "created_at": "yesterday"}])
+def test_a_listing_with_malformed_jobs_is_an_apierror(item: Any) -> None:
+    api = make_api(lambda request: httpx.Response(200, json={"jobs": [item]}), attempts=1)
+    with pytest.raises(ApiError):
+        api.jobs_page()
+
+
+@pytest.mark.parametrize("job", [None, [], "rejected", {"errors": "bad"}, {"errors": [None, 3]}])
+def test_rejection_reason_of_an_odd_answer_is_none(job: Any) -> None:
+    assert rejection_reason(job) is None
+
+
+def test_an_undecodable_answer_to_a_post_is_ambiguous(audio: Path) -> None:
+    service = Service([httpx.DecodingError], [page()])
+    with pytest.raises(AmbiguousSubmission):
+        make_api(service).submit(audio, CONFIG)
+    assert len(service.posts) == 1

@@ -10,8 +10,8 @@ import pytest
 
 from notification_flow.jobs import JobStore, Notification
 from notification_flow.lifecycle import (
-    FINAL_STATES,
     OPEN_STATES,
+    SETTLED_STATES,
     TRANSITIONS,
     Event,
     NotificationOutcome,
@@ -63,7 +63,7 @@ def test_every_notification_from_every_state_with_an_id_moves_as_the_table_says(
 
 
 def test_final_states_other_than_rejected_and_submit_failed_have_no_way_out() -> None:
-    for state in FINAL_STATES:
+    for state in SETTLED_STATES:
         way_out = [event for event in Event if next_state(state, event)]
         if state is State.REJECTED:
             assert way_out == [Event.TRANSCRIPT_STORED]  # a transcript outranks a failure report
@@ -85,8 +85,8 @@ def test_sources_lists_the_states_an_event_may_leave() -> None:
 
 
 def test_open_and_final_states_partition_the_states() -> None:
-    assert set(OPEN_STATES) | set(FINAL_STATES) == set(State)
-    assert not set(OPEN_STATES) & set(FINAL_STATES)
+    assert set(OPEN_STATES) | set(SETTLED_STATES) == set(State)
+    assert not set(OPEN_STATES) & set(SETTLED_STATES)
 
 
 def test_every_state_and_event_is_used_by_the_table() -> None:
@@ -122,7 +122,7 @@ def test_readme_diagram_names_the_event_of_every_arrow() -> None:
 
 @pytest.mark.parametrize("status", list(NotificationStatus))
 def test_every_notification_status_names_its_event(status: NotificationStatus) -> None:
-    assert status.event is (Event.TRANSCRIPT_STORED if status is NotificationStatus.SUCCESS else Event.FAILED)
+    assert status.event is (Event.TRANSCRIPT_STORED if status is NotificationStatus.SUCCESS else Event.REJECTED)
 
 
 def test_outcomes_are_distinct_words() -> None:

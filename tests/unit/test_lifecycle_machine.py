@@ -96,7 +96,7 @@ class Lifecycle(RuleBasedStateMachine):
             return
         self.model_move(owner, notification.event)
 
-    @rule(job_id=st.sampled_from(JOB_IDS), event=st.sampled_from([Event.TRANSCRIPT_STORED, Event.FAILED,
+    @rule(job_id=st.sampled_from(JOB_IDS), event=st.sampled_from([Event.TRANSCRIPT_STORED, Event.REJECTED,
                                                                   Event.EXPIRED, Event.DELETED]))
     def the_reconciler_learns_a_status(self, job_id: str, event: Event) -> None:
         self.store.record_remote_status(job_id, event, transcript="/t/file.json", error="why")

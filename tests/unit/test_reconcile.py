@@ -306,3 +306,50 @@ def test_a_row_judged_longer_ago_than_the_adoption_window_is_final(fresh_store: 
     reconcile(fresh_store, transcripts, api)
     assert api.reads["page"] == 0
     assert fresh_store.find_by_reference("a" * 32).status == State.SUBMIT_FAILED
+
+
+def test_a_pass_whose_leases_run_out_meets_no_job_twice(fresh_store: JobStore, transcripts: TranscriptFiles) -> None:
+    for number in range(3):
+        running(fresh_store, f"{number:032d}", f"job{number:07d}")
+    api = StubAPI([remote_job(f"job{n:07d}", "running") for n in range(3)])
+    expired_at_once = ReconcilePolicy(grace_seconds=0, concurrency=2, lease_seconds=-1)
+    summary = reconcile(fresh_store, transcripts, api, expired_at_once)
+    assert summary["checked"] == 3 and summary[ReconcileOutcome.STILL_RUNNING] == 3
+
+
+def test_a_defect_or_an_odd_answer_cuts_the_pass_short_without_ending_it(fresh_store: JobStore,
+                                                                        transcripts: TranscriptFiles) -> None:
+    running(fresh_store, "a" * 32, "jobaaaaaaa")
+    running(fresh_store, "b" * 32, "jobbbbbbbb")
+
+    class Broken(StubAPI):
+        def recent_jobs(self, since: float, budget: Any = None) -> Iterator[dict[str, Any]]:
+            raise TypeError("an answer nobody foresaw")
+
+    summary = reconcile(fresh_store, transcripts, Broken([]))
+    assert summary[ReconcileOutcome.FAILED] == 1
+    assert fresh_store.lease("a" * 32, 60) is True  # nothing left held
+
+
+def test_a_listing_of_malformed_jobs_leaves_each_job_to_be_asked_for(fresh_store: JobStore,
+                                                                     transcripts: TranscriptFiles) -> None:
+    import httpx
+
+    from notification_flow.api import SpeechmaticsAPI
+    from notification_flow.retry import RetryPolicy
+
+    running(fresh_store, "a" * 32, "jobaaaaaaa")
+    running(fresh_store, "b" * 32, "jobbbbbbbb")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/v2/jobs":
+            return httpx.Response(200, json={"jobs": [{"id": "jobaaaaaaa"}]})  # no created_at
+        if path.endswith("/transcript"):
+            return httpx.Response(200, content=transcript_for(path.split("/")[-2]))
+        return httpx.Response(200, json={"job": remote_job(path.split("/")[-1])})
+
+    api = SpeechmaticsAPI("k", "http://api.invalid/v2", retry=RetryPolicy(attempts=1),
+                          transport=httpx.MockTransport(answer))
+    summary = Reconciler(fresh_store, api, transcripts, POLICY).run_pass()
+    assert summary[ReconcileOutcome.RECOVERED] == 2

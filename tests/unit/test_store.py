@@ -193,7 +193,7 @@ def test_a_move_clears_the_lease(fresh_store: JobStore) -> None:
     fresh_store.add_submission(REF, "a.wav")
     fresh_store.record_created(REF, JOB_ID)
     fresh_store.claim_open_jobs(0, 10, 600)
-    fresh_store.record_remote_status(JOB_ID, Event.FAILED, error="x")
+    fresh_store.record_remote_status(JOB_ID, Event.REJECTED, error="x")
     assert fresh_store.lease(REF, 60) is True
 
 
@@ -237,3 +237,21 @@ def test_migrations_run_once_however_often_asked(fresh_store: JobStore) -> None:
 def test_placeholders_pass_question_marks_through_untouched(fresh_store: JobStore) -> None:
     fresh_store.add_submission(REF, "what?.wav")
     assert fresh_store.find_by_reference(REF).audio == "what?.wav"
+
+
+def test_a_move_from_a_stale_read_is_judged_again_from_the_row_as_it_is(fresh_store: JobStore) -> None:
+    """What PostgreSQL allows: the row moved (judged not created) between our read and our update."""
+    fresh_store.add_submission(REF, "a.wav")
+    with fresh_store.database.transaction() as tx:
+        stale = fresh_store._row(tx, "reference", REF)
+    fresh_store.record_not_created(REF, "no job with this reference")
+    with fresh_store.database.transaction() as tx:
+        assert fresh_store._move(tx, stale, Event.CREATED, job_id=JOB_ID) == State.RUNNING
+    assert fresh_store.find(JOB_ID).status == State.RUNNING
+
+
+def test_renewed_leases_are_held_again(fresh_store: JobStore) -> None:
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.claim_open_jobs(0, 10, lease_seconds=-1)
+    fresh_store.renew([REF], 60)
+    assert fresh_store.claim_open_jobs(0, 10, 60) == []
