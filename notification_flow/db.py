@@ -10,7 +10,8 @@ transaction-scoped advisory lock. Lock timeouts, deadlocks and lost connections 
 opened lazily, one per thread and process, so a gunicorn worker boots even while the database is down.
 
 Every time the state rules compare comes from the database's clock (`Transaction.now`), never a host's own,
-so several hosts whose clocks disagree still judge liveness and leases alike.
+so several hosts whose clocks disagree still judge liveness and leases alike. (sqlite's clock is its host's,
+and every process using one sqlite file runs on that host: the same thing.)
 """
 
 from __future__ import annotations

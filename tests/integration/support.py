@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -152,6 +153,37 @@ def running(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def database_held(database_url: str, *tables: str) -> Iterator[None]:
+    """Hold the database's write lock (sqlite) or an exclusive lock on `tables` (PostgreSQL) for the block,
+    from another connection, as a long transaction or a migration elsewhere would."""
+    release, locked = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        if database_url.startswith("sqlite"):
+            conn: Any = sqlite3.connect(database_url[len("sqlite:///"):], isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+        else:
+            import psycopg
+
+            conn = psycopg.connect(database_url)
+            conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        locked.set()
+        release.wait(60)
+        conn.execute("ROLLBACK") if isinstance(conn, sqlite3.Connection) else conn.rollback()
+        conn.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        if not locked.wait(10):
+            raise AssertionError("could not take the database's lock")
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------

@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import threading
 
 import pytest
 import requests
 
-from tests.integration.support import SECRET, Stack, create_job, submit_like_client, transcript_files, wait_for
+from tests.integration.support import (
+    SECRET,
+    Stack,
+    create_job,
+    database_held,
+    submit_like_client,
+    transcript_files,
+    wait_for,
+)
 
 # Every documented body shape (docs: batch/notifications "Return MIME types"), and PUT.
 BODY_SHAPES = {
@@ -152,31 +159,8 @@ def test_answers_are_json_and_never_a_stack_trace(served: Stack) -> None:
 def test_database_fault_is_answered_503_and_the_retry_succeeds(served: Stack) -> None:
     job_id = done_job(served)
     body = served.emulator.transcript_bytes(job_id)
-    release = threading.Event()
-    locked = threading.Event()
-
-    def hold_write_lock() -> None:
-        if served.database_url.startswith("sqlite"):
-            conn = sqlite3.connect(served.database_url[len("sqlite:///"):], isolation_level=None)
-            conn.execute("BEGIN EXCLUSIVE")
-        else:
-            import psycopg
-
-            conn = psycopg.connect(served.database_url)
-            conn.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
-        locked.set()
-        release.wait(60)
-        conn.rollback() if not isinstance(conn, sqlite3.Connection) else conn.execute("ROLLBACK")
-        conn.close()
-
-    holder = threading.Thread(target=hold_write_lock)
-    holder.start()
-    try:
-        locked.wait(10)
+    with database_held(served.database_url, "jobs"):
         first = served.notify(job_id, body=body, content_type="application/json")
-    finally:
-        release.set()
-        holder.join()
     assert first.status_code == 503
     assert served.store().find(job_id).status == "running"
     retry = served.notify(job_id, body=body, content_type="application/json")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.support import Stack, created_jobs, submit_like_client, transcript_files, wait_for
+from tests.integration.support import Stack, created_jobs, database_held, submit_like_client, transcript_files, wait_for
 
 
 def age_rows(stack: Stack, seconds: float) -> None:
@@ -79,33 +78,11 @@ def test_a_worker_restarted_while_the_database_is_locked_does_not_stop_the_serve
     _, job_id = submit_like_client(stack, {"contents": ["transcript"]})
     wait_for(lambda: stack.emulator.job(job_id)["status"] == "done", message="the job to finish")
     workers = wait_for(lambda: len(worker_pids(server.pid)) == 2 and worker_pids(server.pid), message="2 workers")
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_database() -> None:
-        if stack.database_url.startswith("sqlite"):
-            conn = sqlite3.connect(stack.database_url[len("sqlite:///"):], isolation_level=None)
-            conn.execute("BEGIN EXCLUSIVE")
-        else:
-            import psycopg
-
-            conn = psycopg.connect(stack.database_url)
-            conn.execute("LOCK TABLE jobs, schema_version IN ACCESS EXCLUSIVE MODE")
-        locked.set()
-        release.wait(60)
-        conn.rollback()
-        conn.close()
-
-    holder = threading.Thread(target=hold_the_database)
-    holder.start()
-    try:
-        assert locked.wait(10)
+    with database_held(stack.database_url, "jobs", "schema_version"):
         os.kill(min(workers), signal.SIGKILL)
         wait_for(lambda: len(worker_pids(server.pid) - workers) == 1, timeout=15, message="a new worker")
         threading.Event().wait(8)  # the outage lasts longer than any lock timeout
         assert server.poll() is None, stack.server_log()
-    finally:
-        release.set()
-        holder.join()
     assert server.poll() is None, stack.server_log()
     body = stack.emulator.transcript_bytes(job_id)
     answers = [stack.notify(job_id, body=body, content_type="application/json").status_code for _ in range(4)]

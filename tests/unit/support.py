@@ -1,4 +1,4 @@
-"""Setting up rows for the in-process tests."""
+"""Setting up rows, and a clock that never sleeps, for the in-process tests."""
 
 from __future__ import annotations
 
@@ -12,3 +12,22 @@ def put_row(store: JobStore, reference: str, state: State, job_id: str | None = 
         now = tx.now()
         tx.execute("INSERT INTO jobs (reference, job_id, audio, status, created_at, updated_at) "
                    "VALUES ($1, $2, 'a.wav', $3, $4, $4)", reference, job_id, state, now)
+
+
+class FakeClock:
+    """Stands in for the `time` module inside notification_flow.retry: sleeping advances the clock at once,
+    so backoff and Retry-After are recorded, never slept."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def time(self) -> float:
+        return self.now

@@ -26,28 +26,11 @@ from notification_flow.api import (
 )
 from notification_flow.retry import RetryPolicy
 from notification_flow.transcripts import IncomingFile, TranscriptFiles
+from tests.unit.support import FakeClock
 
 Handler = Callable[[httpx.Request], httpx.Response]
 REFERENCE = "0123456789abcdef0123456789abcdef"
 DOCS_TRANSCRIPT = Path(__file__).parents[1] / "emulator" / "fixtures" / "transcript-json-v2-docs-example.json"
-
-
-class FakeClock:
-    """Replaces `time` inside notification_flow.retry, so backoff and Retry-After are recorded, never slept."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def time(self) -> float:
-        return self.now
 
 
 @pytest.fixture(autouse=True)

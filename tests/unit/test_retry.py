@@ -9,29 +9,12 @@ import pytest
 
 from notification_flow import retry
 from notification_flow.retry import Budget, GaveUp, RetryPolicy, retry_after_seconds
-
-
-class FakeClock:
-    """Stands in for the `time` module inside notification_flow.retry: sleeping advances the clock at once."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def time(self) -> float:
-        return self.now
+from tests.unit.support import FakeClock
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
+    fake = FakeClock(now=1000.0)
     monkeypatch.setattr(retry, "time", fake)
     return fake
 
