@@ -16,6 +16,11 @@ import os
 import requests
 
 from notification_flow.jobs import open_store
+from notification_flow.lifecycle import Event
+
+# The status the API reports, as the event the store knows (the original wrote the status as it came).
+EVENTS = {"done": Event.TRANSCRIPT_STORED, "rejected": Event.REJECTED, "expired": Event.EXPIRED,
+          "deleted": Event.DELETED}
 
 
 def main() -> None:
@@ -27,7 +32,7 @@ def main() -> None:
         response = requests.get(f"{base_url}/jobs/{job.job_id}", headers=headers, timeout=30)
         status = response.json()["job"]["status"]
         checked += 1
-        if status != "running" and store.finish(job.job_id or "", status):
+        if status in EVENTS and store.record_remote_status(job.job_id or "", EVENTS[status]):
             updated += 1
     print(f"checked {checked}, updated {updated}", flush=True)
 
