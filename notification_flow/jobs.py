@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from notification_flow.db import Database, Row, StoreUnavailable, Transaction, migrate, open_database
 from notification_flow.lifecycle import (
@@ -75,6 +75,15 @@ class Notification:
     @classmethod
     def from_row(cls, row: Row) -> Notification:
         return cls(NotificationStatus(row["status"]), row["transcript"], row["error"])
+
+
+class SweptJob(NamedTuple):
+    """What the repair sweep reads of a done job: enough to check its file, and where the sweep stands."""
+
+    reference: str
+    job_id: str | None
+    transcript: str | None
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -252,14 +261,15 @@ class JobStore:
             tx.execute("INSERT INTO reconciler_state (name, pass_at, created_at, reference) VALUES ($1, $2, $3, $4)",
                        "repair", cursor.pass_at, cursor.created_at, cursor.reference)
 
-    def done_jobs_after(self, created_at: float, reference: str, until: float, limit: int) -> list[Job]:
+    def done_jobs_after(self, created_at: float, reference: str, until: float, limit: int) -> list[SweptJob]:
         """The next `limit` done jobs after (created_at, reference), created no later than `until`, in that
-        order: one range of the (status, created_at, reference) index, whatever the history."""
+        order: one range of the (status, created_at, reference) index, whatever the history. Only the
+        columns a file check needs, since a sweep reads tens of thousands of them."""
         with self.database.transaction(write=False) as tx:
-            rows = tx.execute("SELECT * FROM jobs WHERE status = $1 AND (created_at, reference) > ($2, $3) AND "
-                              "created_at <= $4 ORDER BY created_at, reference LIMIT $5",
-                              State.DONE, created_at, reference, until, limit)
-        return [Job.from_row(row) for row in rows]
+            rows = tx.execute("SELECT reference, job_id, transcript, created_at FROM jobs WHERE status = $1 AND "
+                              "(created_at, reference) > ($2, $3) AND created_at <= $4 ORDER BY created_at, "
+                              "reference LIMIT $5", State.DONE, created_at, reference, until, limit)
+        return [SweptJob(row["reference"], row["job_id"], row["transcript"], row["created_at"]) for row in rows]
 
     def queue_repairs(self, references: list[str]) -> None:
         """Remember done jobs whose file is missing, so each pass retries them until fetched or lost."""

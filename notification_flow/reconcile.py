@@ -24,7 +24,7 @@ from notification_flow.api import (
     rejection_reason,
 )
 from notification_flow.api import created_at as remote_created_at
-from notification_flow.jobs import Job, JobStore, StoreUnavailable, SweepCursor
+from notification_flow.jobs import Job, JobStore, StoreUnavailable, SweepCursor, SweptJob
 from notification_flow.lifecycle import Event, ReconcileOutcome, State
 from notification_flow.payloads import check_transcript
 from notification_flow.transcripts import NotATranscript, TranscriptFiles
@@ -200,7 +200,7 @@ class Reconciler:
         for job in self.store.due_repairs(self.policy.repairs_per_pass):
             self.repair(job)
 
-    def sweep_slice(self) -> list[Job]:
+    def sweep_slice(self) -> list[SweptJob]:
         """Check the next slice of done jobs, oldest first from where the last pass stopped, and return those
         whose file is missing or empty.
 
@@ -217,7 +217,7 @@ class Reconciler:
         if previous and previous.created_at is not None and previous.created_at > bottom:
             created, reference = previous.created_at, previous.reference or ""
         span_end = created + elapsed * policy.sweep_rate
-        checked, missing, at_top = 0, [], False
+        checked, missing, at_top = 0, list[SweptJob](), False
         while checked < policy.sweep_cap:
             size = min(policy.sweep_batch, policy.sweep_cap - checked)
             jobs = self.store.done_jobs_after(created, reference, now, size)
@@ -236,6 +236,7 @@ class Reconciler:
             if not jobs or at_top:
                 break
         self.summary["swept"] += checked
+        log.info("repair sweep: checked %d done jobs%s", checked, ", reached the newest" if at_top else "")
         cursor = SweepCursor(now) if at_top else SweepCursor(now, created, reference)
         self.store.save_sweep_cursor(cursor)
         return missing
