@@ -2,7 +2,7 @@
 
 For each backend and size, a fresh database holds that many `done` jobs, created one every 0.1 s back from
 now (the API's limit of 10 jobs a second, so every one is inside the 7-day retention window the repair
-sweep covers), each with its `<job_id>.json` (hard links of one file, made once for the largest size and
+sweep covers), each with its `<job_id>.json` (hard links of a few files, made once for the largest size and
 shared). Rows are written with one bulk insert (sqlite) or COPY (PostgreSQL). Then, each as its own process
 the way a user runs it:
 
@@ -80,11 +80,13 @@ def job_id(number: int) -> str:
     return f"hist{number:08d}"
 
 
-def link_transcripts(directory: Path, count: int) -> None:
-    """`count` transcripts, every one a hard link of a single file: a million of them in seconds."""
-    original = directory / "original.json"
-    original.write_bytes(template(2_000).body(job_id(0)))
+def link_transcripts(directory: Path, count: int, per_file: int = 60_000) -> None:
+    """`count` transcripts, hard links of a few files (ext4 allows 65,000 links to one): a million in seconds."""
+    body = template(2_000).body(job_id(0))
     for number in range(count):
+        if number % per_file == 0:
+            original = directory / f".original-{number // per_file}.json"
+            original.write_bytes(body)
         os.link(original, directory / f"{job_id(number)}.json")
 
 
