@@ -6,7 +6,7 @@ that arrives before we have recorded the job id can still be matched to us.
 
     python client.py                      # the bundled sample, as in Speechmatics' own example
     python client.py calls/*.wav --language de
-    python client.py --list               # what happened to every job
+    python client.py --list               # what happened to the newest jobs (--status, --since, --limit)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from notification_flow.api import HEARTBEAT_SECONDS, AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
 from notification_flow.cli import exit_on_bad_settings, read_json_object
 from notification_flow.jobs import JobStore, StoreUnavailable, open_store
-from notification_flow.listing import show_jobs
+from notification_flow.listing import add_list_arguments, show_jobs
 from notification_flow.progress import Progress
 from notification_flow.settings import Settings, add_arguments, load_settings
 
@@ -131,8 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config-file", type=Path, help="JSON file merged into every job config")
     parser.add_argument("--concurrency", type=int, default=4, help="parallel uploads (default: 4; never "
                         "more than 10 job creations per second)")
-    parser.add_argument("--list", action="store_true", help="show the recorded jobs instead of submitting")
-    parser.add_argument("--json", action="store_true", help="with --list: a JSON array")
+    add_list_arguments(parser)
     add_arguments(parser, "api_key", "batch_url", "api_timeout", "webhook_url", "webhook_secret", "database_url")
     args = parser.parse_args(argv)
     if not 1 <= args.concurrency <= 10:
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.require("api_key", "webhook_url", "webhook_secret")
         store = open_store(settings.database_url)
     if args.list:
-        show_jobs(store, args.json)
+        show_jobs(store, args)
         return 0
     return submit_all(args.audio or [SAMPLE_AUDIO], settings, store, args)
 

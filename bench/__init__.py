@@ -19,4 +19,6 @@ report from the last results in bench/results/). Each module does one job:
 - submission.py  client.py submitting short files, and end-to-end latency through the webhook
 - variants.py    DIAGNOSTIC ONLY: our server with one change applied in memory, to measure what it costs or buys
 - report.py      docs/benchmarks-results.md from the raw results (summary.py); figure.py its picture
+- history.py     routine work against history size (1,000 to 1,000,000 finished jobs); history_report.py
+                 its own page, docs/benchmarks-history.md; rss.py a process's own peak memory
 """

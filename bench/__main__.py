@@ -3,9 +3,12 @@
     python -m bench                  # the full run, about 15 minutes on 2 cores (plus the venv on a fresh machine)
     python -m bench --quick          # one short round of each, to try the machinery (report marked as such)
     python -m bench --only ingest    # some benchmarks only; the report keeps the others' last results
+    python -m bench --only history   # cost against history size: docs/benchmarks-history.md only
 
 Raw results go to bench/results/ (not in git): one JSON file per run, and latest.json, which the report
-is rendered from. Scratch files (transcripts, databases, the 200 MB body) live beside them and are removed.
+is rendered from. The history benchmark renders a page of its own, docs/benchmarks-history.md, so running it
+alone never rewrites docs/benchmarks-results.md from results this machine does not have. Scratch files
+(transcripts, databases, the 200 MB body) live beside them and are removed.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, machine, memory, reconcile, report, submission
+from bench import history, history_report, ingest, machine, memory, reconcile, report, submission
 from bench.bodies import ROOT
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("ingest", "memory", "reconcile", "submission")
+BENCHMARKS = ("ingest", "memory", "reconcile", "submission", "history")
 
 
 def full_plan() -> dict[str, Any]:
@@ -33,7 +36,8 @@ def full_plan() -> dict[str, Any]:
                        ingest.Plan("2 MB", 2_000_000, rounds=3, seconds=6, warmup=16, pool=600, diagnose=True)],
             "memory": {"size": 200_000_000, "rounds": 3},
             "reconcile": {"count": 1_000, "rounds": 3},
-            "submission": {"files": 200, "rounds": 3}}
+            "submission": {"files": 200, "rounds": 3},
+            "history": {"sizes": [1_000, 100_000, 1_000_000], "rounds": 3}}
 
 
 def quick_plan() -> dict[str, Any]:
@@ -41,7 +45,8 @@ def quick_plan() -> dict[str, Any]:
                        ingest.Plan("2 MB", 2_000_000, rounds=1, seconds=2, warmup=4, pool=200, diagnose=True)],
             "memory": {"size": 200_000_000, "rounds": 1},
             "reconcile": {"count": 200, "rounds": 1},
-            "submission": {"files": 40, "rounds": 1}}
+            "submission": {"files": 40, "rounds": 1},
+            "history": {"sizes": [1_000, 10_000], "rounds": 1}}
 
 
 def run_benchmark(name: str, plan: dict[str, Any], scratch: Path, log: Callable[[str], None]) -> Any:
@@ -51,6 +56,8 @@ def run_benchmark(name: str, plan: dict[str, Any], scratch: Path, log: Callable[
         return memory.run(plan["memory"]["size"], plan["memory"]["rounds"], scratch, log)
     if name == "reconcile":
         return reconcile.run(plan["reconcile"]["count"], plan["reconcile"]["rounds"], scratch, log)
+    if name == "history":
+        return history.run(plan["history"]["sizes"], plan["history"]["rounds"], scratch, log)
     return submission.run(plan["submission"]["files"], plan["submission"]["rounds"], scratch, log)
 
 
@@ -83,8 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(results)
     (RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(text)
     (RESULTS / "latest.json").write_text(text)
-    report.write(results)
-    log(f"done in {results['machine']['minutes']:.1f} min: {report.DOC.relative_to(ROOT)}")
+    written = []
+    if set(args.only) - {"history"}:
+        report.write(results)
+        written.append(report.DOC)
+    if "history" in args.only:
+        history_report.write(results)
+        written.append(history_report.DOC)
+    log(f"done in {results['machine']['minutes']:.1f} min: {', '.join(str(p.relative_to(ROOT)) for p in written)}")
     return 0
 
 

@@ -12,8 +12,9 @@ Each method is one short transaction; times come from the database's clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from notification_flow.db import Database, Row, StoreUnavailable, Transaction, migrate, open_database
 from notification_flow.lifecycle import (
@@ -27,7 +28,7 @@ from notification_flow.lifecycle import (
     next_state,
 )
 
-__all__ = ["Job", "JobStore", "Notification", "StoreUnavailable", "open_store"]
+__all__ = ["Job", "JobStore", "Notification", "StoreUnavailable", "SweepCursor", "open_store"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,25 @@ class Notification:
     @classmethod
     def from_row(cls, row: Row) -> Notification:
         return cls(NotificationStatus(row["status"]), row["transcript"], row["error"])
+
+
+class SweptJob(NamedTuple):
+    """What the repair sweep reads of a done job: enough to check its file, and where the sweep stands."""
+
+    reference: str
+    job_id: str | None
+    transcript: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class SweepCursor:
+    """Where the repair sweep stands: when the last pass ran (database clock), and the last done job it
+    checked, by (created_at, reference); no job means the next pass starts a new sweep."""
+
+    pass_at: float
+    created_at: float | None = None
+    reference: str | None = None
 
 
 def open_store(database_url: str, migrate_schema: bool = True) -> JobStore:
@@ -245,6 +265,56 @@ class JobStore:
         with self.database.transaction() as tx:
             tx.execute("UPDATE jobs SET lease_until = NULL WHERE reference = $1", reference)
 
+    # -- the repair sweep: a cursor over done jobs, and a queue of files found missing -----------------
+    def sweep_cursor(self) -> SweepCursor | None:
+        with self.database.transaction(write=False) as tx:
+            rows = tx.execute("SELECT * FROM reconciler_state WHERE name = $1", "repair")
+        if not rows:
+            return None
+        return SweepCursor(rows[0]["pass_at"], rows[0]["created_at"], rows[0]["reference"])
+
+    def save_sweep_cursor(self, cursor: SweepCursor) -> None:
+        """Overlapping passes may both save: the later one wins, and at worst a slice is checked twice."""
+        with self.database.transaction() as tx:
+            tx.execute("DELETE FROM reconciler_state WHERE name = $1", "repair")
+            tx.execute("INSERT INTO reconciler_state (name, pass_at, created_at, reference) VALUES ($1, $2, $3, $4)",
+                       "repair", cursor.pass_at, cursor.created_at, cursor.reference)
+
+    def done_jobs_after(self, created_at: float, reference: str, until: float, limit: int) -> list[SweptJob]:
+        """The next `limit` done jobs after (created_at, reference), created no later than `until`, in that
+        order: one range of the (status, created_at, reference) index, whatever the history. Only the
+        columns a file check needs, since a sweep reads tens of thousands of them."""
+        with self.database.transaction(write=False) as tx:
+            rows = tx.execute("SELECT reference, job_id, transcript, created_at FROM jobs WHERE status = $1 AND "
+                              "(created_at, reference) > ($2, $3) AND created_at <= $4 ORDER BY created_at, "
+                              "reference LIMIT $5", State.DONE, created_at, reference, until, limit)
+        return [SweptJob(row["reference"], row["job_id"], row["transcript"], row["created_at"]) for row in rows]
+
+    def queue_repairs(self, references: list[str]) -> None:
+        """Remember done jobs whose file is missing, so each pass retries them until fetched or lost."""
+        if not references:
+            return
+        with self.database.transaction() as tx:
+            now = tx.now()
+            for reference in references:
+                tx.execute("INSERT INTO repair_queue (reference, due_at) VALUES ($1, $2) ON CONFLICT (reference) "
+                           "DO NOTHING", reference, now)
+
+    def due_repairs(self, limit: int) -> list[Job]:
+        """The queued repairs longest waiting first, so one that keeps failing never blocks the others."""
+        with self.database.transaction(write=False) as tx:
+            rows = tx.execute("SELECT jobs.* FROM repair_queue JOIN jobs ON jobs.reference = repair_queue.reference "
+                              "ORDER BY repair_queue.due_at LIMIT $1", limit)
+        return [Job.from_row(row) for row in rows]
+
+    def postpone_repair(self, reference: str) -> None:
+        with self.database.transaction() as tx:
+            tx.execute("UPDATE repair_queue SET due_at = $1 WHERE reference = $2", tx.now(), reference)
+
+    def forget_repair(self, reference: str) -> None:
+        with self.database.transaction() as tx:
+            tx.execute("DELETE FROM repair_queue WHERE reference = $1", reference)
+
     # -- early notifications --------------------------------------------------------------------------
     def forget_early_notifications(self, older_than: float) -> int:
         """Drop notifications no row claimed within `older_than` seconds (another system's jobs, say)."""
@@ -274,6 +344,38 @@ class JobStore:
             sql, params = sql + " AND status = $2", [created_after, status]
         with self.database.transaction(write=False) as tx:
             return [Job.from_row(row) for row in tx.execute(sql + " ORDER BY created_at", *params)]
+
+    def newest_jobs(self, status: State | None = None, since: float | None = None, limit: int | None = None,
+                    batch: int = 500) -> Iterator[Job]:
+        """Jobs newest first, optionally of one status and created at or after `since`, at most `limit`
+        (None: all). Read in batches of `batch` rows, each its own short transaction, continuing after the
+        last row by (created_at, reference): memory stays flat and no transaction is held while printing."""
+        conditions, params = [], []
+        if status:
+            params.append(status)
+            conditions.append(f"status = ${len(params)}")
+        if since is not None:
+            params.append(since)
+            conditions.append(f"created_at >= ${len(params)}")
+        after: tuple[float, str] | None = None
+        left = limit
+        while left is None or left > 0:
+            size = batch if left is None else min(batch, left)
+            where = list(conditions)
+            values = list(params)
+            if after is not None:
+                where.append(f"(created_at, reference) < (${len(values) + 1}, ${len(values) + 2})")
+                values += list(after)
+            sql = ("SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608
+                   + f" ORDER BY created_at DESC, reference DESC LIMIT ${len(values) + 1}")
+            with self.database.transaction(write=False) as tx:
+                rows = tx.execute(sql, *values, size)
+            for row in rows:
+                yield Job.from_row(row)
+            if len(rows) < size:
+                return
+            after = (rows[-1]["created_at"], rows[-1]["reference"])
+            left = None if left is None else left - len(rows)
 
     def ping(self) -> None:
         with self.database.transaction(write=False) as tx:

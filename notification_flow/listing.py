@@ -1,23 +1,77 @@
-"""`client.py --list`: the recorded jobs as a table for people or a JSON array for programs."""
+"""`client.py --list`: the recorded jobs, newest first, as a table for people or JSON lines for programs.
+
+It answers at once on any history: it reads the newest `--limit` jobs (50 unless told) through an index,
+in batches, and prints each as it comes, so neither time nor memory grows with the jobs kept. Whether more
+were left out is learnt by reading one row past the limit, never by counting them all: a count would
+cost a scan of the history, which is exactly what this must not do.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from notification_flow.jobs import Job, JobStore
+from notification_flow.lifecycle import State
+
+DEFAULT_LIMIT = 50
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def show_jobs(store: JobStore, as_json: bool) -> None:
-    jobs = store.jobs()
-    if as_json:
-        print(json.dumps([job_summary(job) for job in jobs], indent=2))
-        return
-    print(f"{'job_id':<12} {'reference':<32} {'status':<13} {'updated':<19} transcript / error")
-    for job in jobs:
-        print(f"{job.job_id or '-':<12} {job.reference:<32} {job.status:<13} {timestamp(job.updated_at):<19} "
-              f"{job.transcript or job.error or ''}")
+def add_list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--list", action="store_true", help="show the recorded jobs, newest first, instead of "
+                        "submitting")
+    parser.add_argument("--json", action="store_true", help="with --list: one JSON object per line")
+    parser.add_argument("--status", choices=[state.value for state in State], help="with --list: only this status")
+    parser.add_argument("--since", type=parse_since, metavar="WHEN", help="with --list: only jobs created since "
+                        "WHEN, a UTC date or time (2026-11-22, 2026-11-22T12:00) or a duration ago (90m, 2h, 7d)")
+    parser.add_argument("--limit", type=parse_limit, default=DEFAULT_LIMIT, metavar="N",
+                        help=f"with --list: at most N jobs (default: {DEFAULT_LIMIT}; 0 for all)")
+
+
+def parse_since(text: str) -> tuple[str, float]:
+    """("ago", seconds) for a duration, to be taken from the database's clock; ("at", epoch) for a moment."""
+    if match := DURATION.fullmatch(text.strip()):
+        return "ago", float(match[1]) * UNIT_SECONDS[match[2]]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a date or time (2026-11-22T12:00) nor a duration "
+                                         "(90m, 2h, 7d)") from None
+    return "at", (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def parse_limit(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("must be a whole number, 0 for all")
+    return int(text)
+
+
+def show_jobs(store: JobStore, args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
+    since = None
+    if args.since:
+        kind, value = args.since
+        since = store.now() - value if kind == "ago" else value
+    limit = args.limit or None
+    jobs = store.newest_jobs(State(args.status) if args.status else None, since,
+                             None if limit is None else limit + 1)  # one more: were any left out?
+    if not args.json:
+        print(f"{'job_id':<12} {'reference':<32} {'status':<13} {'created':<19} transcript / error", file=out)
+    for shown, job in enumerate(jobs):
+        if limit is not None and shown == limit:
+            note = f"more jobs not shown: only the newest {limit}; --limit 0 for all, or --status/--since to narrow"
+            print(note, file=sys.stderr if args.json else out)
+            break
+        if args.json:
+            print(json.dumps(job_summary(job)), file=out)
+        else:
+            print(f"{job.job_id or '-':<12} {job.reference:<32} {job.status:<13} {timestamp(job.created_at):<19} "
+                  f"{job.transcript or job.error or ''}", file=out)
 
 
 def job_summary(job: Job) -> dict[str, Any]:

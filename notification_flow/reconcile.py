@@ -26,7 +26,7 @@ from notification_flow.api import (
     rejection_reason,
 )
 from notification_flow.api import created_at as remote_created_at
-from notification_flow.jobs import Job, JobStore, StoreUnavailable
+from notification_flow.jobs import Job, JobStore, StoreUnavailable, SweepCursor, SweptJob
 from notification_flow.lifecycle import Event, ReconcileOutcome, State
 from notification_flow.payloads import check_transcript
 from notification_flow.transcripts import NotATranscript, TranscriptFiles
@@ -51,8 +51,22 @@ class ReconcilePolicy:
     adoption_window_seconds: float = 1800  # how long a `submit_failed` row is still looked for in listings
     clock_skew_seconds: float = 300  # how far our clock and Speechmatics' may disagree when we page back
     retention_seconds: float = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
-    repairs_per_pass: int = 100
+    repairs_per_pass: int = 100  # transcripts fetched again per pass, at most
     repair_lease_seconds: float = 60
+    # The repair sweep (see `repair_missing_transcripts`): every done job of the retention window has its
+    # file checked at least once a day. Each pass checks the next slice of the window, `sweep_rate` seconds
+    # of job creation per second since the previous pass: (7 + 1) days a day sweeps the 7-day window, and
+    # the jobs created meanwhile, in 24 hours. At least `sweep_floor` jobs a pass (so small deployments check
+    # everything every pass), at most `sweep_cap` (so no pass grows without bound).
+    sweep_period_seconds: float = 86400
+    sweep_floor: int = 1_000
+    sweep_cap: int = 100_000
+    sweep_batch: int = 1_000  # done jobs read per query
+    first_pass_interval_seconds: float = 300  # taken as the time since the previous pass when there was none
+
+    @property
+    def sweep_rate(self) -> float:
+        return (self.retention_seconds + self.sweep_period_seconds) / self.sweep_period_seconds
 
 
 class Reconciler:
@@ -198,28 +212,82 @@ class Reconciler:
 
     def repair_missing_transcripts(self) -> None:
         """A done job promises its file; if someone deleted it, fetch it again while Speechmatics still has
-        it (a week), a bounded number per pass. Once it cannot, say so on the job and stop trying."""
-        recent = self.store.jobs(status=State.DONE, created_after=self.store.now() - self.policy.retention_seconds)
-        missing = [job for job in recent if job.job_id and job.transcript and not self.transcripts.exists(job.job_id)]
-        for job in missing[:self.policy.repairs_per_pass]:
+        it (a week). Once it cannot, say so on the job and stop trying.
+
+        Checking every done job each pass would cost in proportion to the history kept, so a pass checks one
+        slice of the retention window (`sweep_slice`) and queues the files it finds missing; then it works
+        on the queue, longest waiting first, `repairs_per_pass` at most. A repair that fails for now stays
+        queued, so it is tried again next pass rather than a day later."""
+        missing = self.sweep_slice()
+        self.store.queue_repairs([job.reference for job in missing])
+        for job in self.store.due_repairs(self.policy.repairs_per_pass):
             self.repair(job)
+
+    def sweep_slice(self) -> list[SweptJob]:
+        """Check the next slice of done jobs, oldest first from where the last pass stopped, and return those
+        whose file is missing or empty.
+
+        The slice spans `sweep_rate` times the seconds since the previous pass (by the database's clock) of
+        job creation, so the cursor climbs from the bottom of the window (now minus the retention) to its
+        top (now) in `sweep_period_seconds`, whatever the pass interval; then the next pass starts again at
+        the bottom. A slice has at least `sweep_floor` jobs and at most `sweep_cap`."""
+        policy, now = self.policy, self.store.now()
+        previous = self.store.sweep_cursor()
+        bottom = now - policy.retention_seconds
+        elapsed = now - previous.pass_at if previous else policy.first_pass_interval_seconds
+        elapsed = min(max(elapsed, 0.0), policy.retention_seconds)
+        created, reference = bottom, ""
+        if previous and previous.created_at is not None and previous.created_at > bottom:
+            created, reference = previous.created_at, previous.reference or ""
+        span_end = created + elapsed * policy.sweep_rate
+        checked, missing, at_top = 0, list[SweptJob](), False
+        while checked < policy.sweep_cap:
+            size = min(policy.sweep_batch, policy.sweep_cap - checked)
+            jobs = self.store.done_jobs_after(created, reference, now, size)
+            for job in jobs:
+                if checked >= policy.sweep_floor and job.created_at > span_end:
+                    jobs = []  # the slice is done: everything up to its end was checked
+                    if span_end > created:  # the rest of the slice held no job: the next pass starts past it
+                        created, reference = span_end, ""
+                    break
+                checked += 1
+                created, reference = job.created_at, job.reference
+                if job.job_id and job.transcript and not self.transcripts.exists(job.job_id):
+                    missing.append(job)
+            else:
+                at_top = len(jobs) < size
+            if not jobs or at_top:
+                break
+        with self.counting:
+            self.summary["swept"] += checked
+        log.info("repair sweep: checked %d done jobs%s", checked, ", reached the newest" if at_top else "")
+        cursor = SweepCursor(now) if at_top else SweepCursor(now, created, reference)
+        self.store.save_sweep_cursor(cursor)
+        return missing
 
     def repair(self, job: Job) -> None:
         assert job.job_id is not None
         if not self.store.lease(job.reference, self.policy.repair_lease_seconds):
             return  # another pass is on it
         try:
+            if job.status is not State.DONE or not job.transcript or self.transcripts.exists(job.job_id):
+                self.store.forget_repair(job.reference)  # put back, or recorded lost, since it was queued
+                return
             self.store.record_repair(job.job_id, self.fetch_transcript(job.job_id))
+            self.store.forget_repair(job.reference)
             self.count(Outcome.REPAIRED)
         except (JobNotFound, JobGone) as error:
             if isinstance(error, JobNotFound) and job.created_at > self.store.now() - self.policy.retention_seconds:
                 log.warning("job %s: transcript missing, and the API answered 404 for now: %s", job.job_id, error)
+                self.store.postpone_repair(job.reference)
             else:  # 410, or 404 for a job older than Speechmatics keeps any: it is gone for good
                 self.store.record_repair(job.job_id, None, error="transcript file lost; Speechmatics no longer "
                                          "has it")
+                self.store.forget_repair(job.reference)
             self.count(Outcome.FAILED)
         except (ApiError, OSError, NotATranscript) as error:
             log.warning("job %s: transcript missing and not fetched yet: %s", job.job_id, error)
+            self.store.postpone_repair(job.reference)
             self.count(Outcome.FAILED)
         finally:
             self.store.release(job.reference)

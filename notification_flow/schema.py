@@ -29,4 +29,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             received_at DOUBLE PRECISION NOT NULL
         )""",
     ),
+    (  # history: every routine query an index range, and the repair sweep's cursor and queue
+        "CREATE INDEX jobs_by_status_created ON jobs (status, created_at, reference)",
+        "CREATE INDEX jobs_by_created ON jobs (created_at, reference)",
+        "CREATE INDEX early_notifications_by_received ON early_notifications (received_at)",
+        """CREATE TABLE reconciler_state (
+            name        TEXT PRIMARY KEY,
+            pass_at     DOUBLE PRECISION NOT NULL,
+            created_at  DOUBLE PRECISION,
+            reference   TEXT
+        )""",
+        """CREATE TABLE repair_queue (
+            reference   TEXT PRIMARY KEY,
+            due_at      DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX repair_queue_by_due ON repair_queue (due_at)",
+    ),
 )

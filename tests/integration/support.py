@@ -48,6 +48,11 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float 
         time.sleep(interval)
 
 
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """`client.py --list --json` prints one JSON object per line, newest job first."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

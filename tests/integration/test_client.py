@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from tests.integration.support import ROOT, Stack, blackhole, created_jobs, wait_for
+from tests.integration.support import ROOT, Stack, blackhole, created_jobs, json_lines, wait_for
 
 
 def listed(stack: Stack) -> list[dict]:
-    return json.loads(stack.client("--list", "--json").stdout)
+    return json_lines(stack.client("--list", "--json").stdout)
 
 
 def test_list_json_shape(stack: Stack) -> None:

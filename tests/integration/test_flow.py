@@ -11,12 +11,12 @@ import sys
 import pytest
 import requests
 
-from tests.integration.support import ROOT, Stack, api_headers, transcript_files, wait_for
+from tests.integration.support import ROOT, Stack, api_headers, json_lines, transcript_files, wait_for
 
 
 def submitted_job_id(stack: Stack) -> str:
     result = stack.client("--list", "--json")
-    jobs = json.loads(result.stdout)
+    jobs = json_lines(result.stdout)
     assert len(jobs) == 1, jobs
     return jobs[0]["job_id"]
 
@@ -41,7 +41,7 @@ def test_happy_path_by_webhook(served: Stack) -> None:
     wait_until_status(served, job_id, "done")
     stored = served.transcripts / f"{job_id}.json"
     assert stored.read_bytes() == served.emulator.transcript_bytes(job_id)
-    listed = json.loads(served.client("--list", "--json").stdout)[0]
+    listed = json_lines(served.client("--list", "--json").stdout)[0]
     assert listed["status"] == "done" and listed["transcript"] == str(stored) and listed["error"] is None
     assert json.loads(stored.read_bytes())["job"]["tracking"]["reference"] == listed["reference"]
 
@@ -152,7 +152,7 @@ def test_many_files_with_a_fast_emulator(served: Stack) -> None:
         shutil.copy(ROOT / "example.wav", path)
     result = served.client(*map(str, audio))
     assert result.returncode == 0, result.stderr
-    jobs = json.loads(served.client("--list", "--json").stdout)
+    jobs = json_lines(served.client("--list", "--json").stdout)
     assert len(jobs) == 12
     for job in jobs:
         wait_until_status(served, job["job_id"], "done")
