@@ -29,4 +29,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             received_at DOUBLE PRECISION NOT NULL
         )""",
     ),
+    (  # operations: the reconciler's last pass for the server's /metrics, and unfinished jobs by age
+        """CREATE TABLE reconciler_pass (
+            id            INTEGER PRIMARY KEY,
+            ended_at      DOUBLE PRECISION NOT NULL,
+            duration      DOUBLE PRECISION NOT NULL,
+            checked       INTEGER NOT NULL,
+            recovered     INTEGER NOT NULL,
+            still_running INTEGER NOT NULL,
+            failed        INTEGER NOT NULL
+        )""",
+        "CREATE INDEX jobs_by_status_created ON jobs (status, created_at)",
+    ),
 )
