@@ -147,6 +147,10 @@ class _DatabaseRegistry:
                                   "yet")
         early.add_metric([], facts["early"])
         yield early
+        failed = GaugeMetricFamily(f"{PREFIX}submissions_failed_last_hour", "Jobs recorded submit_failed in the "
+                                   "last hour (client.py is not scraped: this is how its failures show)")
+        failed.add_metric([], facts["submit_failed"])
+        yield failed
         yield from _pass_metrics(facts["pass"])
 
 
@@ -177,10 +181,12 @@ def database_facts(store: JobStore) -> dict[str, Any]:
         rows = tx.execute(f"SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "  # noqa: S608
                           f"WHERE status IN ({open_list}) GROUP BY status")
         early = tx.execute("SELECT COUNT(*) AS n FROM early_notifications")[0]["n"]
+        failed = tx.execute("SELECT COUNT(*) AS n FROM jobs WHERE status = $1 AND updated_at > $2",  # indexed
+                            State.SUBMIT_FAILED, now - 3600)[0]["n"]
         summary = last_pass(tx)
     oldest = {row["status"]: float(row["oldest"]) for row in rows}
     running = oldest.get(State.RUNNING.value)
     return {"open": {row["status"]: int(row["n"]) for row in rows},
             "oldest_open_age": max(0.0, now - min(oldest.values())) if oldest else 0.0,
             "expires_in": None if running is None else running + RETENTION_SECONDS - now,
-            "early": int(early), "pass": summary}
+            "early": int(early), "submit_failed": int(failed), "pass": summary}

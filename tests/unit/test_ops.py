@@ -133,6 +133,9 @@ def test_facts_count_only_open_jobs(store: JobStore) -> None:
     store.add_submission("other-reference", "b.wav")
     facts = database_facts(store)
     assert facts["open"] == {State.SUBMITTING.value: 1, State.RUNNING.value: 1}
+    assert facts["submit_failed"] == 0
+    store.record_not_created("other-reference", "refused")
+    assert database_facts(store)["submit_failed"] == 1
     assert facts["early"] == 0 and facts["pass"] is None
 
 
