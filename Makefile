@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEB_STAMP := $(VENV)/.debian-packages
 
 .PHONY: help venv demo test lint soak bench lock clean
 
@@ -20,7 +21,16 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 demo: $(STAMP)  ## Run the whole flow locally against the emulator
 	$(BIN)/python demo.py
 
-test: $(STAMP)  ## Lint, the in-process tests, the rest four at a time, then the pacing tests alone
+# The deployment tests run promtool, a real Prometheus and a real nginx: install them where they are missing
+# (CI runs as root with apt working). The tests start their own instances on loopback, whatever apt starts.
+$(DEB_STAMP): $(STAMP)
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+	    || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus nginx; \
+	fi
+	touch $(DEB_STAMP)
+
+test: $(STAMP) $(DEB_STAMP)  ## Lint, the in-process tests, the rest four at a time, then the pacing tests alone
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests/unit
 	$(BIN)/python -m pytest -n 4 -m "not paced" tests/integration tests/emulator

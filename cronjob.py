@@ -13,14 +13,17 @@ The decisions live in notification_flow/reconcile.py; this script runs the passe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections import Counter
 
 from notification_flow.api import SpeechmaticsAPI
 from notification_flow.cli import exit_on_bad_settings, setup_logging
-from notification_flow.jobs import open_store
+from notification_flow.jobs import StoreUnavailable, open_store
 from notification_flow.lifecycle import ReconcileOutcome as Outcome
+from notification_flow.logs import emit
+from notification_flow.passes import pass_counts, record_pass
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
 from notification_flow.settings import add_arguments, load_settings
 from notification_flow.transcripts import TranscriptFiles
@@ -64,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api:
         reconciler = Reconciler(store, api, transcripts, policy)
         while True:
+            started = time.monotonic()
             summary = reconciler.run_pass()
-            print(summary_line(summary), flush=True)
+            with contextlib.suppress(StoreUnavailable):  # the server's metrics then show an older pass
+                record_pass(store, summary, time.monotonic() - started)
+            emit(None, summary_line(summary), event="pass", **pass_counts(summary))
             if not args.loop:
                 return 1 if summary[Outcome.FAILED] else 0
             time.sleep(args.loop)

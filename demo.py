@@ -101,6 +101,8 @@ def main() -> None:
         say("3. cronjob.py asks Speechmatics, fetches the transcript, and marks the job done.")
         run(env, "cronjob.py", "--all")
         run(env, "client.py", "--list")
+        say("4. What Prometheus scrapes from the server (README \"Operating it\"):")
+        _show_metrics(port)
         say(f"Done: every job has its transcript in {WORK / 'transcripts'}; server log in {WORK / 'server.log'}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -109,9 +111,18 @@ def main() -> None:
         emulator.wait(timeout=30)
 
 
+def _show_metrics(port: int) -> None:
+    """A few lines of /metrics: the jobs, the notifications and the reconciler's last pass."""
+    print(f"$ curl -s http://127.0.0.1:{port}/metrics | grep -E '^transcribe_(jobs|notifications_total|"
+          "reconciler_last_pass_jobs)'")
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    wanted = ("transcribe_jobs{", "transcribe_notifications_total{", "transcribe_reconciler_last_pass_jobs{")
+    print("\n".join(line for line in text.splitlines() if line.startswith(wanted)), flush=True)
+
+
 def _healthy(port: int) -> bool:
     try:
-        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+        return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok
     except requests.RequestException:
         return False
 

@@ -18,10 +18,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from notification_flow import ops
 from notification_flow.api import ApiError, SpeechmaticsAPI, rejection_reason
 from notification_flow.auth import Guard
 from notification_flow.cli import exit_on_bad_settings, setup_logging
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     receiver = Receiver(settings)
     app.request_class = request_class(receiver.transcripts)
     app.add_url_rule(settings.webhook_path, "notification", receiver.receive, methods=["POST", "PUT"])
-    app.add_url_rule("/healthz", "healthz", receiver.healthz)
+    ops.register(app, receiver, settings)  # /healthz, /readyz, /metrics
     app.register_error_handler(HTTPException, lambda error: reply(error.code or 500, error.name))
     app.register_error_handler(Exception, receiver.unexpected)
     return app
@@ -78,8 +79,11 @@ class Receiver:
         started = time.monotonic()
         job_id, status = request.args.get("id", "-")[:40], request.args.get("status", "-")[:20]
         answer = self.handle(job_id, status)
-        log.info("notification job=%s status=%s outcome=%s code=%d stored=%s ms=%.1f", job_id, status,
-                 answer.outcome, answer.code, answer.stored, (time.monotonic() - started) * 1000)
+        fields = {"job_id": job_id, "status": status, "outcome": answer.outcome, "code": answer.code,
+                  "stored": answer.stored, "duration_seconds": round(time.monotonic() - started, 4),
+                  "remote_addr": request.remote_addr, "reference": g.get("reference")}
+        log.info("notification job=%s status=%s outcome=%s code=%d stored=%s ms=%.1f", job_id, status, answer.outcome,
+                 answer.code, answer.stored, fields["duration_seconds"] * 1000, extra={"fields": fields})
         return reply(answer.code, answer.outcome)
 
     def handle(self, job_id: str, status: str) -> Answer:
@@ -97,6 +101,7 @@ class Receiver:
             return Answer(413, Outcome.BODY_TOO_LARGE)
         try:
             with read_body(request, job_id, self.transcripts, self.settings.max_notification_bytes) as body:
+                g.reference = body.reference
                 if notified is NotificationStatus.SUCCESS:
                     return self.on_success(job_id, body)
                 return self.on_failure(job_id, notified, body)
@@ -151,13 +156,6 @@ class Receiver:
             return rejection_reason(self.api.job(job_id)) if self.api else None
         return None
 
-    def healthz(self) -> tuple[Response, int]:
-        try:
-            self.store.ping()
-        except StoreUnavailable:
-            return reply(503, "database unavailable")
-        return reply(200, "ok")
-
     def unexpected(self, error: Exception) -> tuple[Response, int]:
         """Never show a stack trace; a 500 makes Speechmatics retry, and the log has the details."""
         log.exception("unexpected error handling %s %s", request.method, request.path)
@@ -185,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(overrides=vars(args)).require("webhook_secret")
         open_store(settings.database_url)  # create or migrate the schema once, before any worker starts
         TranscriptFiles(settings.transcripts_dir).ensure_directories()
+    from notification_flow.metrics import multiprocess_directory
     from notification_flow.wsgi import serve
 
-    serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers,
-          threads=args.threads)
+    ops.warn_if_exposed(args.host)
+    with multiprocess_directory():  # the workers' metric files, summed by /metrics
+        serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers,
+              threads=args.threads)
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from notification_flow.db import StoreConfigError, StoreUnavailable
+from notification_flow.logs import formatter
 from notification_flow.settings import SettingsError
 
 EXIT_BAD_SETTINGS = 2
@@ -19,7 +20,10 @@ EXIT_UNAVAILABLE = 75  # EX_TEMPFAIL: a later run may succeed
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    """Text lines, or JSON objects with LOG_FORMAT=json (notification_flow/logs.py)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter())
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

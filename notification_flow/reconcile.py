@@ -143,6 +143,9 @@ class Reconciler:
         except Exception as error:  # one job's trouble must never stop the others
             log.warning("job %s (%s): %s", job.job_id or "-", job.reference, error)
             outcome = Outcome.FAILED
+        if not outcome.leaves_job_open and outcome is not Outcome.ALREADY_FINAL:  # one line per job it changed
+            log.info("job %s: %s", job.job_id or "-", outcome, extra={"fields": {
+                "job_id": job.job_id, "reference": job.reference, "outcome": str(outcome)}})
         self.count("checked", outcome)
         return outcome
 

@@ -45,4 +45,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX repair_queue_by_due ON repair_queue (due_at)",
     ),
+    (  # operations: the reconciler's last pass, for the server's /metrics (jobs by age use the index above)
+        """CREATE TABLE reconciler_pass (
+            id            INTEGER PRIMARY KEY,
+            ended_at      DOUBLE PRECISION NOT NULL,
+            duration      DOUBLE PRECISION NOT NULL,
+            checked       INTEGER NOT NULL,
+            recovered     INTEGER NOT NULL,
+            still_running INTEGER NOT NULL,
+            failed        INTEGER NOT NULL
+        )""",
+    ),
 )

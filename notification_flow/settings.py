@@ -84,6 +84,12 @@ def _path(name: str, value: str) -> Path:
     return Path(value)
 
 
+def _log_format(name: str, value: str) -> str:
+    if value not in ("text", "json"):
+        raise SettingsError(f"{name} must be text or json, got {value!r}")
+    return value
+
+
 def _webhook_path(name: str, value: str) -> str:
     if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
         raise SettingsError(f"{name} must be a URL path such as /webhook, got {value!r}")
@@ -124,6 +130,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Speechmatics egress IPs, e.g. eu1,us1 (off when empty)", _regions, ""),
     Setting("TRUSTED_PROXIES", "trusted_proxies", "Number of reverse proxies in front of the server whose "
             "X-Forwarded-For entries are trusted", _count, "0"),
+    Setting("METRICS_TOKEN", "metrics_token", "Bearer token /metrics requires (open to anyone who reaches "
+            "the port when empty)", _secret, secret=True),
+    Setting("LOG_FORMAT", "log_format", "text, or json for one JSON object per log line", _log_format, "text"),
 )
 
 
@@ -141,6 +150,8 @@ class Settings:
     max_notification_mb: int
     allowed_regions: tuple[str, ...]
     trusted_proxies: int
+    metrics_token: str | None = None
+    log_format: str = "text"
 
     def require(self, *names: str) -> Settings:
         """Fail with the variable's name unless every named setting has a value."""

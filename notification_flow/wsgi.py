@@ -7,6 +7,9 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from notification_flow.logs import gunicorn_logconfig
+from notification_flow.metrics import worker_exited
+
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, app_factory: Callable[[], Any], options: dict[str, Any]) -> None:
@@ -33,4 +36,6 @@ def serve(app_factory: Callable[[], Any], host: str, port: int, workers: int, th
         "keepalive": 5,
         "accesslog": None,
         "errorlog": "-",
+        "logconfig_dict": gunicorn_logconfig(),  # gunicorn's own lines in LOG_FORMAT too
+        "child_exit": lambda _arbiter, worker: worker_exited(worker.pid),
     }).run()

@@ -108,14 +108,15 @@ class Stack:
         self.server = subprocess.Popen(
             [sys.executable, str(ROOT / "server.py"), "--port", str(self.server_port), "--workers", str(workers)],
             env=self.env(**env), cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._healthy, timeout=30, message="server.py to answer /healthz")
+        wait_for(self._healthy, timeout=30, message="server.py to answer /readyz")
         return self.server
 
     def _healthy(self) -> bool:
         if self.server is not None and self.server.poll() is not None:
             raise AssertionError(f"server.py exited: {self.server_log()}")
         with contextlib.suppress(requests.RequestException):
-            return requests.get(f"http://127.0.0.1:{self.server_port}/healthz", timeout=1).status_code == 200
+            # /readyz: the database answers and storage is writable, so a test starts on a working server
+            return requests.get(f"http://127.0.0.1:{self.server_port}/readyz", timeout=1).status_code == 200
         return False
 
     def stop_server(self, sig: int = signal.SIGTERM) -> None:

@@ -319,9 +319,10 @@ def test_create_app_does_not_connect_to_the_database(tmp_path: Path) -> None:
     app = server.create_app(make_settings(tmp_path, DATABASE_URL=f"sqlite:///{missing}"))
     client = app.test_client()
     assert not missing.parent.exists()
-    health = client.get("/healthz")
-    assert health.status_code == 503
-    assert health.get_json() == {"outcome": "database unavailable"}
+    ready = client.get("/readyz")  # the database check moved here: /healthz is liveness only
+    assert ready.status_code == 503
+    assert ready.get_json() == {"outcome": "database unavailable"}
+    assert client.get("/healthz").status_code == 200  # the process answers: no reason to restart it
     for status, body in (("success", transcript_bytes()), ("error", b""), ("success", b"")):
         response = notify(client, status=status, body=body)
         assert response.status_code == 503

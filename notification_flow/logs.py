@@ -1,0 +1,66 @@
+"""Log lines as text (the default) or, with LOG_FORMAT=json, one JSON object per line for a log collector.
+
+Structured fields ride on a record as `extra={"fields": {...}}`: the text format shows them through its
+message as before, the JSON format as keys of their own, so a collector never parses a message. JSON escapes
+whatever a field holds, so request input in a field cannot forge a line; no secret or transcript text is ever
+put in one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def json_wanted() -> bool:
+    return os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"time", "level", "logger", "message", ...fields}`; an exception becomes one escaped string."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+            "pid": record.process}
+        entry.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def formatter() -> logging.Formatter:
+    return JsonFormatter() if json_wanted() else logging.Formatter(TEXT_FORMAT)
+
+
+def gunicorn_logconfig() -> dict[str, Any]:
+    """gunicorn's logconfig_dict: its own lines and every other logger's through one stderr handler, in the
+    format LOG_FORMAT names. (gunicorn replaces the top-level keys of its defaults with these.)"""
+    style = {"()": "notification_flow.logs.JsonFormatter"} if json_wanted() else {"format": TEXT_FORMAT}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+                    "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+                    "httpx": {"level": "WARNING"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr"}},
+        "formatters": {"main": style},
+    }
+
+
+def emit(stream: Any = None, /, message: str = "", **fields: Any) -> None:
+    """A line a script prints as its result (cronjob.py's summary): the text alone, or a JSON object."""
+    stream = stream or sys.stdout
+    if json_wanted():
+        line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "info",
+                           "message": message, **fields}, default=str, ensure_ascii=False)
+    else:
+        line = message
+    print(line, file=stream, flush=True)
