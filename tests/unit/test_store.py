@@ -10,6 +10,7 @@ import pytest
 from notification_flow.db import migrate
 from notification_flow.jobs import JobStore, Notification
 from notification_flow.lifecycle import Event, NotificationOutcome, NotificationStatus, State
+from notification_flow.schema import MIGRATIONS
 
 REF, OTHER_REF = "a" * 32, "b" * 32
 JOB_ID, OTHER_ID = "abcdefghij", "klmnopqrst"
@@ -231,7 +232,12 @@ def test_jobs_filters_by_status_and_creation(fresh_store: JobStore) -> None:
 def test_migrations_run_once_however_often_asked(fresh_store: JobStore) -> None:
     assert migrate(fresh_store.database) == migrate(fresh_store.database)
     with fresh_store.database.transaction(write=False) as tx:
-        assert tx.execute("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == 1
+        assert tx.execute("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == len(MIGRATIONS)  # each once
+
+
+def test_per_job_tokens_begin_after_the_last_row_made_before_them(fresh_store: JobStore) -> None:
+    """A fresh database never accepted the shared secret: no row predates per-job tokens."""
+    assert fresh_store.per_job_tokens_since() == 0.0
 
 
 def test_placeholders_pass_question_marks_through_untouched(fresh_store: JobStore) -> None:
