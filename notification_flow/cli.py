@@ -7,9 +7,9 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from notification_flow.db import StoreConfigError
 from notification_flow.settings import SettingsError
@@ -17,8 +17,25 @@ from notification_flow.settings import SettingsError
 EXIT_BAD_SETTINGS = 2
 
 
+def printable(text: str) -> str:
+    """`text` with every control or invisible character escaped the way repr does (`\\n`, `\\x1b`, `\\u202e`):
+    input from a request can then neither start a forged log line nor drive a terminal. Backslashes are left
+    alone, so escaping twice (here, then by EscapingFormatter) changes nothing more."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
+class EscapingFormatter(logging.Formatter):
+    """Escapes whatever a message interpolates, whoever logs it: each record stays one line. (A traceback,
+    appended after the message, keeps its own lines.)"""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
@@ -27,9 +44,47 @@ def exit_on_bad_settings() -> Iterator[None]:
     """A missing or invalid setting ends the script with one line naming it, before anything is written."""
     try:
         yield
-    except (SettingsError, StoreConfigError) as error:
+    except SettingsError as error:
+        for message in error.messages:  # every bad setting at once, one line each
+            print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SETTINGS) from None
+    except StoreConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTINGS) from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad command-line input is one line (`error: ...`) and exit code 2: no usage dump, no traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_SETTINGS, f"error: {message} (see --help)\n")
+
+
+def number_in(kind: type[int] | type[float], low: float, high: float | None = None) -> Callable[[str], float]:
+    """An argparse `type` for a number from `low` to `high` (inclusive): out of range is exit code 2, one line."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (low <= value and (high is None or value <= high)):  # also refuses nan
+            span = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+
+    return parse
+
+
+def audio_problem(path: Path) -> str | None:
+    """Why `path` cannot be submitted (unreadable, not a file, empty), or None. Checked before the row is
+    recorded: an empty file would only be billed and rejected."""
+    try:
+        with path.open("rb") as audio:
+            if not audio.read(1):
+                return f"{path}: the file is empty; not submitted"
+    except OSError as error:
+        return f"{path}: cannot read: {error.strerror or error}"
+    return None
 
 
 def read_json_object(parser: argparse.ArgumentParser, flag: str, path: Path | None) -> dict[str, Any]:

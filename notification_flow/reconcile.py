@@ -8,6 +8,7 @@ when a `submitting` row may be judged to have created no job) are unit-tested in
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,6 +60,16 @@ class Reconciler:
         self.store, self.api, self.transcripts = store, api, transcripts
         self.policy = policy or ReconcilePolicy()
         self.summary: Counter[str] = Counter()
+        # The pass's workers count into one summary; Counter's `+=` is a read then a write, not atomic.
+        self._summary_lock = threading.Lock()
+        # Set (by a signal handler, say) to stop taking jobs: the ones in hand finish, the rest are released.
+        self.stopping = threading.Event()
+
+    def count(self, *outcomes: str) -> None:
+        """Add to the pass's summary; safe from the pass's worker threads."""
+        with self._summary_lock:
+            for outcome in outcomes:
+                self.summary[outcome] += 1
 
     def run_pass(self) -> Counter[str]:
         """One pass; the summary counts jobs checked and each outcome. One job's trouble never stops it."""
@@ -70,7 +81,7 @@ class Reconciler:
             self.store.forget_early_notifications(older_than=self.policy.retention_seconds)
         except StoreUnavailable as error:  # the next pass (or --loop round) tries again
             log.warning("database unavailable, pass cut short: %s", error)
-            self.summary[Outcome.FAILED] += 1
+            self.count(Outcome.FAILED)
         return self.summary
 
     def reconcile_open_jobs(self) -> None:
@@ -81,11 +92,15 @@ class Reconciler:
         try:
             if doubtful:
                 self.learn(remote, doubtful, doubtful)
-            while jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds):
+            while not self.stopping.is_set() and (
+                    jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds)):
+                unfinished += jobs  # until each is judged: a stop abandons a leased job, and must release it
                 now = self.learn(remote, jobs, doubtful)
                 with ThreadPoolExecutor(policy.concurrency) as pool:
                     outcomes = list(pool.map(self.reconcile_safely, jobs, [remote] * len(jobs), [now] * len(jobs)))
-                unfinished += [job for job, outcome in zip(jobs, outcomes, strict=True) if outcome.leaves_job_open]
+                finished = {job.reference for job, outcome in zip(jobs, outcomes, strict=True)
+                            if outcome is not None and not outcome.leaves_job_open}
+                unfinished = [job for job in unfinished if job.reference not in finished]
         finally:
             for job in unfinished:
                 self.store.release(job.reference)
@@ -101,14 +116,16 @@ class Reconciler:
             log.warning("listing jobs failed: %s", error)
         return now
 
-    def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
+    def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome | None:
+        """The job's outcome; None if the pass is stopping and the job was abandoned before it was started."""
+        if self.stopping.is_set():
+            return None
         try:
             outcome = self.reconcile(job, remote, now)
         except Exception as error:  # one job's trouble must never stop the others
             log.warning("job %s (%s): %s", job.job_id or "-", job.reference, error)
             outcome = Outcome.FAILED
-        self.summary["checked"] += 1
-        self.summary[outcome] += 1
+        self.count("checked", outcome)
         return outcome
 
     def reconcile(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
@@ -179,6 +196,8 @@ class Reconciler:
         recent = self.store.jobs(status=State.DONE, created_after=self.store.now() - self.policy.retention_seconds)
         missing = [job for job in recent if job.job_id and job.transcript and not self.transcripts.exists(job.job_id)]
         for job in missing[:self.policy.repairs_per_pass]:
+            if self.stopping.is_set():
+                return
             self.repair(job)
 
     def repair(self, job: Job) -> None:
@@ -187,17 +206,17 @@ class Reconciler:
             return  # another pass is on it
         try:
             self.store.record_repair(job.job_id, self.fetch_transcript(job.job_id))
-            self.summary[Outcome.REPAIRED] += 1
+            self.count(Outcome.REPAIRED)
         except (JobNotFound, JobGone) as error:
             if isinstance(error, JobNotFound) and job.created_at > self.store.now() - self.policy.retention_seconds:
                 log.warning("job %s: transcript missing, and the API answered 404 for now: %s", job.job_id, error)
             else:  # 410, or 404 for a job older than Speechmatics keeps any: it is gone for good
                 self.store.record_repair(job.job_id, None, error="transcript file lost; Speechmatics no longer "
                                          "has it")
-            self.summary[Outcome.FAILED] += 1
+            self.count(Outcome.FAILED)
         except (ApiError, OSError, NotATranscript) as error:
             log.warning("job %s: transcript missing and not fetched yet: %s", job.job_id, error)
-            self.summary[Outcome.FAILED] += 1
+            self.count(Outcome.FAILED)
         finally:
             self.store.release(job.reference)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from notification_flow.jobs import open_store
 from notification_flow.settings import SETTINGS
 from tests.integration.support import ROOT, SECRET, script_env
 
@@ -50,6 +51,7 @@ def test_bad_setting_is_one_line_naming_it_with_exit_2(tmp_path: Path, script: s
 
 
 def test_flags_override_the_environment(tmp_path: Path) -> None:
+    open_store(f"sqlite:///{tmp_path / 'flag.db'}")  # --list only reads a database that exists
     result = run("client.py", tmp_path, "--list", "--database-url", f"sqlite:///{tmp_path / 'flag.db'}",
                  DATABASE_URL=f"sqlite:///{tmp_path / 'env.db'}")
     assert result.returncode == 0
