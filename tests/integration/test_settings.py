@@ -76,3 +76,21 @@ def test_readme_configuration_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for setting in SETTINGS:
         assert f"`{setting.env}`" in readme, setting.env
+
+
+@pytest.mark.parametrize("script", ["client.py", "cronjob.py", "server.py"])
+def test_several_bad_settings_are_one_line_each_in_one_run(tmp_path: Path, script: str) -> None:
+    env = {**GOOD, "SPEECHMATICS_TIMEOUT": "soon", "DATABASE_URL": "mysql://db/jobs", "ALLOWED_REGIONS": "mars",
+           "MAX_NOTIFICATION_MB": "0", "WEBHOOK_SECRET": "short", "SPEECHMATICS_API_KEY": ""}
+    expected = {"client.py": {"SPEECHMATICS_TIMEOUT", "DATABASE_URL", "ALLOWED_REGIONS", "MAX_NOTIFICATION_MB",
+                              "WEBHOOK_SECRET", "SPEECHMATICS_API_KEY"},
+                "cronjob.py": {"SPEECHMATICS_TIMEOUT", "DATABASE_URL", "ALLOWED_REGIONS", "MAX_NOTIFICATION_MB",
+                               "WEBHOOK_SECRET", "SPEECHMATICS_API_KEY"},
+                "server.py": {"SPEECHMATICS_TIMEOUT", "DATABASE_URL", "ALLOWED_REGIONS", "MAX_NOTIFICATION_MB",
+                              "WEBHOOK_SECRET"}}[script]
+    result = run(script, tmp_path, **env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("error: ") for line in lines), lines
+    assert {line.split()[1].rstrip(":") for line in lines} == expected and len(lines) == len(expected), lines
+    assert list(tmp_path.iterdir()) == [], "nothing may be written"
