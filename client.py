@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from notification_flow.api import HEARTBEAT_SECONDS, AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
-from notification_flow.cli import exit_on_bad_settings, read_json_object
+from notification_flow.auth import auth_header
+from notification_flow.cli import OneLineParser, audio_problem, exit_on_bad_settings, read_json_object
+from notification_flow.db import database_exists, describe_database
 from notification_flow.jobs import JobStore, StoreUnavailable, open_store
 from notification_flow.listing import add_list_arguments, show_jobs
 from notification_flow.progress import Progress
@@ -30,6 +32,7 @@ from notification_flow.settings import Settings, add_arguments, load_settings
 
 SAMPLE_AUDIO = Path(__file__).with_name("example.wav")
 EXIT_NOT_ALL_SUBMITTED = 1
+EXIT_NO_DATABASE = 2
 
 
 class RowClosed(Exception):
@@ -48,7 +51,7 @@ def job_config(settings: Settings, reference: str, args: argparse.Namespace) -> 
     job.setdefault("notification_config", []).append({
         "url": settings.webhook_url,
         "contents": ["transcript"],
-        "auth_headers": [f"Authorization: Bearer {settings.webhook_secret}"],
+        "auth_headers": [auth_header(settings.webhook_secret or "", reference)],  # this job's token, never the secret
     })
     job.setdefault("tracking", {})["reference"] = reference
     return job
@@ -57,11 +60,9 @@ def job_config(settings: Settings, reference: str, args: argparse.Namespace) -> 
 def submit(path: Path, settings: Settings, store: JobStore, api: SpeechmaticsAPI,
            args: argparse.Namespace) -> tuple[bool, str]:
     """Submit one file; the answer is (submitted, message for the user)."""
-    try:
-        with path.open("rb") as audio:
-            audio.read(1)
-    except OSError as error:
-        return False, f"{path}: cannot read: {error.strerror or error}"  # nothing recorded for it
+    problem = audio_problem(path)
+    if problem:
+        return False, problem  # nothing recorded for it
     reference = uuid.uuid4().hex
     try:
         store.add_submission(reference, str(path))  # 1. intent, before anything is sent
@@ -121,9 +122,9 @@ def submit_all(paths: list[Path], settings: Settings, store: JobStore, args: arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Exit codes: 0 every file submitted, 1 some were not, 2 bad settings "
-                                     "or arguments.")
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="Exit codes: 0 every file submitted, 1 some were not, 2 bad settings or arguments "
+                           "(or --list with no job database).")
     parser.add_argument("audio", nargs="*", type=Path, help=f"audio files (default: {SAMPLE_AUDIO.name})")
     parser.add_argument("--language", help="language code (default: en)")
     parser.add_argument("--model", help="model, e.g. standard or enhanced")
@@ -132,8 +133,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="parallel uploads (default: 4; never "
                         "more than 10 job creations per second)")
     add_list_arguments(parser)
-    add_arguments(parser, "api_key", "batch_url", "api_timeout", "webhook_url", "webhook_secret", "database_url")
+    add_arguments(parser, "api_key", "batch_url", "api_timeout", "webhook_url", "allow_private_webhook_url",
+                  "webhook_secret", "database_url")
     args = parser.parse_args(argv)
+    only_with_list = [flag for flag, used in (("--json", args.json), ("--status", args.status),
+                                              ("--since", args.since)) if used]
+    if only_with_list and not args.list:
+        parser.error(f"{only_with_list[0]} only makes sense with --list")
+    if args.list and args.audio:
+        parser.error("--list shows the recorded jobs; it takes no audio files")
     if not 1 <= args.concurrency <= 10:
         parser.error("--concurrency must be between 1 and 10")
     args.extra_config = read_json_object(parser, "--config-file", args.config_file)
@@ -143,9 +151,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with exit_on_bad_settings():
-        settings = load_settings(overrides=vars(args))
-        if not args.list:
-            settings.require("api_key", "webhook_url", "webhook_secret")
+        required = () if args.list else ("api_key", "webhook_url", "webhook_secret")
+        settings = load_settings(overrides=vars(args), required=required)
+        if args.list and not database_exists(settings.database_url):  # --list never creates a database
+            print(f"error: no job database at {describe_database(settings.database_url)} (DATABASE_URL); nothing "
+                  "has been submitted with these settings", file=sys.stderr)
+            return EXIT_NO_DATABASE
         store = open_store(settings.database_url)
     if args.list:
         show_jobs(store, args)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import time
 from collections import Counter
 
 from notification_flow.api import SpeechmaticsAPI
-from notification_flow.cli import exit_on_bad_settings, setup_logging
+from notification_flow.cli import OneLineParser, exit_on_bad_settings, number_in, setup_logging
 from notification_flow.jobs import StoreUnavailable, open_store
 from notification_flow.lifecycle import ReconcileOutcome as Outcome
 from notification_flow.logs import emit
@@ -41,15 +42,16 @@ def summary_line(summary: Counter[str]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Exit codes: 0 nothing failed, 1 some job could not be "
-                                     "reconciled (it is retried next pass), 2 bad settings.")
-    parser.add_argument("--grace", type=float, default=DEFAULTS.grace_seconds,
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="Exit codes: 0 nothing failed (or stopped by SIGTERM/SIGINT), 1 some job could not "
+                           "be reconciled (it is retried next pass), 2 bad settings or arguments.")
+    parser.add_argument("--grace", type=number_in(float, 0), default=DEFAULTS.grace_seconds,
                         help=f"leave jobs alone until they have been quiet this many seconds (default: "
                         f"{DEFAULTS.grace_seconds:g}, a little over Speechmatics' notification retries)")
     parser.add_argument("--all", action="store_true", help="ignore the grace period")
-    parser.add_argument("--loop", type=float, metavar="SECONDS", help="run a pass every SECONDS until stopped")
-    parser.add_argument("--concurrency", type=int, default=DEFAULTS.concurrency,
+    parser.add_argument("--loop", type=number_in(float, 0.001), metavar="SECONDS",
+                        help="run a pass every SECONDS until stopped (SIGTERM or SIGINT: stops cleanly, exit 0)")
+    parser.add_argument("--concurrency", type=number_in(int, 1, 64), default=DEFAULTS.concurrency,
                         help=f"jobs worked on at once (default: {DEFAULTS.concurrency})")
     add_arguments(parser, "api_key", "batch_url", "api_timeout", "database_url", "transcripts_dir")
     return parser.parse_args(argv)
@@ -59,22 +61,35 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     with exit_on_bad_settings():
-        settings = load_settings(overrides=vars(args)).require("api_key")
+        settings = load_settings(overrides=vars(args), required=("api_key",))
         store = open_store(settings.database_url)
         transcripts = TranscriptFiles(settings.transcripts_dir).ensure_directories()
     policy = ReconcilePolicy(grace_seconds=0 if args.all else args.grace, concurrency=args.concurrency,
                              api_timeout_seconds=settings.api_timeout)
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api:
         reconciler = Reconciler(store, api, transcripts, policy)
+        stop_on_signals(reconciler)
         while True:
             started = time.monotonic()
             summary = reconciler.run_pass()
             with contextlib.suppress(StoreUnavailable):  # the server's metrics then show an older pass
                 record_pass(store, summary, time.monotonic() - started)
             emit(None, summary_line(summary), event="pass", **pass_counts(summary))
-            if not args.loop:
+            if not args.loop or reconciler.stopping.is_set():
                 return 1 if summary[Outcome.FAILED] else 0
-            time.sleep(args.loop)
+            reconciler.stopping.wait(args.loop)
+            if reconciler.stopping.is_set():
+                return 0
+
+
+def stop_on_signals(reconciler: Reconciler) -> None:
+    """SIGTERM (systemd, docker, kill) and SIGINT (Ctrl-C) stop the pass cleanly: the jobs in hand are
+    finished, the rest abandoned and their leases released, so the next pass need not wait 10 minutes."""
+    def stop(signum: int, frame: object) -> None:
+        reconciler.stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 if __name__ == "__main__":

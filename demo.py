@@ -90,6 +90,13 @@ def main() -> None:
         first = jobs(env)[0]
         words = [r["alternatives"][0]["content"] for r in json.loads(Path(first["transcript"]).read_text())["results"]]
         say(f"Stored {first['transcript']} ({len(words)} words): {' '.join(words[:12])} ...")
+        [notification] = _remote_job(batch_url, first["job_id"])["config"]["notification_config"]
+        say("The job's notification header, as Speechmatics holds it (GET /v2/jobs/{id}): this job's own token, "
+            "never WEBHOOK_SECRET")
+        print(f"$ curl -H 'Authorization: Bearer ...' {batch_url}/jobs/{first['job_id']}?wait=0")
+        print(f"auth_headers: {notification['auth_headers']}")
+        if env["WEBHOOK_SECRET"] in json.dumps(notification):
+            raise SystemExit("demo failed: the secret travelled with the job")
 
         say("2. Now the notification is lost (the emulator drops it), as happens in production.")
         _set_faults(batch_url, drop_fraction=1.0)
@@ -133,9 +140,14 @@ def _set_faults(batch_url: str, **faults: object) -> None:
                  timeout=10).raise_for_status()
 
 
+def _remote_job(batch_url: str, job_id: str) -> dict:
+    response = requests.get(f"{batch_url}/jobs/{job_id}", params={"wait": 0}, timeout=10,
+                            headers={"Authorization": f"Bearer {API_KEY}"})
+    return response.json()["job"]
+
+
 def _remote_status(batch_url: str, job_id: str) -> str:
-    response = requests.get(f"{batch_url}/jobs/{job_id}", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
-    return response.json()["job"]["status"]
+    return _remote_job(batch_url, job_id)["status"]
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -24,18 +23,19 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from notification_flow import ops
 from notification_flow.api import ApiError, SpeechmaticsAPI, rejection_reason
-from notification_flow.auth import Guard
-from notification_flow.cli import exit_on_bad_settings, setup_logging
+from notification_flow.auth import REFUSALS, Guard
+from notification_flow.cli import OneLineParser, exit_on_bad_settings, setup_logging
 from notification_flow.jobs import Notification, StoreUnavailable, open_store
 from notification_flow.lifecycle import NotificationOutcome as Outcome
 from notification_flow.lifecycle import NotificationStatus
+from notification_flow.logs import log_notification, printable
 from notification_flow.payloads import NotificationBody, UnreadableBody, check_transcript, read_body, request_class
 from notification_flow.retry import RetryPolicy
 from notification_flow.settings import Settings, add_arguments, load_settings
 from notification_flow.transcripts import BodyTooLarge, IncomingFile, InvalidJobId, NotATranscript, TranscriptFiles
+from notification_flow.wsgi import add_server_arguments
 
 log = logging.getLogger("server")
-REFUSALS = {401: Outcome.UNAUTHENTICATED, 403: Outcome.ADDRESS_NOT_ALLOWED}
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ def reply(code: int, outcome: str) -> tuple[Response, int]:
 class Receiver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.guard = Guard(settings)
         self.store = open_store(settings.database_url, migrate_schema=False)  # connects on first use
+        self.guard = Guard(settings, self.store)
         self.transcripts = TranscriptFiles(settings.transcripts_dir).ensure_directories()
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
         self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10,
@@ -79,49 +79,54 @@ class Receiver:
         started = time.monotonic()
         job_id, status = request.args.get("id", "-")[:40], request.args.get("status", "-")[:20]
         answer = self.handle(job_id, status)
-        fields = {"job_id": job_id, "status": status, "outcome": answer.outcome, "code": answer.code,
-                  "stored": answer.stored, "duration_seconds": round(time.monotonic() - started, 4),
-                  "remote_addr": request.remote_addr, "reference": g.get("reference")}
-        log.info("notification job=%s status=%s outcome=%s code=%d stored=%s ms=%.1f", job_id, status, answer.outcome,
-                 answer.code, answer.stored, fields["duration_seconds"] * 1000, extra={"fields": fields})
+        log_notification(log, job_id=job_id, status=status, outcome=answer.outcome, code=answer.code,
+                         stored=answer.stored, duration_seconds=round(time.monotonic() - started, 4),
+                         remote_addr=request.remote_addr, reference=g.get("reference"))
         return reply(answer.code, answer.outcome)
 
     def handle(self, job_id: str, status: str) -> Answer:
-        refusal = self.guard.refusal(request)
-        if refusal:
-            return Answer(refusal, REFUSALS[refusal])
+        if self.guard.address_refused(request):
+            return Answer(403, Outcome.ADDRESS_NOT_ALLOWED)
+        credential = self.guard.authenticate(request)
+        if credential is None:
+            return Answer(401, Outcome.UNAUTHENTICATED)
         try:
             TranscriptFiles.check_job_id(job_id)
             notified = NotificationStatus(status)
+            refusal = self.guard.refusal(credential, job_id)  # a token proves one job: this one, or none
         except InvalidJobId:
             return Answer(400, Outcome.INVALID_JOB_ID)
         except ValueError:
             return Answer(400, Outcome.INVALID_STATUS)
+        except StoreUnavailable:
+            return Answer(503, Outcome.UNAVAILABLE)
+        if refusal:
+            return Answer(REFUSALS[refusal], refusal)
         if (request.content_length or 0) > self.settings.max_notification_bytes:
             return Answer(413, Outcome.BODY_TOO_LARGE)
         try:
             with read_body(request, job_id, self.transcripts, self.settings.max_notification_bytes) as body:
-                g.reference = body.reference
+                reference = g.reference = credential.reference or body.reference  # the token's row outranks the body
                 if notified is NotificationStatus.SUCCESS:
-                    return self.on_success(job_id, body)
-                return self.on_failure(job_id, notified, body)
+                    return self.on_success(job_id, body, reference)
+                return self.on_failure(job_id, notified, body, reference)
         except BodyTooLarge:
             return Answer(413, Outcome.BODY_TOO_LARGE)
         except UnreadableBody as error:
-            log.warning("notification job=%s unreadable body: %r", job_id, str(error))
+            log.warning("notification job=%s unreadable body: %s", job_id, printable(str(error)))
             return Answer(400, Outcome.UNREADABLE_BODY)
         except (StoreUnavailable, OSError) as error:
             log.warning("notification job=%s could not be stored now: %s", job_id, error)
             return Answer(503, Outcome.UNAVAILABLE)
 
-    def on_success(self, job_id: str, body: NotificationBody) -> Answer:
+    def on_success(self, job_id: str, body: NotificationBody, reference: str | None) -> Answer:
         if body.transcript is not None:
-            return self.publish(job_id, body.transcript, body.reference)
+            return self.publish(job_id, body.transcript, reference)
         # No json-v2 in the body (txt, srt, jobinfo or nothing): fetch it, unless nothing can change the job.
         if self.is_terminal(job_id):
             return Answer(200, Outcome.DUPLICATE)
         if self.api is None:  # cronjob.py will fetch it
-            notification = Notification(NotificationStatus.SUCCESS, reference=body.reference)
+            notification = Notification(NotificationStatus.SUCCESS, reference=reference)
             return Answer(202, self.store.record_notification(job_id, notification))
         with self.transcripts.incoming_file() as incoming:
             try:
@@ -130,7 +135,7 @@ class Receiver:
             except (ApiError, NotATranscript) as error:
                 log.warning("notification job=%s transcript fetch failed: %s", job_id, error)
                 return Answer(503, Outcome.NOT_FETCHED_YET)
-            return self.publish(job_id, incoming, body.reference)
+            return self.publish(job_id, incoming, reference)
 
     def publish(self, job_id: str, transcript: IncomingFile, reference: str | None) -> Answer:
         """Write <job_id>.json, then record the job done: in that order, so `done` always has its file. The
@@ -140,16 +145,16 @@ class Receiver:
         notification = Notification(NotificationStatus.SUCCESS, transcript=str(path), reference=reference)
         return Answer(200, self.store.record_notification(job_id, notification), path.name if written else "-")
 
-    def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody) -> Answer:
+    def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody,
+                   reference: str | None) -> Answer:
         if self.is_terminal(job_id):
             return Answer(200, Outcome.DUPLICATE)
         reason = body.error or self.reason_from_api(job_id) or f"Speechmatics reported {status}"
-        notification = Notification(status, error=reason, reference=body.reference)
+        notification = Notification(status, error=reason, reference=reference)
         return Answer(200, self.store.record_notification(job_id, notification))
 
     def is_terminal(self, job_id: str) -> bool:
-        job = self.store.find(job_id)
-        return job is not None and job.is_terminal
+        return (job := self.store.find(job_id)) is not None and job.is_terminal
 
     def reason_from_api(self, job_id: str) -> str | None:
         with contextlib.suppress(ApiError):
@@ -158,19 +163,15 @@ class Receiver:
 
     def unexpected(self, error: Exception) -> tuple[Response, int]:
         """Never show a stack trace; a 500 makes Speechmatics retry, and the log has the details."""
-        log.exception("unexpected error handling %s %s", request.method, request.path)
+        log.exception("unexpected error handling %s %s", printable(request.method), printable(request.path))
         return reply(500, "internal error")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Exit codes: 0 stopped cleanly, 2 bad settings.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; "
-                        "put a TLS proxy in front for the internet)")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="worker processes (default: one per core)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default: 4)")
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="Exit codes: 0 stopped cleanly, 2 bad settings or arguments. gunicorn's own "
+                           "options may be given in GUNICORN_CMD_ARGS; they win over these.")
+    add_server_arguments(parser)
     add_arguments(parser, "webhook_secret", "webhook_secret_previous", "database_url", "transcripts_dir",
                   "webhook_path", "max_notification_mb", "allowed_regions", "trusted_proxies", "api_key", "batch_url")
     return parser.parse_args(argv)
@@ -180,11 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     with exit_on_bad_settings():
-        settings = load_settings(overrides=vars(args)).require("webhook_secret")
+        settings = load_settings(overrides=vars(args), required=("webhook_secret",))
         open_store(settings.database_url)  # create or migrate the schema once, before any worker starts
         TranscriptFiles(settings.transcripts_dir).ensure_directories()
     from notification_flow.metrics import multiprocess_directory
-    from notification_flow.wsgi import serve
+    from notification_flow.wsgi import serve  # gunicorn, only once the settings are good
 
     ops.warn_if_exposed(args.host)
     with multiprocess_directory():  # the workers' metric files, summed by /metrics

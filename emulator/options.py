@@ -102,7 +102,7 @@ class EmulatorOptions:
     max_upload_bytes: int = option(ONE_GB - 1, parse_count, "largest accepted media file (bytes)")
     upload_dir: str | None = option(None, parse_optional_str, "parent directory for the upload temp dir")
     default_wait_seconds: float = option(
-        0.0, parse_non_negative, "server-side wait when a GET has no ?wait= (the service uses ~2)"
+        2.0, parse_non_negative, "server-side wait when a GET has no ?wait= (the service waits about 2 s)"
     )
     max_wait_seconds: float = option(30.0, parse_non_negative, "cap on any ?wait= value (s)")
     seed: int | None = option(None, parse_optional_int, "seed of every random choice; random if unset")

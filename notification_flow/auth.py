@@ -1,30 +1,126 @@
-"""Who may deliver a notification: the bearer secret Speechmatics echoes from `auth_headers`, and
-optionally only from Speechmatics' published egress addresses.
+"""Who may deliver a notification: a token bound to one job, and optionally only Speechmatics' egress addresses.
 
-Speechmatics signs nothing, so the secret is the proof. It is compared in constant time, and a second
-(previous) secret is accepted so that it can be rotated without losing a notification in flight.
+Speechmatics signs nothing, so the header it echoes from `auth_headers` is the proof. It must not be one secret
+shared by every job: the API returns each job's config, `auth_headers` included, to anyone who can read the
+account's jobs. So `WEBHOOK_SECRET` never leaves our machines; each job carries its own token,
+
+    Authorization: Bearer v1.<reference>.<base64url(HMAC-SHA256(WEBHOOK_SECRET, "v1.<reference>"))>
+
+where `<reference>` is the job's row (sent as `tracking.reference` too). A token proves only that job: the
+server accepts it for the notification of the row it names (whose job id must be the notification's `id`,
+or not recorded yet, and then the notification joins that row). Anyone who reads a token can at most
+notify for that one job, which is the job they could already read.
+
+Jobs submitted before per-job tokens carry the plain `Bearer <secret>`. It is accepted only for a row that
+existed when the database was migrated to per-job tokens (the `per_job_tokens` table records that moment):
+Speechmatics keeps a job for 7 days, so this ends by itself a week after the upgrade.
+
+Every comparison is constant-time, and every secret is tried whatever the first answer, so timing does not
+reveal which one matched. `WEBHOOK_SECRET_PREVIOUS` still verifies during a rotation.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import re
+from dataclasses import dataclass
 
 from flask import Request
 
+from notification_flow.jobs import Job, JobStore
+from notification_flow.lifecycle import NotificationOutcome
 from notification_flow.settings import EGRESS_IPS, Settings
+
+TOKEN_VERSION = "v1"  # noqa: S105 (a format version, not a password)
+REFERENCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def job_token(secret: str, reference: str) -> str:
+    """The bearer token for the job whose row is `reference`: what its `auth_headers` carry."""
+    if not REFERENCE_PATTERN.fullmatch(reference):
+        raise ValueError("a reference is 1 to 64 characters of A-Z a-z 0-9 _ -")
+    return f"{TOKEN_VERSION}.{reference}.{_signature(secret, reference)}"
+
+
+def auth_header(secret: str, reference: str) -> str:
+    """The `auth_headers` line of one job's notification."""
+    return f"Authorization: Bearer {job_token(secret, reference)}"
+
+
+def _signature(secret: str, reference: str) -> str:
+    digest = hmac.new(secret.encode(), f"{TOKEN_VERSION}.{reference}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+# Why a notification is refused, and the status it is answered with.
+REFUSALS = {NotificationOutcome.UNAUTHENTICATED: 401,  # no valid credential at all, or for no row of ours
+            NotificationOutcome.WRONG_JOB: 403,  # a valid token, but of another job
+            NotificationOutcome.ADDRESS_NOT_ALLOWED: 403}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What an Authorization header proved: a per-job token's row, or the shared secret of older jobs."""
+
+    reference: str | None  # the row a per-job token names: the notification belongs to it
+    shared_secret: bool = False
 
 
 class Guard:
-    def __init__(self, settings: Settings) -> None:
-        secrets = (settings.webhook_secret, settings.webhook_secret_previous)
-        self.expected = [f"Bearer {secret}".encode() for secret in secrets if secret]
+    def __init__(self, settings: Settings, store: JobStore) -> None:
+        self.secrets = [secret for secret in (settings.webhook_secret, settings.webhook_secret_previous) if secret]
+        self.plain = [f"Bearer {secret}".encode() for secret in self.secrets]
         self.allowed_ips = {ip for region in settings.allowed_regions for ip in EGRESS_IPS[region]}
+        self.store = store
+        self._tokens_since: float | None = None
 
-    def refusal(self, request: Request) -> int | None:
-        """The status to refuse the request with (403 wrong address, 401 wrong secret), or None."""
-        if self.allowed_ips and request.remote_addr not in self.allowed_ips:
-            return 403
+    def address_refused(self, request: Request) -> bool:
+        return bool(self.allowed_ips) and request.remote_addr not in self.allowed_ips
+
+    def authenticate(self, request: Request) -> Credential | None:
+        """The credential the request carries, if it is one of ours (checked without the database); else None."""
         presented = request.headers.get("Authorization", "").encode("utf-8", "replace")
-        # Check every secret, whatever the first answer, so timing does not reveal which one matched.
-        matches = [hmac.compare_digest(presented, expected) for expected in self.expected]
-        return None if any(matches) else 401
+        reference = self._signed_reference(presented)
+        if reference is not None:
+            return Credential(reference)
+        if any([hmac.compare_digest(presented, expected) for expected in self.plain]):
+            return Credential(None, shared_secret=True)
+        return None
+
+    def refusal(self, credential: Credential, job_id: str) -> NotificationOutcome | None:
+        """Why this credential may not notify about `job_id`, or None. Reads the store (StoreUnavailable)."""
+        if credential.reference is None:  # the shared secret: only for a job submitted before per-job tokens
+            job = self.store.find(job_id)
+            if job is not None and job.created_at <= self.tokens_since():
+                return None
+            return NotificationOutcome.UNAUTHENTICATED
+        row: Job | None = self.store.find_by_reference(credential.reference)
+        if row is None:
+            return NotificationOutcome.UNAUTHENTICATED  # signed by us, but for no row we have
+        if row.job_id == job_id:
+            return None
+        if row.job_id is None and self.store.find(job_id) is None:
+            return None  # the id is recorded nowhere yet: the notification may join this row
+        return NotificationOutcome.WRONG_JOB
+
+    def _signed_reference(self, presented: bytes) -> str | None:
+        """The reference of a well-formed, correctly signed token; None otherwise."""
+        parts = presented.split(b" ", 1)
+        if len(parts) != 2 or parts[0] != b"Bearer":
+            return None
+        fields = parts[1].split(b".")
+        if len(fields) != 3 or fields[0] != TOKEN_VERSION.encode():
+            return None
+        reference = fields[1].decode("ascii", "replace")
+        if not REFERENCE_PATTERN.fullmatch(reference):
+            return None
+        matches = [hmac.compare_digest(fields[2], _signature(secret, reference).encode()) for secret in self.secrets]
+        return reference if any(matches) else None
+
+    def tokens_since(self) -> float:
+        """When per-job tokens began in this database: rows created after it never carried the shared secret."""
+        if self._tokens_since is None:
+            self._tokens_since = self.store.per_job_tokens_since()
+        return self._tokens_since

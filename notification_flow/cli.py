@@ -7,9 +7,9 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from notification_flow.db import StoreConfigError, StoreUnavailable
 from notification_flow.logs import formatter
@@ -32,12 +32,50 @@ def exit_on_bad_settings() -> Iterator[None]:
     """A missing or invalid setting ends the script with one line naming it, before anything is written."""
     try:
         yield
-    except (SettingsError, StoreConfigError) as error:
+    except SettingsError as error:
+        for message in error.messages:  # every bad setting at once, one line each
+            print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SETTINGS) from None
+    except StoreConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTINGS) from None
     except StoreUnavailable as error:  # locked or busy right now: worth trying again, not a bad setting
         print(f"error: the database is unavailable, try again: {error}", file=sys.stderr)
         raise SystemExit(EXIT_UNAVAILABLE) from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad command-line input is one line (`error: ...`) and exit code 2: no usage dump, no traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_SETTINGS, f"error: {message} (see --help)\n")
+
+
+def number_in(kind: type[int] | type[float], low: float, high: float | None = None) -> Callable[[str], float]:
+    """An argparse `type` for a number from `low` to `high` (inclusive): out of range is exit code 2, one line."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (low <= value and (high is None or value <= high)):  # also refuses nan
+            span = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+
+    return parse
+
+
+def audio_problem(path: Path) -> str | None:
+    """Why `path` cannot be submitted (unreadable, not a file, empty), or None. Checked before the row is
+    recorded: an empty file would only be billed and rejected."""
+    try:
+        with path.open("rb") as audio:
+            if not audio.read(1):
+                return f"{path}: the file is empty; not submitted"
+    except OSError as error:
+        return f"{path}: cannot read: {error.strerror or error}"
+    return None
 
 
 def read_json_object(parser: argparse.ArgumentParser, flag: str, path: Path | None) -> dict[str, Any]:

@@ -72,6 +72,46 @@ def open_database(database_url: str) -> Database:
     return PostgresDatabase(database_url)
 
 
+def database_exists(database_url: str) -> bool:
+    """Whether DATABASE_URL names a job database already made (by migrate), found without creating anything:
+    sqlite's file is looked for, not opened; PostgreSQL is asked whether the schema's table exists.
+    Raises StoreConfigError if PostgreSQL cannot be reached."""
+    database = open_database(database_url)
+    if isinstance(database, SqliteDatabase):
+        if not database.path.is_file():
+            return False
+        conn = sqlite3.connect(f"file:{database.path}?mode=ro", uri=True)
+        try:
+            return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchall())
+        except sqlite3.Error as error:
+            raise StoreConfigError(f"DATABASE_URL: cannot open {database.path}: {error}") from error
+        finally:
+            conn.close()
+    conn = database.connect()
+    try:
+        rows = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL AS present").fetchall()
+        return bool(rows[0]["present"])
+    finally:
+        conn.close()
+
+
+def describe_database(database_url: str) -> str:
+    """Where DATABASE_URL points, for messages: the sqlite file, or PostgreSQL's host, port and database name;
+    never the password."""
+    if urlsplit(database_url).scheme == "sqlite":
+        return str(Path(unquote(database_url[len("sqlite:///"):])).resolve())
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(database_url)
+    except Exception:  # an unparsable URL: say no more than its scheme
+        return "PostgreSQL (DATABASE_URL could not be parsed)"
+    host = info.get("host") or info.get("hostaddr") or os.environ.get("PGHOST") or "localhost"
+    port = info.get("port") or os.environ.get("PGPORT") or "5432"
+    name = info.get("dbname") or os.environ.get("PGDATABASE") or info.get("user") or "(default)"
+    return f"PostgreSQL host {host} port {port} database {name}"
+
+
 def migrate(database: Database) -> int:
     """Apply the migrations this database has not seen, under a lock so that concurrent starts are safe.
     Raises StoreConfigError, naming DATABASE_URL, if the database cannot be reached at all."""
@@ -220,7 +260,8 @@ class PostgresDatabase(_PerThreadConnections):
             conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_SECONDS}s'")
             return conn
         except psycopg.OperationalError as error:
-            raise StoreConfigError(f"DATABASE_URL: cannot connect: {_first_line(error)}") from error
+            where = describe_database(self.database_url)
+            raise StoreConfigError(f"DATABASE_URL: cannot connect to {where}: {_first_line(error)}") from error
 
     def _is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)

@@ -84,6 +84,7 @@ class NotificationOutcome(StrEnum):
     WAITING = "waiting"  # success without a transcript we could get: cronjob.py fetches it
     KEPT = "kept"  # the job id is not recorded yet: kept, and applied when it is
     UNAUTHENTICATED = "unauthenticated"
+    WRONG_JOB = "token of another job"
     ADDRESS_NOT_ALLOWED = "address not allowed"
     INVALID_JOB_ID = "invalid job id"
     INVALID_STATUS = "invalid status"

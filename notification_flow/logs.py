@@ -18,6 +18,21 @@ from typing import Any
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
+def printable(text: str) -> str:
+    """`text` with every control or invisible character escaped the way repr does (`\\n`, `\\x1b`, `\\u202e`):
+    input from a request can then neither start a forged log line nor drive a terminal. Backslashes are left
+    alone, so escaping twice (here, then by EscapingFormatter) changes nothing more."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
+class EscapingFormatter(logging.Formatter):
+    """Escapes whatever a message interpolates, whoever logs it: each record stays one line. (A traceback,
+    appended after the message, keeps its own lines.)"""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def json_wanted() -> bool:
     return os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
 
@@ -37,13 +52,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def formatter() -> logging.Formatter:
-    return JsonFormatter() if json_wanted() else logging.Formatter(TEXT_FORMAT)
+    return JsonFormatter() if json_wanted() else EscapingFormatter(TEXT_FORMAT)
 
 
 def gunicorn_logconfig() -> dict[str, Any]:
     """gunicorn's logconfig_dict: its own lines and every other logger's through one stderr handler, in the
     format LOG_FORMAT names. (gunicorn replaces the top-level keys of its defaults with these.)"""
-    style = {"()": "notification_flow.logs.JsonFormatter"} if json_wanted() else {"format": TEXT_FORMAT}
+    style = ({"()": "notification_flow.logs.JsonFormatter"} if json_wanted()
+             else {"()": "notification_flow.logs.EscapingFormatter", "fmt": TEXT_FORMAT})
     return {
         "version": 1, "disable_existing_loggers": False,
         "root": {"level": "INFO", "handlers": ["stderr"]},
@@ -64,3 +80,12 @@ def emit(stream: Any = None, /, message: str = "", **fields: Any) -> None:
     else:
         line = message
     print(line, file=stream, flush=True)
+
+
+def log_notification(log: logging.Logger, **fields: Any) -> None:
+    """The server's one line per notification: text for people, every field its own key in JSON. The id and
+    status come from an unauthenticated request, so the text escapes them: they can neither forge a log line
+    nor reach a terminal as control codes."""
+    log.info("notification job=%s status=%s outcome=%s code=%d stored=%s ms=%.1f", printable(str(fields["job_id"])),
+             printable(str(fields["status"])), fields["outcome"], fields["code"], fields["stored"],
+             fields["duration_seconds"] * 1000, extra={"fields": fields})

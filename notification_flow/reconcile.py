@@ -76,6 +76,8 @@ class Reconciler:
         self.policy = policy or ReconcilePolicy()
         self.summary: Counter[str] = Counter()
         self.counting = threading.Lock()  # the pass's workers count from several threads
+        # Set (by a signal handler, say) to stop taking jobs: the ones in hand finish, the rest are released.
+        self.stopping = threading.Event()
 
     def count(self, *outcomes: str) -> None:
         with self.counting:
@@ -107,7 +109,8 @@ class Reconciler:
         try:
             if doubtful:
                 self.learn(remote, doubtful, doubtful)
-            while jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds):
+            while not self.stopping.is_set() and (
+                    jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds)):
                 fresh = [job for job in jobs if job.reference not in held]
                 held.update((job.reference, job) for job in jobs)
                 if not fresh:  # only jobs whose lease ran out mid-pass: this pass has seen them
@@ -117,7 +120,7 @@ class Reconciler:
                     outcomes = list(pool.map(self.reconcile_safely, fresh, [remote] * len(fresh),
                                              [now] * len(fresh)))
                 for job, outcome in zip(fresh, outcomes, strict=True):
-                    if not outcome.leaves_job_open:
+                    if outcome is not None and not outcome.leaves_job_open:
                         held.pop(job.reference)  # moved: its lease went with the move
                 if time.monotonic() - renewed > policy.lease_seconds / 2:  # a long pass: keep what it holds
                     self.store.renew(list(held), policy.lease_seconds)
@@ -137,7 +140,10 @@ class Reconciler:
             log.warning("listing jobs failed: %s", error)
         return now
 
-    def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
+    def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome | None:
+        """The job's outcome; None if the pass is stopping and the job was abandoned before it was started."""
+        if self.stopping.is_set():
+            return None
         try:
             outcome = self.reconcile(job, remote, now)
         except Exception as error:  # one job's trouble must never stop the others
@@ -224,6 +230,8 @@ class Reconciler:
         missing = self.sweep_slice()
         self.store.queue_repairs([job.reference for job in missing])
         for job in self.store.due_repairs(self.policy.repairs_per_pass):
+            if self.stopping.is_set():
+                return
             self.repair(job)
 
     def sweep_slice(self) -> list[SweptJob]:

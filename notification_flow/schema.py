@@ -56,4 +56,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             failed        INTEGER NOT NULL
         )""",
     ),
+    (
+        # When per-job notification tokens began here: the last row created before. Only rows up to it may
+        # still be notified with the shared `Bearer <WEBHOOK_SECRET>` (see auth.py); none on a fresh database.
+        "CREATE TABLE per_job_tokens (introduced_at DOUBLE PRECISION NOT NULL)",
+        "INSERT INTO per_job_tokens (introduced_at) SELECT COALESCE(MAX(created_at), 0) FROM jobs",
+    ),
 )

@@ -1,13 +1,15 @@
 """Configuration for all three scripts, from environment variables with command-line overrides.
 
 One table of settings (``SETTINGS``) drives the environment lookup, the command-line flags, the README's
-configuration table and the validation, so the four can never disagree. A bad value is reported as one
-line naming the variable, before any script has written anything.
+configuration table and the validation, so the four can never disagree. Every bad or missing value is
+reported in one run, one line each naming its variable, before any script has written anything: a new user
+fixes them all at once instead of one per run.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import warnings
@@ -31,7 +33,11 @@ SECRET_PATTERN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
 
 
 class SettingsError(Exception):
-    """A setting is missing or invalid; the message names the environment variable."""
+    """Settings are missing or invalid: one message per setting, each naming its environment variable."""
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = list(messages)
 
 
 def _url(name: str, value: str) -> str:
@@ -90,6 +96,14 @@ def _log_format(name: str, value: str) -> str:
     return value
 
 
+def _flag(name: str, value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("", "0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
+
+
 def _webhook_path(name: str, value: str) -> str:
     if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
         raise SettingsError(f"{name} must be a URL path such as /webhook, got {value!r}")
@@ -114,10 +128,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SPEECHMATICS_TIMEOUT", "api_timeout", "Seconds to wait for Speechmatics before a call counts as "
             "failed", _positive_int, "30"),
     Setting("WEBHOOK_URL", "webhook_url", "Public URL Speechmatics calls when a job finishes", _url),
-    Setting("WEBHOOK_SECRET", "webhook_secret", "Bearer token Speechmatics sends via auth_headers; the "
-            "server requires it", _secret, secret=True),
-    Setting("WEBHOOK_SECRET_PREVIOUS", "webhook_secret_previous", "Old secret still accepted during a "
-            "rotation", _secret, secret=True),
+    Setting("WEBHOOK_SECRET", "webhook_secret", "Key from which each job's own notification token is derived; "
+            "it never leaves your machines", _secret, secret=True),
+    Setting("WEBHOOK_SECRET_PREVIOUS", "webhook_secret_previous", "Old secret whose tokens are still accepted "
+            "during a rotation", _secret, secret=True),
     Setting("DATABASE_URL", "database_url", "Job database: sqlite:///path or postgresql://user@host/db",
             _database_url, "sqlite:///jobs.db"),
     Setting("TRANSCRIPTS_DIR", "transcripts_dir", "Where <job_id>.json transcripts are stored", _path,
@@ -133,6 +147,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("METRICS_TOKEN", "metrics_token", "Bearer token /metrics requires (open to anyone who reaches "
             "the port when empty)", _secret, secret=True),
     Setting("LOG_FORMAT", "log_format", "text, or json for one JSON object per log line", _log_format, "text"),
+    Setting("ALLOW_PRIVATE_WEBHOOK_URL", "allow_private_webhook_url", "Allow a loopback, private or link-local "
+            "WEBHOOK_URL with the production API (a deliberate tunnel)", _flag, "0"),
 )
 
 
@@ -152,32 +168,81 @@ class Settings:
     trusted_proxies: int
     metrics_token: str | None = None
     log_format: str = "text"
+    allow_private_webhook_url: bool = False
 
     def require(self, *names: str) -> Settings:
-        """Fail with the variable's name unless every named setting has a value."""
-        for setting in SETTINGS:
-            if setting.field in names and not getattr(self, setting.field):
-                raise SettingsError(f"{setting.env} is not set: {setting.help}")
+        """Fail, naming every variable at fault, unless every named setting has a usable value."""
+        problems = self.problems(*names)
+        if problems:
+            raise SettingsError(*problems)
         return self
+
+    def problems(self, *names: str) -> list[str]:
+        """One line for each named setting that is missing, and for a WEBHOOK_URL no notification can reach."""
+        problems = [f"{setting.env} is not set: {setting.help}" for setting in SETTINGS
+                    if setting.field in names and not getattr(self, setting.field)]
+        if "webhook_url" in names and self.webhook_url and self.batch_url and not self.allow_private_webhook_url:
+            problem = unreachable_webhook_url(self.webhook_url, self.batch_url)
+            if problem:
+                problems.append(problem)
+        return problems
 
     @property
     def max_notification_bytes(self) -> int:
         return self.max_notification_mb * 1024 * 1024
 
 
-def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None) -> Settings:
-    """Read every setting: a command-line override wins over the environment, which wins over the default."""
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None,
+                  required: tuple[str, ...] = ()) -> Settings:
+    """Read every setting: a command-line override wins over the environment, which wins over the default.
+    Every invalid setting, and every `required` one missing, is reported in one SettingsError."""
     environ = os.environ if environ is None else environ
     overrides = overrides or {}
     values: dict[str, object] = {}
+    problems: list[str] = []
+    invalid: set[str] = set()
     for setting in SETTINGS:
         raw = overrides.get(setting.field)
         if raw is None:
             raw = environ.get(setting.env) or setting.default
-        values[setting.field] = None if raw is None else setting.parse(setting.env, str(raw))
+        try:
+            values[setting.field] = None if raw is None else setting.parse(setting.env, str(raw))
+        except SettingsError as error:  # reported; the rest are still checked
+            problems += error.messages
+            values[setting.field], invalid = None, invalid | {setting.field}
     if not values["api_key"]:
         values["api_key"] = saved_api_key()
-    return Settings(**values)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    problems += settings.problems(*(name for name in required if name not in invalid))
+    if problems:
+        raise SettingsError(*problems)
+    return settings
+
+
+PRIVATE_HOST_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+def unreachable_webhook_url(webhook_url: str, batch_url: str) -> str | None:
+    """Why Speechmatics' production service can never deliver to `webhook_url`, or None.
+
+    A notification is sent from Speechmatics' cloud, so a loopback, private or link-local address (or a
+    `localhost`-style name) with the production API means every notification is lost. Only literal addresses
+    and such names are judged: resolving a name would need the network, and a name may resolve differently
+    where the service runs. The emulator, or any API that is not Speechmatics' cloud, may reach them."""
+    api_host = (urlsplit(batch_url).hostname or "").lower()
+    if not (api_host == "speechmatics.com" or api_host.endswith(".speechmatics.com")):
+        return None
+    host = (urlsplit(webhook_url).hostname or "").lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host)
+        private = address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified
+    except ValueError:
+        private = host in PRIVATE_HOST_NAMES or host.endswith((".localhost", ".local"))
+    if not private:
+        return None
+    return (f"WEBHOOK_URL {webhook_url} is a loopback, private or link-local address, which Speechmatics' "
+            f"service at {api_host} can never reach, so every notification would be lost; use a public URL, or "
+            "set ALLOW_PRIVATE_WEBHOOK_URL=1 (--allow-private-webhook-url) for a deliberate tunnel")
 
 
 def saved_api_key() -> str | None:
@@ -196,6 +261,10 @@ def add_arguments(parser: argparse.ArgumentParser, *field_names: str) -> None:
     for setting in SETTINGS:
         if setting.field in field_names:
             flag = "--" + setting.field.replace("_", "-")
+            if setting.parse is _flag:  # a switch: present means on
+                parser.add_argument(flag, dest=setting.field, action="store_const", const="1",
+                                    help=f"{setting.help}; env {setting.env}=1")
+                continue
             default = f" (default: {setting.default})" if setting.default else ""
             parser.add_argument(flag, dest=setting.field, metavar=setting.env,
                                 help=f"{setting.help}; env {setting.env}{default}")

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from notification_flow.cli import number_in
 from notification_flow.logs import gunicorn_logconfig
 from notification_flow.metrics import worker_exited
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """server.py's own options: where to listen and how many workers; each checked, so a bad one is exit 2."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; "
+                        "put a TLS proxy in front for the internet)")
+    parser.add_argument("--port", type=number_in(int, 1, 65535), default=8080, help="port to listen on "
+                        "(default: 8080)")
+    parser.add_argument("--workers", type=number_in(int, 1), default=os.cpu_count() or 1,
+                        help="worker processes (default: one per core)")
+    parser.add_argument("--threads", type=number_in(int, 1), default=4, help="threads per worker (default: 4)")
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -18,8 +32,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
+        """Our defaults, then GUNICORN_CMD_ARGS (gunicorn's documented way to pass options, which
+        BaseApplication does not read by itself), merged the way gunicorn's own Application does."""
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        env_args = self.cfg.parser().parse_args(self.cfg.get_cmd_args_from_env())
+        for key, value in vars(env_args).items():
+            if value is not None and key != "args":
+                self.cfg.set(key.lower(), value)
 
     def load(self) -> Any:
         return self.app_factory()  # in each worker, after the fork: no connection crosses processes

@@ -11,7 +11,8 @@ from emulator import Emulator, EmulatorOptions
 from tests.emulator.support import API_KEY, Receiver
 
 FAST = {"api_key": API_KEY, "processing_seconds": 0.2, "notify_retry_delays": (0.1, 0.2, 0.3),
-        "notify_timeout": 2.0, "seed": 1}
+        "notify_timeout": 2.0, "seed": 1,
+        "default_wait_seconds": 0.0}  # these tests ask for unfinished jobs on purpose; test_api checks the ~2 s default
 
 
 @pytest.fixture

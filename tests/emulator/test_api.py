@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime
 
 import pytest
@@ -253,3 +254,22 @@ def test_unknown_route_is_a_json_404(emu: Emulator) -> None:
     response = get(f"{emu.url}/alignment")
     assert response.status_code == 404 and response.json()["code"] == 404
     assert response.headers["Request-Id"]
+
+
+def test_an_unfinished_job_is_answered_after_the_services_default_wait_unless_wait_0(make_emulator) -> None:
+    """The service waits about 2 s before answering for a job that is not finished; ?wait=0 answers at once."""
+    import dataclasses
+
+    from emulator import EmulatorOptions
+
+    [default] = [f.default for f in dataclasses.fields(EmulatorOptions) if f.name == "default_wait_seconds"]
+    assert default == 2.0
+    emu = make_emulator(processing_seconds=600, default_wait_seconds=default)
+    job_id = submit_id(emu.url)
+    for path in (f"{emu.url}/jobs/{job_id}", f"{emu.url}/jobs/{job_id}/transcript"):
+        started = time.monotonic()
+        get(path)
+        assert 1.8 <= time.monotonic() - started < 5, path
+        started = time.monotonic()
+        get(path, wait="0")
+        assert time.monotonic() - started < 1, path

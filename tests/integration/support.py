@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from notification_flow.auth import auth_header, job_token
 from notification_flow.jobs import JobStore, open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,15 +137,26 @@ class Stack:
         return {job.job_id or job.reference: job for job in self.store().jobs()}
 
     def notify(self, job_id: str, status: str = "success", body: bytes = b"", content_type: str | None = None,
-               secret: str | None = SECRET, method: str = "POST", **params: str) -> requests.Response:
-        """Send a notification the way Speechmatics does, for tests of what the server refuses."""
+               secret: str | None = SECRET, method: str = "POST", reference: str | None = None,
+               **params: str) -> requests.Response:
+        """Send a notification the way Speechmatics does, for tests of what the server refuses: with the token
+        of `reference`'s row (by default the row that has `job_id`; a reference of no row if none has it)."""
         headers = {"User-Agent": "Speechmatics-API/2.0"}
         if secret is not None:
-            headers["Authorization"] = f"Bearer {secret}"
+            job = None if reference or "\x00" in job_id else self.store().find(job_id)
+            reference = reference or (job.reference if job else uuid.uuid4().hex)
+            headers["Authorization"] = f"Bearer {job_token(secret, reference)}"
         if content_type:
             headers["Content-Type"] = content_type
         return requests.request(method, self.webhook_url, params={"id": job_id, "status": status, **params},
                                 data=body, headers=headers, timeout=30)
+
+
+def token_for(stack: Stack, job_id: str, secret: str = SECRET) -> dict[str, str]:
+    """The Authorization header of the job's notification: its row's own token."""
+    job = stack.store().find(job_id)
+    assert job is not None, job_id
+    return {"Authorization": f"Bearer {job_token(secret, job.reference)}"}
 
 
 def transcript_files(directory: Path) -> list[Path]:
@@ -235,7 +247,7 @@ def create_job(stack: Stack, reference: str, notification: dict[str, Any] | None
                               "tracking": {"reference": reference}}
     if notification is not None:
         config["notification_config"] = [{"url": stack.webhook_url,
-                                          "auth_headers": [f"Authorization: Bearer {SECRET}"], **notification}]
+                                          "auth_headers": [auth_header(SECRET, reference)], **notification}]
     data = audio if audio is not None else (ROOT / "example.wav").read_bytes()
     response = requests.post(f"{stack.emulator.url}/jobs", headers=api_headers(), timeout=30,
                              data={"config": json.dumps(config)}, files={"data_file": (data_name, data)})

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from tests.integration.support import ROOT, Stack, blackhole, created_jobs, json_lines, wait_for
+from notification_flow.auth import auth_header
+from tests.integration.support import ROOT, SECRET, Stack, blackhole, created_jobs, json_lines, wait_for
 
 
 def listed(stack: Stack) -> list[dict]:
@@ -37,7 +38,9 @@ def test_job_config_carries_notification_reference_and_extras(stack: Stack) -> N
     assert config["tracking"] == {"title": "call 42", "reference": job["reference"]}
     [notification] = config["notification_config"]
     assert notification["url"] == stack.webhook_url and notification["contents"] == ["transcript"]
-    assert notification["auth_headers"] == ["Authorization: Bearer test-webhook-secret-0123456789"]
+    # this job's own token, bound to its reference; the secret itself never leaves our machines
+    assert notification["auth_headers"] == [auth_header(SECRET, job["reference"])]
+    assert SECRET not in json.dumps(config)
 
 
 def test_missing_or_unreadable_file_records_nothing_for_it(stack: Stack) -> None:

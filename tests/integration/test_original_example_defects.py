@@ -19,6 +19,7 @@ from tests.integration.support import (
     blackhole,
     created_jobs,
     submit_like_client,
+    token_for,
     transcript_files,
     wait_for,
 )
@@ -106,7 +107,7 @@ def test_defect_8_a_killed_server_leaves_no_torn_transcript_and_sqlite_uses_wal(
     def send() -> None:
         with contextlib.suppress(requests.RequestException):  # the server dies mid-request
             requests.post(stack.webhook_url, params={"id": job_id, "status": "success"}, data=slow_body(),
-                          headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"},
+                          headers={**token_for(stack, job_id), "Content-Type": "application/json"},
                           timeout=60)
 
     sender = threading.Thread(target=send, daemon=True)

@@ -16,6 +16,7 @@ from tests.integration.support import (
     create_job,
     database_held,
     submit_like_client,
+    token_for,
     transcript_files,
     wait_for,
 )
@@ -114,7 +115,7 @@ def test_oversized_bodies_are_refused(stack: Stack) -> None:
     def chunks():
         yield from (big[i:i + 65536] for i in range(0, len(big), 65536))
 
-    auth = {"Authorization": f"Bearer {SECRET}"}
+    auth = token_for(stack, job_id)
     params = {"id": job_id, "status": "success"}
     with_length = requests.post(stack.webhook_url, params=params, data=big, timeout=30,
                                 headers={**auth, "Content-Type": "application/json"})
@@ -142,6 +143,8 @@ def test_unparseable_body_is_kept_for_inspection_and_refused(served: Stack) -> N
 def test_transcript_of_another_job_is_refused(served: Stack) -> None:
     job_id = done_job(served)
     other = "zzzzzzzzzz"
+    served.store().add_submission("f" * 32, "other.wav")
+    served.store().record_created("f" * 32, other)  # the other job's own token: only the body is wrong
     response = served.notify(other, body=served.emulator.transcript_bytes(job_id), content_type="application/json")
     assert response.status_code == 400
     assert transcript_files(served.transcripts) == []
@@ -159,9 +162,10 @@ def test_answers_are_json_and_never_a_stack_trace(served: Stack) -> None:
 
 def test_database_fault_is_answered_503_and_the_retry_succeeds(served: Stack) -> None:
     job_id = done_job(served)
+    reference = served.store().find(job_id).reference  # looked up before the database is locked
     body = served.emulator.transcript_bytes(job_id)
     with database_held(served.database_url, "jobs"):
-        first = served.notify(job_id, body=body, content_type="application/json")
+        first = served.notify(job_id, body=body, content_type="application/json", reference=reference)
     assert first.status_code == 503
     assert served.store().find(job_id).status == "running"
     retry = served.notify(job_id, body=body, content_type="application/json")
@@ -239,37 +243,39 @@ def test_notification_before_the_job_is_recorded_is_joined_by_reference(served: 
     ("done", [], "running"),
     ("done", ["transcript.txt"], "running"),
 ])
-def test_notification_without_reference_before_the_job_is_recorded_is_kept(
+def test_notification_without_reference_before_the_job_is_recorded_joins_its_row_by_token(
         stack: Stack, outcome: str, contents: list[str], final: str) -> None:
-    stack.start_server(SPEECHMATICS_API_KEY="")  # no API access: the early notification must wait for us
+    """Whatever the body holds (nothing, even), the job's token names its row: the notification joins it."""
+    stack.start_server(SPEECHMATICS_API_KEY="")  # no API access: nothing to learn but what the notification says
     stack.emulator.set_faults(hold_notifications=True)
     reference, job_id = submit_like_client(stack, {"contents": contents}, record=False)
     stack.emulator.finish(job_id, outcome=outcome)
     held = wait_for(lambda: [h for h in stack.emulator.held() if h["job_id"] == job_id], message="notification")
     assert stack.emulator.deliver(held[0]["key"])["outcome"] in (200, 202)
-    assert [n["job_id"] for n in stack.store().early_notifications()] == [job_id]
-    assert stack.store().record_created(reference, job_id).status == final
     assert stack.store().early_notifications() == []
+    assert stack.store().find_by_reference(reference).job_id == job_id
+    assert stack.store().record_created(reference, job_id).status == final
     if final == "running":  # success without a transcript: cronjob.py fetches it
         assert stack.cronjob("--all").returncode == 0
         assert stack.store().find(job_id).status == "done"
 
 
-def test_success_with_unknown_reference_is_stored_and_kept(served: Stack) -> None:
+def test_a_token_for_a_reference_we_never_recorded_is_refused(served: Stack) -> None:
+    """Correctly signed, but no row of ours has that reference: nothing is stored or kept."""
     served.emulator.set_faults(drop_fraction=1.0)
     job_id = create_job(served, "not-one-of-ours", {"contents": ["transcript"]})
     wait_for(lambda: served.emulator.job(job_id)["status"] == "done", message="job")
     body = served.emulator.transcript_bytes(job_id)
-    assert served.notify(job_id, body=body, content_type="application/json").status_code == 200
-    assert (served.transcripts / f"{job_id}.json").read_bytes() == body
-    assert json.dumps([n["job_id"] for n in served.store().early_notifications()]) == json.dumps([job_id])
+    response = served.notify(job_id, body=body, content_type="application/json", reference="not-one-of-ours")
+    assert response.status_code == 401
+    assert transcript_files(served.transcripts) == [] and served.store().early_notifications() == []
 
 
 def test_egress_allowlist_refuses_other_addresses_and_honours_trusted_proxies(stack: Stack) -> None:
     stack.start_server(ALLOWED_REGIONS="eu1", TRUSTED_PROXIES="1")
     job_id = done_job(stack)
     body = stack.emulator.transcript_bytes(job_id)
-    headers = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"}
+    headers = {**token_for(stack, job_id), "Content-Type": "application/json"}
     params = {"id": job_id, "status": "success"}
 
     def post(forwarded_for: str | None) -> int:

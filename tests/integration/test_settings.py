@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from notification_flow.jobs import open_store
 from notification_flow.settings import SETTINGS
 from tests.integration.support import ROOT, SECRET, script_env
 
@@ -50,6 +51,7 @@ def test_bad_setting_is_one_line_naming_it_with_exit_2(tmp_path: Path, script: s
 
 
 def test_flags_override_the_environment(tmp_path: Path) -> None:
+    open_store(f"sqlite:///{tmp_path / 'flag.db'}")  # --list only reads a database that exists
     result = run("client.py", tmp_path, "--list", "--database-url", f"sqlite:///{tmp_path / 'flag.db'}",
                  DATABASE_URL=f"sqlite:///{tmp_path / 'env.db'}")
     assert result.returncode == 0
@@ -74,3 +76,21 @@ def test_readme_configuration_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for setting in SETTINGS:
         assert f"`{setting.env}`" in readme, setting.env
+
+
+@pytest.mark.parametrize("script", ["client.py", "cronjob.py", "server.py"])
+def test_several_bad_settings_are_one_line_each_in_one_run(tmp_path: Path, script: str) -> None:
+    env = {**GOOD, "SPEECHMATICS_TIMEOUT": "soon", "DATABASE_URL": "mysql://db/jobs", "ALLOWED_REGIONS": "mars",
+           "MAX_NOTIFICATION_MB": "0", "WEBHOOK_SECRET": "short", "SPEECHMATICS_API_KEY": ""}
+    expected = {"client.py": {"SPEECHMATICS_TIMEOUT", "DATABASE_URL", "ALLOWED_REGIONS", "MAX_NOTIFICATION_MB",
+                              "WEBHOOK_SECRET", "SPEECHMATICS_API_KEY"},
+                "cronjob.py": {"SPEECHMATICS_TIMEOUT", "DATABASE_URL", "ALLOWED_REGIONS", "MAX_NOTIFICATION_MB",
+                               "WEBHOOK_SECRET", "SPEECHMATICS_API_KEY"},
+                "server.py": {"SPEECHMATICS_TIMEOUT", "DATABASE_URL", "ALLOWED_REGIONS", "MAX_NOTIFICATION_MB",
+                              "WEBHOOK_SECRET"}}[script]
+    result = run(script, tmp_path, **env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("error: ") for line in lines), lines
+    assert {line.split()[1].rstrip(":") for line in lines} == expected and len(lines) == len(expected), lines
+    assert list(tmp_path.iterdir()) == [], "nothing may be written"

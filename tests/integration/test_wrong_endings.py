@@ -102,7 +102,8 @@ def test_conflicting_notifications_end_the_same_whatever_their_order(served: Sta
     transcript = served.emulator.transcript_bytes(job_id)
     for number, status in enumerate(order):
         body = transcript if status == "success" and success_body == "transcript" else b""
-        assert served.notify(job_id, status=status, body=body, content_type="application/json").status_code == 200
+        answer = served.notify(job_id, status=status, body=body, content_type="application/json", reference=reference)
+        assert answer.status_code == 200
         if number == 0:
             served.store().record_created(reference, job_id)  # the client catches up in between
     job = served.store().find(job_id)

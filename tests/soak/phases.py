@@ -106,7 +106,9 @@ def report_conflicting(servers: list[Stack], truth: dict[str, dict[str, Any]], r
     for job_id in chosen:
         server = servers[rng.randrange(len(servers))]
         for status, body in (("error", b""), ("success", server.emulator.transcript_bytes(job_id))):
-            answer = server.notify(job_id, status=status, body=body, content_type="application/json")
+            reference = ((truth[job_id].get("config") or {}).get("tracking") or {}).get("reference")
+            answer = server.notify(job_id, status=status, body=body, content_type="application/json",
+                                   reference=reference)  # the job's own token, as Speechmatics would send
             assert answer.status_code in (200, 202), (job_id, status, answer.status_code, answer.text)
     return chosen
 

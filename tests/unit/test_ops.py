@@ -152,5 +152,7 @@ def test_gunicorn_logconfig_uses_the_json_formatter_when_asked(monkeypatch: pyte
     monkeypatch.setenv("LOG_FORMAT", "json")
     assert gunicorn_logconfig()["formatters"]["main"] == {"()": "notification_flow.logs.JsonFormatter"}
     monkeypatch.setenv("LOG_FORMAT", "text")
-    assert "format" in gunicorn_logconfig()["formatters"]["main"]
+    text = gunicorn_logconfig()["formatters"]["main"]  # the text format escapes request input, gunicorn's too
+    assert text == {"()": "notification_flow.logs.EscapingFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s "
+                    "%(message)s"}
 

@@ -11,7 +11,9 @@ import flask.testing
 import pytest
 
 import server
+from notification_flow import db as db_module
 from notification_flow import settings as settings_module
+from notification_flow.auth import job_token
 from notification_flow.jobs import JobStore, open_store
 from notification_flow.lifecycle import State
 from notification_flow.settings import Settings, load_settings
@@ -21,7 +23,11 @@ PREVIOUS = "previous-secret-0123456789"
 DOCS_TRANSCRIPT = Path(__file__).parents[1] / "emulator" / "fixtures" / "transcript-json-v2-docs-example.json"
 JOB_ID = "650krlru2e"
 REFERENCE = "0123456789abcdef0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {SECRET}"}
+AUTH = {"Authorization": f"Bearer {job_token(SECRET, REFERENCE)}"}
+
+
+def token_header(reference: str, secret: str = SECRET) -> dict[str, str]:
+    return {"Authorization": f"Bearer {job_token(secret, reference)}"}
 
 
 def transcript_bytes(job_id: str = JOB_ID) -> bytes:
@@ -79,7 +85,14 @@ def notify(client: flask.testing.FlaskClient, job_id: str = JOB_ID, status: str 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": ""}, {"Authorization": f"Bearer {SECRET[:-1]}"},
                                      {"Authorization": f"Bearer {SECRET}x"}, {"Authorization": SECRET},
                                      {"Authorization": f"bearer {SECRET}"}, {"Authorization": f"Basic {SECRET}"},
-                                     {"Authorization": f"Bearer {PREVIOUS}"}, {"Authorization": "Bearer \u00e9"}])
+                                     {"Authorization": f"Bearer {PREVIOUS}"}, {"Authorization": "Bearer \u00e9"},
+                                     {"Authorization": f"Bearer {SECRET}"},  # the shared secret, for a new job
+                                     token_header(REFERENCE, PREVIOUS), token_header(REFERENCE, "x" * 20),
+                                     {"Authorization": AUTH["Authorization"][:-1]},
+                                     {"Authorization": AUTH["Authorization"].replace("v1.", "v2.")},
+                                     {"Authorization": AUTH["Authorization"] + ".x"},
+                                     {"Authorization": f"Bearer v1.{'f' * 32}.{job_token(SECRET, REFERENCE)[36:]}"},
+                                     token_header("f" * 32)])  # correctly signed, for a reference we never made
 def test_a_missing_or_wrong_secret_is_401_and_writes_nothing(client: flask.testing.FlaskClient, store: JobStore,
                                                              tmp_path: Path, headers: dict[str, str]) -> None:
     response = notify(client, body=transcript_bytes(), headers=headers)
@@ -90,11 +103,56 @@ def test_a_missing_or_wrong_secret_is_401_and_writes_nothing(client: flask.testi
 
 
 @pytest.mark.parametrize("secret", [SECRET, PREVIOUS])
-def test_the_current_and_the_previous_secret_are_accepted(tmp_path: Path, store: JobStore, secret: str) -> None:
+def test_tokens_of_the_current_and_the_previous_secret_are_accepted(tmp_path: Path, store: JobStore,
+                                                                    secret: str) -> None:
     app = server.create_app(make_settings(tmp_path, WEBHOOK_SECRET_PREVIOUS=PREVIOUS))
-    response = notify(app.test_client(), body=transcript_bytes(), headers={"Authorization": f"Bearer {secret}"})
+    response = notify(app.test_client(), body=transcript_bytes(), headers=token_header(REFERENCE, secret))
     assert response.status_code == 200
     assert store.find(JOB_ID).status == State.DONE
+
+
+def test_a_token_of_one_job_is_refused_for_another_and_writes_nothing(client: flask.testing.FlaskClient,
+                                                                      store: JobStore, tmp_path: Path) -> None:
+    store.add_submission("b" * 32, "b.wav")
+    store.record_created("b" * 32, "otherjob01")
+    for status, body in (("success", transcript_bytes("otherjob01")), ("error", b""), ("success", b"")):
+        response = notify(client, job_id="otherjob01", status=status, body=body)  # A's token, B's id
+        assert response.status_code == 403
+        assert response.get_json() == {"outcome": "token of another job"}
+    assert stored_files(tmp_path) == []
+    assert store.find("otherjob01").status == State.RUNNING and store.find(JOB_ID).status == State.RUNNING
+
+
+def test_a_token_of_a_row_without_a_job_id_joins_it_even_with_an_empty_body(client: flask.testing.FlaskClient,
+                                                                           store: JobStore) -> None:
+    store.add_submission("c" * 32, "c.wav")  # client.py has not recorded the id yet
+    response = notify(client, job_id="joined0001", body=b"", headers=token_header("c" * 32))
+    assert response.status_code == 202, response.get_json()
+    job = store.find_by_reference("c" * 32)
+    assert job.job_id == "joined0001" and job.status == State.RUNNING
+    # ...but not an id that already belongs to another row
+    store.add_submission("d" * 32, "d.wav")
+    assert notify(client, body=b"", headers=token_header("d" * 32)).status_code == 403
+    assert store.find_by_reference("d" * 32).job_id is None
+
+
+def test_the_shared_secret_is_accepted_only_for_jobs_made_before_per_job_tokens(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with monkeypatch.context() as before_the_upgrade:
+        before_the_upgrade.setattr(db_module, "MIGRATIONS", db_module.MIGRATIONS[:1])
+        old = open_store(url)
+        old.add_submission("e" * 32, "old.wav")
+        old.record_created("e" * 32, "oldjob0001")
+    store = open_store(url)  # the upgrade: per-job tokens begin now
+    store.add_submission("f" * 32, "new.wav")
+    store.record_created("f" * 32, "newjob0001")
+    client = server.create_app(make_settings(tmp_path)).test_client()
+    shared = {"Authorization": f"Bearer {SECRET}"}
+    refused = notify(client, job_id="newjob0001", body=transcript_bytes("newjob0001"), headers=shared)
+    assert refused.status_code == 401 and store.find("newjob0001").status == State.RUNNING
+    accepted = notify(client, job_id="oldjob0001", body=transcript_bytes("oldjob0001"), headers=shared)
+    assert accepted.status_code == 200 and store.find("oldjob0001").status == State.DONE
 
 
 @pytest.mark.parametrize("remote, code", [("127.0.0.1", 403), ("40.74.41.91", 200)])
@@ -240,15 +298,16 @@ def test_a_failure_after_done_is_a_duplicate(client: flask.testing.FlaskClient, 
     assert store.find(JOB_ID).status == State.DONE
 
 
-def test_an_early_notification_is_kept_and_applied_when_the_id_is_recorded(client: flask.testing.FlaskClient,
-                                                                          store: JobStore, tmp_path: Path) -> None:
-    body = transcript_bytes("early00001")
-    response = notify(client, job_id="early00001", body=body)
-    assert response.status_code == 200
-    assert response.get_json() == {"outcome": "kept"}
-    assert (transcripts_dir(tmp_path) / "early00001.json").read_bytes() == body
-    assert store.find("early00001") is None
+def test_an_early_notification_joins_the_row_its_token_names(client: flask.testing.FlaskClient,
+                                                              store: JobStore, tmp_path: Path) -> None:
+    """Before per-job tokens such a notification was kept until the id was recorded; the token now names the
+    row, so it is applied at once (jobs.py still keeps notifications that cannot join a row yet)."""
     store.add_submission("late-reference", "b.wav")
+    body = transcript_bytes("early00001")
+    response = notify(client, job_id="early00001", body=body, headers=token_header("late-reference"))
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "done"}
+    assert (transcripts_dir(tmp_path) / "early00001.json").read_bytes() == body
     job = store.record_created("late-reference", "early00001")
     assert job is not None and job.status == State.DONE
 
@@ -258,7 +317,8 @@ def test_a_notification_carrying_our_reference_adopts_the_row(tmp_path: Path, st
     document = json.loads(transcript_bytes("adopted001"))
     document["job"]["tracking"] = {"reference": "fresh-reference"}
     client = server.create_app(make_settings(tmp_path)).test_client()
-    response = notify(client, job_id="adopted001", body=json.dumps(document).encode())
+    response = notify(client, job_id="adopted001", body=json.dumps(document).encode(),
+                      headers=token_header("fresh-reference"))
     assert response.get_json() == {"outcome": "done"}
     assert store.find_by_reference("fresh-reference").job_id == "adopted001"
 
