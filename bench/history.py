@@ -32,6 +32,7 @@ from bench import jobrows, targets
 from bench.bodies import ROOT, template
 from bench.stats import median
 from emulator import Emulator, EmulatorOptions
+from notification_flow.auth import job_token
 from notification_flow.jobs import open_store
 
 API_KEY = "bench-api-key"
@@ -128,9 +129,9 @@ def add_running(url: str, count: int) -> list[str]:
     store = open_store(url)
     with store.database.transaction() as tx:
         now = tx.now()
-        for number, running_id in enumerate(ids):
+        for running_id in ids:
             tx.execute("INSERT INTO jobs (reference, job_id, audio, status, created_at, updated_at) VALUES "
-                       "($1, $2, 'n.wav', 'running', $3, $3)", f"run{running_id}{number:08d}", running_id, now)
+                       "($1, $2, 'n.wav', 'running', $3, $3)", jobrows.reference_for(running_id), running_id, now)
     return ids
 
 
@@ -193,6 +194,11 @@ def checked(log: str) -> int | None:
     return None
 
 
+def headers(job_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {job_token(targets.SECRET, jobrows.reference_for(job_id))}",
+            "Content-Type": "application/json"}
+
+
 def notify(url: str, work: Path, files: Path, rounds: int) -> list[float]:
     """One notification at a time to `server.py`, each for a `running` job: the latency of each."""
     ids = add_running(url, NOTIFIED * rounds)
@@ -201,14 +207,13 @@ def notify(url: str, work: Path, files: Path, rounds: int) -> list[float]:
     server = targets.ours(work, url)
     server.env["TRANSCRIPTS_DIR"] = str(files)
     with targets.running(server), requests.Session() as session:
-        headers = {"Authorization": f"Bearer {targets.SECRET}", "Content-Type": "application/json"}
         for running_id in ids[:5]:  # warm every worker's connection
             session.post(f"{server.url}/webhook", params={"id": running_id, "status": "success"},
-                         data=body.body(running_id), headers=headers, timeout=30).raise_for_status()
+                         data=body.body(running_id), headers=headers(running_id), timeout=30).raise_for_status()
         for running_id in ids[5:]:
             started = time.perf_counter()
             answer = session.post(f"{server.url}/webhook", params={"id": running_id, "status": "success"},
-                                  data=body.body(running_id), headers=headers, timeout=30)
+                                  data=body.body(running_id), headers=headers(running_id), timeout=30)
             latencies.append((time.perf_counter() - started) * 1000)
             answer.raise_for_status()
     store = open_store(url)

@@ -56,11 +56,17 @@ def new_ids(count: int) -> list[str]:
     return [f"b{run}{next(_serial):07d}" for _ in range(count)]
 
 
+def reference_for(job_id: str) -> str:
+    """The reference of a benchmark row: derived from its job id, so the load generator can sign each
+    notification with that job's own token (notification_flow/auth.py) without reading the database."""
+    return f"bench{job_id}"
+
+
 def create_running(database_url: str, job_ids: list[str], references: list[str] | None = None) -> JobStore:
     """Rows exactly as client.py leaves them after a submission: reference, audio, job id, `running`."""
     store = open_store(database_url)
     now = time.time()
-    references = references or [uuid.uuid4().hex for _ in job_ids]
+    references = references or [reference_for(job_id) for job_id in job_ids]
     with store.database.transaction() as tx:
         for job_id, reference in zip(job_ids, references, strict=True):
             tx.execute("INSERT INTO jobs (reference, job_id, audio, status, created_at, updated_at) "

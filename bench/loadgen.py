@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.bodies import template
+from bench.jobrows import reference_for
+from notification_flow.auth import job_token
 
 CHUNK = 1 << 20
 Sender = Callable[[asyncio.StreamWriter], Awaitable[None]]  # writes one request's body
@@ -94,8 +96,9 @@ class Connection:
 
 
 def request_head(args: argparse.Namespace, job_id: str, length: int) -> bytes:
+    token = job_token(args.secret, reference_for(job_id))  # each job's own, as its auth_headers carry it
     return (f"POST {args.path}?id={job_id}&status=success HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
-            f"User-Agent: Speechmatics-API/2.0\r\nAuthorization: Bearer {args.secret}\r\n"
+            f"User-Agent: Speechmatics-API/2.0\r\nAuthorization: Bearer {token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
 
 

@@ -55,7 +55,7 @@ def formatter() -> logging.Formatter:
     return JsonFormatter() if json_wanted() else EscapingFormatter(TEXT_FORMAT)
 
 
-def gunicorn_logconfig() -> dict[str, Any]:
+def gunicorn_logconfig(access: bool = False) -> dict[str, Any]:
     """gunicorn's logconfig_dict: its own lines and every other logger's through one stderr handler, in the
     format LOG_FORMAT names. (gunicorn replaces the top-level keys of its defaults with these.)"""
     style = ({"()": "notification_flow.logs.JsonFormatter"} if json_wanted()
@@ -64,7 +64,9 @@ def gunicorn_logconfig() -> dict[str, Any]:
         "version": 1, "disable_existing_loggers": False,
         "root": {"level": "INFO", "handlers": ["stderr"]},
         "loggers": {"gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-                    "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+                    # server.py logs one line of its own per notification: an access log only when asked for
+                    "gunicorn.access": {"level": "INFO" if access else "WARNING", "handlers": [],
+                                        "propagate": access},
                     "httpx": {"level": "WARNING"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr"}},
         "formatters": {"main": style},

@@ -40,6 +40,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         for key, value in vars(env_args).items():
             if value is not None and key != "args":
                 self.cfg.set(key.lower(), value)
+        if self.cfg.accesslog:  # asked for in GUNICORN_CMD_ARGS: let gunicorn's access lines through
+            self.cfg.set("logconfig_dict", gunicorn_logconfig(access=True))
 
     def load(self) -> Any:
         return self.app_factory()  # in each worker, after the fork: no connection crosses processes

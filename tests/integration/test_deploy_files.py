@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.support import ROOT, SECRET, Stack, free_port, running, submit_like_client, wait_for
+from tests.integration.support import (
+    ROOT,
+    SECRET,
+    Stack,
+    free_port,
+    running,
+    submit_like_client,
+    token_for,
+    wait_for,
+)
 
 DEPLOY = ROOT / "deploy"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -134,7 +143,7 @@ def test_slow_senders_through_nginx_do_not_hold_up_real_notifications(stack: Sta
             for job_id in jobs:
                 body = wait_for(lambda job_id=job_id: _transcript(stack, job_id), message="the emulator")
                 answer = requests.post(f"https://127.0.0.1:{port}/webhook", params={"id": job_id, "status": "success"},
-                                       data=body, headers={"Authorization": f"Bearer {SECRET}",
+                                       data=body, headers={**token_for(stack, job_id),
                                                            "Content-Type": "application/json"},
                                        verify=ca, timeout=1.0)  # answered within a second, or this raises
                 assert answer.status_code == 200, answer.text
