@@ -27,6 +27,7 @@ from notification_flow.cli import OneLineParser, audio_problem, exit_on_bad_sett
 from notification_flow.db import database_exists, describe_database
 from notification_flow.jobs import JobStore, StoreUnavailable, open_store
 from notification_flow.listing import add_list_arguments, show_jobs
+from notification_flow.logs import error_line
 from notification_flow.progress import Progress
 from notification_flow.settings import Settings, add_arguments, load_settings
 
@@ -154,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         required = () if args.list else ("api_key", "webhook_url", "webhook_secret")
         settings = load_settings(overrides=vars(args), required=required)
         if args.list and not database_exists(settings.database_url):  # --list never creates a database
-            print(f"error: no job database at {describe_database(settings.database_url)} (DATABASE_URL); nothing "
-                  "has been submitted with these settings", file=sys.stderr)
+            print(error_line(f"no job database at {describe_database(settings.database_url)} (DATABASE_URL); "
+                             "nothing has been submitted with these settings"), file=sys.stderr)
             return EXIT_NO_DATABASE
         store = open_store(settings.database_url)
     if args.list:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from notification_flow.db import StoreConfigError, StoreUnavailable
-from notification_flow.logs import formatter
+from notification_flow.logs import error_line, formatter
 from notification_flow.settings import SettingsError
 
 EXIT_BAD_SETTINGS = 2
@@ -34,13 +34,13 @@ def exit_on_bad_settings() -> Iterator[None]:
         yield
     except SettingsError as error:
         for message in error.messages:  # every bad setting at once, one line each
-            print(f"error: {message}", file=sys.stderr)
+            print(error_line(message), file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTINGS) from None
     except StoreConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error_line(str(error)), file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTINGS) from None
     except StoreUnavailable as error:  # locked or busy right now: worth trying again, not a bad setting
-        print(f"error: the database is unavailable, try again: {error}", file=sys.stderr)
+        print(error_line(f"the database is unavailable, try again: {error}"), file=sys.stderr)
         raise SystemExit(EXIT_UNAVAILABLE) from None
 
 
@@ -48,7 +48,7 @@ class OneLineParser(argparse.ArgumentParser):
     """Bad command-line input is one line (`error: ...`) and exit code 2: no usage dump, no traceback."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_SETTINGS, f"error: {message} (see --help)\n")
+        self.exit(EXIT_BAD_SETTINGS, error_line(f"{message} (see --help)") + "\n")
 
 
 def number_in(kind: type[int] | type[float], low: float, high: float | None = None) -> Callable[[str], float]:

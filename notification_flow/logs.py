@@ -22,6 +22,8 @@ def printable(text: str) -> str:
     """`text` with every control or invisible character escaped the way repr does (`\\n`, `\\x1b`, `\\u202e`):
     input from a request can then neither start a forged log line nor drive a terminal. Backslashes are left
     alone, so escaping twice (here, then by EscapingFormatter) changes nothing more."""
+    if text.isprintable():  # nearly always: checked in C, so a log line costs nothing extra
+        return text
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
@@ -91,3 +93,12 @@ def log_notification(log: logging.Logger, **fields: Any) -> None:
     log.info("notification job=%s status=%s outcome=%s code=%d stored=%s ms=%.1f", printable(str(fields["job_id"])),
              printable(str(fields["status"])), fields["outcome"], fields["code"], fields["stored"],
              fields["duration_seconds"] * 1000, extra={"fields": fields})
+
+
+def error_line(message: str) -> str:
+    """A script's one-line error before it exits: `error: ...`, or with LOG_FORMAT=json a JSON object, so a
+    log collector reads every line a script writes."""
+    if json_wanted():
+        return json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "error",
+                           "message": message}, ensure_ascii=False)
+    return f"error: {message}"

@@ -94,3 +94,19 @@ def test_several_bad_settings_are_one_line_each_in_one_run(tmp_path: Path, scrip
     assert all(line.startswith("error: ") for line in lines), lines
     assert {line.split()[1].rstrip(":") for line in lines} == expected and len(lines) == len(expected), lines
     assert list(tmp_path.iterdir()) == [], "nothing may be written"
+
+
+@pytest.mark.parametrize("script, args, env", [
+    ("server.py", (), {**GOOD, "WEBHOOK_SECRET": "", "MAX_NOTIFICATION_MB": "0"}),
+    ("cronjob.py", ("--grace", "-5"), GOOD),
+    ("client.py", ("--json",), GOOD),
+])
+def test_with_json_logs_a_scripts_errors_are_json_too(tmp_path: Path, script: str, args: tuple[str, ...],
+                                                      env: dict[str, str]) -> None:
+    import json
+
+    result = run(script, tmp_path, *args, LOG_FORMAT="json", **env)
+    assert result.returncode == 2, result.stderr
+    entries = [json.loads(line) for line in result.stderr.strip().splitlines()]
+    assert entries and all(entry["level"] == "error" for entry in entries), entries
+    assert list(tmp_path.iterdir()) == []

@@ -156,3 +156,13 @@ def test_gunicorn_logconfig_uses_the_json_formatter_when_asked(monkeypatch: pyte
     assert text == {"()": "notification_flow.logs.EscapingFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s "
                     "%(message)s"}
 
+
+
+def test_a_scripts_error_line_is_json_when_the_logs_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notification_flow.logs import error_line
+
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    assert error_line("DATABASE_URL is bad") == "error: DATABASE_URL is bad"
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    entry = json.loads(error_line("DATABASE_URL is bad\nsecond"))
+    assert (entry["level"], entry["message"]) == ("error", "DATABASE_URL is bad\nsecond")
