@@ -7,24 +7,27 @@ from __future__ import annotations
 
 import pytest
 
-from notification_flow.jobs import open_store
+from notification_flow.jobs import JobStore, open_store
 from tests.query_plans import full_scans, seed
 
 
-def test_every_routine_query_reads_an_index_range_not_the_table(database_url: str) -> None:
+@pytest.fixture
+def postgres_store(database_url: str) -> JobStore:
     if database_url.startswith("sqlite"):
         pytest.skip("sqlite's plans are checked in tests/unit/test_history.py")
-    store = open_store(database_url)
+    return open_store(database_url)
+
+
+def test_every_routine_query_reads_an_index_range_not_the_table(postgres_store: JobStore) -> None:
+    store = postgres_store
     seed(store, 2_000)
     with store.database.transaction() as tx:
         tx.execute("ANALYZE jobs")
     assert full_scans(store) == []
 
 
-def test_the_check_sees_a_sequential_scan_where_no_index_serves(database_url: str) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("sqlite's plans are checked in tests/unit/test_history.py")
-    store = open_store(database_url)
+def test_the_check_sees_a_sequential_scan_where_no_index_serves(postgres_store: JobStore) -> None:
+    store = postgres_store
     seed(store, 200)
     with store.database.transaction() as tx:
         for index in ("jobs_by_status_created", "jobs_by_created", "early_notifications_by_received"):
