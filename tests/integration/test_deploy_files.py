@@ -23,7 +23,6 @@ from tests.integration.support import (
     SECRET,
     Stack,
     free_port,
-    running,
     submit_like_client,
     token_for,
     wait_for,
@@ -102,9 +101,17 @@ def nginx(tmp: Path, upstream_port: int) -> Iterator[int]:
     conf = render_nginx(tmp, port, upstream_port)
     process = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with running(process):
+    try:
         wait_for(lambda: _answers(port), timeout=20, message="nginx to listen")
         yield port
+    finally:  # SIGTERM, not SIGKILL: nginx's master stops its workers first, so none is left behind
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        wait_for(lambda: not _answers(port), timeout=10, message="nginx's workers to stop")
 
 
 def _answers(port: int) -> bool:
