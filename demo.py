@@ -53,9 +53,10 @@ def wait_until(predicate, what: str, timeout: float = 30) -> None:  # type: igno
 
 
 def jobs(env: dict[str, str]) -> list[dict]:
-    out = subprocess.run([sys.executable, "client.py", "--list", "--json"], cwd=ROOT, env=env, text=True,
-                         capture_output=True, check=True).stdout
-    return json.loads(out)
+    """Every recorded job: `--list --json` prints one JSON object per line, newest first."""
+    out = subprocess.run([sys.executable, "client.py", "--list", "--json", "--limit", "0"], cwd=ROOT, env=env,
+                         text=True, capture_output=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def start_emulator() -> tuple[subprocess.Popen[str], str]:
