@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def reply(code: int, outcome: str) -> tuple[Response, int]:
+    g.outcome = outcome  # for the metrics (ops.py), which then need not read the answer back
     return jsonify(outcome=outcome), code
 
 

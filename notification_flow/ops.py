@@ -63,8 +63,8 @@ def register(app: Flask, receiver: object, settings: Settings) -> Metrics:
     def answered(response: Response) -> Response:
         """Every answer of the webhook, the ones its error handlers gave included."""
         if request.endpoint == "notification":
-            outcome = (response.get_json(silent=True) or {}).get("outcome", "-")
-            metrics.observe_notification(outcome, response.status_code, time.monotonic() - g.get("started", 0.0))
+            metrics.observe_notification(g.get("outcome", "-"), response.status_code,
+                                         time.monotonic() - g.get("started", 0.0))
         return response
 
     app.add_url_rule("/healthz", "healthz", healthz)
