@@ -34,10 +34,10 @@ DEFAULTS = ReconcilePolicy()
 
 def summary_line(summary: Counter[str]) -> str:
     """`checked 2, recovered 2, still running 0, failed 0`, and any other outcome that happened."""
-    recovered = summary[Outcome.RECOVERED] + summary[Outcome.REPAIRED]
+    counts = pass_counts(summary)
     others = (Outcome.REJECTED, Outcome.EXPIRED, Outcome.DELETED, Outcome.SUBMIT_FAILED)
-    return (f"checked {summary['checked']}, recovered {recovered}, still running "
-            f"{summary[Outcome.STILL_RUNNING]}, failed {summary[Outcome.FAILED]}"
+    return (f"checked {counts['checked']}, recovered {counts['recovered']}, still running "
+            f"{counts['still_running']}, failed {counts['failed']}"
             + "".join(f", {name} {summary[name]}" for name in others if summary[name]))
 
 
