@@ -154,7 +154,22 @@ def _named(params: Sequence[Any]) -> dict[str, Any]:
     return {str(number): value for number, value in enumerate(params, start=1)}
 
 
-class _SqliteTransaction:
+class _Clocked:
+    """The database's clock, read once per transaction: every time one transaction writes is the same."""
+
+    NOW: str
+    _now: float | None = None
+
+    def execute(self, sql: str, *params: Any) -> list[Row]:
+        raise NotImplementedError
+
+    def now(self) -> float:
+        if self._now is None:
+            self._now = float(self.execute(self.NOW)[0]["now"])
+        return self._now
+
+
+class _SqliteTransaction(_Clocked):
     # julianday has millisecond precision and exists in every sqlite Python ships with.
     NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0 AS now"
 
@@ -167,9 +182,6 @@ class _SqliteTransaction:
         rows = [dict(row) for row in cursor.fetchall()] if cursor.description else []
         self.rowcount = cursor.rowcount
         return rows
-
-    def now(self) -> float:
-        return float(self.execute(self.NOW)[0]["now"])
 
     def lock_job_id(self, job_id: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this transaction the only writer."""
@@ -218,7 +230,7 @@ class SqliteDatabase(_PerThreadConnections):
             raise StoreUnavailable(str(error)) from error
 
 
-class _PostgresTransaction:
+class _PostgresTransaction(_Clocked):
     NOW = "SELECT extract(epoch FROM clock_timestamp())::float8 AS now"
 
     def __init__(self, cursor: Any) -> None:
@@ -229,9 +241,6 @@ class _PostgresTransaction:
         self.cursor.execute(sql, params)
         self.rowcount = self.cursor.rowcount
         return list(self.cursor.fetchall()) if self.cursor.description else []
-
-    def now(self) -> float:
-        return float(self.execute(self.NOW)[0]["now"])
 
     def lock_job_id(self, job_id: str) -> None:
         """Serialise everything done to one job id, so a notification and the id's recording never miss
