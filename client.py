@@ -158,11 +158,15 @@ def main(argv: list[str] | None = None) -> int:
             print(error_line(f"no job database at {describe_database(settings.database_url)} (DATABASE_URL); "
                              "nothing has been submitted with these settings"), file=sys.stderr)
             return EXIT_NO_DATABASE
+        paths = args.audio or [SAMPLE_AUDIO]
+        if not args.list and all(audio_problem(path) for path in paths):  # nothing to send: write nothing
+            print("\n".join(str(audio_problem(path)) for path in paths), file=sys.stderr)
+            return EXIT_NOT_ALL_SUBMITTED
         store = open_store(settings.database_url)
     if args.list:
         show_jobs(store, args)
         return 0
-    return submit_all(args.audio or [SAMPLE_AUDIO], settings, store, args)
+    return submit_all(paths, settings, store, args)
 
 
 if __name__ == "__main__":

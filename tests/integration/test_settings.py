@@ -110,3 +110,13 @@ def test_with_json_logs_a_scripts_errors_are_json_too(tmp_path: Path, script: st
     entries = [json.loads(line) for line in result.stderr.strip().splitlines()]
     assert entries and all(entry["level"] == "error" for entry in entries), entries
     assert list(tmp_path.iterdir()) == []
+
+
+def test_audio_that_cannot_be_sent_at_all_writes_nothing(tmp_path: Path) -> None:
+    """A new user's first try with the wrong files: each refused in one line, and no database left behind."""
+    (tmp_path / "empty.wav").write_bytes(b"")
+    result = run("client.py", tmp_path, "empty.wav", "missing.wav", **GOOD)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["empty.wav: the file is empty; not submitted",
+                                                  "missing.wav: cannot read: No such file or directory"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["empty.wav"]
