@@ -27,6 +27,7 @@ from notification_flow.transcripts import IncomingFile
 SUBMITS_PER_SECOND = 9.5
 READS_PER_SECOND = 48
 PAGE_SIZE = 100  # the most GET /v2/jobs returns at once
+RETENTION_SECONDS = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
 HEARTBEAT_SECONDS = 30  # a submitting client shows it is alive at least this often, until it has its answer
 CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 Heartbeat = Callable[[], None]

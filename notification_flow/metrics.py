@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from notification_flow.api import RETENTION_SECONDS
 from notification_flow.db import StoreUnavailable
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import OPEN_STATES, State
@@ -28,7 +29,6 @@ from notification_flow.passes import last_pass
 
 log = logging.getLogger("server")
 PREFIX = "transcribe_"
-RETENTION_SECONDS = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _JOB_PATH = re.compile(r"/jobs/[^/]+")
 
@@ -175,11 +175,10 @@ def _pass_metrics(summary: dict[str, Any] | None) -> Iterator[Any]:
 
 def database_facts(store: JobStore) -> dict[str, Any]:
     """One read-only transaction: counts and ages of unfinished jobs, early notifications, the last pass."""
-    open_list = ", ".join(f"'{state.value}'" for state in OPEN_STATES)  # constants, not input
     with store.database.transaction(write=False) as tx:
         now = tx.now()
-        rows = tx.execute(f"SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "  # noqa: S608
-                          f"WHERE status IN ({open_list}) GROUP BY status")
+        rows = tx.execute("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "
+                          "WHERE status IN ($1, $2) GROUP BY status", *OPEN_STATES)
         early = tx.execute("SELECT COUNT(*) AS n FROM early_notifications")[0]["n"]
         failed = tx.execute("SELECT COUNT(*) AS n FROM jobs WHERE status = $1 AND updated_at > $2",  # indexed
                             State.SUBMIT_FAILED, now - 3600)[0]["n"]

@@ -18,6 +18,7 @@ from typing import Any
 from notification_flow.api import (
     HEARTBEAT_SECONDS,
     PAGE_SIZE,
+    RETENTION_SECONDS,
     ApiError,
     JobGone,
     JobNotFound,
@@ -50,7 +51,7 @@ class ReconcilePolicy:
     creation_margin_seconds: float = 60
     adoption_window_seconds: float = 1800  # how long a `submit_failed` row is still looked for in listings
     clock_skew_seconds: float = 300  # how far our clock and Speechmatics' may disagree when we page back
-    retention_seconds: float = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
+    retention_seconds: float = RETENTION_SECONDS
     repairs_per_pass: int = 100  # transcripts fetched again per pass, at most
     repair_lease_seconds: float = 60
     # The repair sweep (see `repair_missing_transcripts`): every done job of the retention window has its
