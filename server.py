@@ -92,7 +92,7 @@ class Receiver:
         if credential is None:
             return Answer(401, Outcome.UNAUTHENTICATED)
         try:
-            TranscriptFiles.check_job_id(job_id)
+            self.transcripts.path_for(job_id)  # a job id that can never leave the directory, or InvalidJobId
             notified = NotificationStatus(status)
             refusal = self.guard.refusal(credential, job_id)  # a token proves one job: this one, or none
         except InvalidJobId:

@@ -107,8 +107,6 @@ class TranscriptFiles:
             path.mkdir(parents=True, exist_ok=True)
         return self
 
-    check_job_id = staticmethod(check_job_id)
-
     def path_for(self, job_id: str) -> Path:
         """The pattern admits only letters and digits, so the name cannot leave the (resolved) directory."""
         return self.directory / f"{check_job_id(job_id)}.json"
