@@ -101,8 +101,10 @@ class Guard:
             return NotificationOutcome.UNAUTHENTICATED  # signed by us, but for no row we have
         if row.job_id == job_id:
             return None
-        if row.job_id is None and self.store.find(job_id) is None:
-            return None  # the id is recorded nowhere yet: the notification may join this row
+        if row.job_id is None:  # the id recorded nowhere yet, or (the client was quicker) on this very row
+            holder = self.store.find(job_id)
+            if holder is None or holder.reference == row.reference:
+                return None
         return NotificationOutcome.WRONG_JOB
 
     def _signed_reference(self, presented: bytes) -> str | None:

@@ -387,3 +387,22 @@ def test_create_app_does_not_connect_to_the_database(tmp_path: Path) -> None:
         response = notify(client, status=status, body=body)
         assert response.status_code == 503
         assert response.get_json() == {"outcome": "temporarily unavailable"}
+
+
+def test_a_token_read_just_before_the_client_records_the_id_is_still_its_own(tmp_path: Path, store: JobStore,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race the PostgreSQL soak met: the guard reads the token's row without a job id, then client.py
+    records the id on that same row before the guard asks who holds the id. The notification is this row's."""
+    from notification_flow.auth import Credential, Guard
+    from notification_flow.lifecycle import NotificationOutcome
+
+    store.add_submission("c" * 32, "c.wav")
+    stale = store.find_by_reference("c" * 32)
+    store.record_created("c" * 32, "joined0001")
+    monkeypatch.setattr(store, "find_by_reference", lambda reference: stale)
+    guard = Guard(make_settings(tmp_path), store)
+    assert guard.refusal(Credential("c" * 32), "joined0001") is None
+    store.add_submission("d" * 32, "d.wav")
+    other = JobStore.find_by_reference(store, "d" * 32)  # past the stand-in above
+    monkeypatch.setattr(store, "find_by_reference", lambda reference: other)
+    assert guard.refusal(Credential("d" * 32), "joined0001") is NotificationOutcome.WRONG_JOB
