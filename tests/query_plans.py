@@ -17,8 +17,12 @@ from notification_flow.jobs import JobStore, Notification, SweepCursor
 from notification_flow.lifecycle import Event, NotificationStatus, State
 
 TABLES = ("jobs", "early_notifications", "repair_queue", "reconciler_state")
-SQLITE_FULL_SCAN = re.compile(rf"\bSCAN ({'|'.join(TABLES)})\b(?! USING)")
-POSTGRES_FULL_SCAN = re.compile(rf"Seq Scan on ({'|'.join(TABLES)})\b")
+# The tables that grow with history; the others hold only work to do (the repair queue) or one row.
+HISTORY = ("jobs", "early_notifications")
+# sqlite: SEARCH reads a range of an index; SCAN reads a table, or a whole index, from one end.
+SQLITE_SCAN = re.compile(rf"\bSCAN ({'|'.join(HISTORY)})\b")
+# PostgreSQL: a sequential scan, or an index scan with no `Index Cond` (the whole index, in its order).
+POSTGRES_NODE = re.compile(rf"(Seq Scan|Index (?:Only )?Scan(?: Backward)? using \w+) on ({'|'.join(HISTORY)})\b")
 Statement = tuple[str, tuple[Any, ...]]
 
 
@@ -97,20 +101,55 @@ def statements(store: JobStore) -> list[Statement]:
 
 
 def full_scans(store: JobStore) -> list[str]:
-    """Each statement whose plan reads a whole table, with that plan: the list a test wants empty."""
-    found = []
-    postgres = isinstance(store.database, db.PostgresDatabase)
+    """Each statement whose plan reads a whole table or index, with that plan: the list a test wants empty.
+
+    Plans are asked for twice: as the planner sees a new database, then after ANALYZE, since statistics can
+    change its mind (sqlite walked the whole creation index of a million jobs to avoid sorting a few open
+    ones, only once it had them). The one read from an end allowed is an ordered read with a LIMIT and no
+    condition, which stops after LIMIT rows: `--list` on the whole history, the repair queue's head."""
     checked = statements(store)
     assert len(checked) >= 20, checked  # the recording works: a test that checked nothing would pass
-    for sql, params in checked:
-        with store.database.transaction() as tx:
-            if postgres:
-                tx.execute("SET LOCAL enable_seqscan = off")
-                plan = "\n".join(row["QUERY PLAN"] for row in tx.execute("EXPLAIN " + sql, *params))
-                bad = POSTGRES_FULL_SCAN.search(plan)
-            else:
-                plan = "\n".join(row["detail"] for row in tx.execute("EXPLAIN QUERY PLAN " + sql, *params))
-                bad = SQLITE_FULL_SCAN.search(plan)
-        if bad:
-            found.append(f"{sql}\n{plan}")
-    return found
+    found = [bad for sql, params in checked if (bad := _full_scan(store, sql, params))]
+    with store.database.transaction() as tx:
+        tx.execute("ANALYZE")
+    return found + [bad for sql, params in checked if (bad := _full_scan(store, sql, params)) and bad not in found]
+
+
+def _full_scan(store: JobStore, sql: str, params: tuple[Any, ...]) -> str | None:
+    if " LIMIT " in sql and " WHERE " not in sql:
+        return None  # an ordered read of the first LIMIT rows, whatever the table holds
+    with store.database.transaction() as tx:
+        if isinstance(store.database, db.PostgresDatabase):
+            tx.execute("SET LOCAL enable_seqscan = off")
+            lines = [row["QUERY PLAN"] for row in tx.execute("EXPLAIN " + sql, *params)]
+            bad = _postgres_whole_read(lines)
+        else:
+            lines = [row["detail"] for row in tx.execute("EXPLAIN QUERY PLAN " + sql, *params)]
+            bad = any(SQLITE_SCAN.search(line) for line in lines)
+    return f"{sql}\n" + "\n".join(lines) if bad else None
+
+
+def _postgres_whole_read(lines: list[str]) -> bool:
+    """A node that reads one of our tables without an index condition (its detail lines follow it, until the
+    next node, which starts with `->`).
+
+    One exception, PostgreSQL's only: an index read in order straight under a Limit, which stops after LIMIT
+    matches. PostgreSQL keeps the frequency of each status, so it chooses that plan only for a common one
+    (`--list --status done`) and reads a range of (status, created_at) for a rare one. sqlite keeps no such
+    figures, and the same plan there walked a million finished jobs looking for a few open ones."""
+    for number, line in enumerate(lines):
+        node = POSTGRES_NODE.search(line)
+        if not node:
+            continue
+        if node.group(1) == "Seq Scan":
+            return True
+        if number and lines[number - 1].lstrip(" ->").startswith("Limit"):
+            continue
+        details = []
+        for following in lines[number + 1:]:
+            if following.strip().startswith("->"):
+                break
+            details.append(following)
+        if not any("Index Cond:" in detail for detail in details):
+            return True
+    return False

@@ -17,6 +17,7 @@ from notification_flow.lifecycle import ReconcileOutcome, State
 from notification_flow.listing import add_list_arguments, show_jobs
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
 from notification_flow.transcripts import TranscriptFiles
+from tests import query_plans as tests_query_plans
 from tests.query_plans import full_scans, seed
 from tests.unit.test_reconcile import StubAPI, remote_job, transcript_for
 
@@ -29,7 +30,7 @@ def test_every_routine_query_on_sqlite_reads_an_index_range_not_the_table(fresh_
 def test_the_plan_check_catches_a_full_scan(fresh_store: JobStore) -> None:
     """The check can fail: without the new indexes, the repair slice and `--list` read the whole table."""
     with fresh_store.database.transaction() as tx:
-        for index in ("jobs_by_status_created", "jobs_by_created", "early_notifications_by_received"):
+        for index in ("jobs_by_status_created_file", "jobs_by_created", "early_notifications_by_received"):
             tx.execute(f"DROP INDEX {index}")
     assert len(full_scans(fresh_store)) >= 3
 
@@ -191,3 +192,16 @@ def test_a_queued_repair_is_retried_next_pass_not_next_sweep(fresh_store: JobSto
     retried = Reconciler(fresh_store, StubAPI([remote_job(oldest)]), transcripts, policy).run_pass()  # type: ignore[arg-type]
     assert retried[ReconcileOutcome.REPAIRED] == 1 and retried["swept"] == 1  # the sweep itself moved on
     assert fresh_store.due_repairs(10) == [] and transcripts.exists(oldest)
+
+
+def test_the_repair_sweep_reads_the_index_alone(fresh_store: JobStore) -> None:
+    """The sweep reads tens of thousands of done jobs a pass: with the id and file in the index, no table page
+    is read for them, wherever in a large table they lie."""
+    history(fresh_store, 200)
+    now = fresh_store.now()
+    with tests_query_plans.recording() as seen:
+        fresh_store.done_jobs_after(now - 86400, "", now, 100)
+    [(sql, params)] = seen
+    with fresh_store.database.transaction() as tx:
+        plan = " ".join(row["detail"] for row in tx.execute("EXPLAIN QUERY PLAN " + sql, *params))
+    assert "SEARCH jobs USING COVERING INDEX" in plan, plan
