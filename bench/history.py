@@ -135,6 +135,19 @@ def add_running(url: str, count: int) -> list[str]:
     return ids
 
 
+def database_bytes(url: str) -> int:
+    """What the database takes on disk: sqlite's file and its WAL; PostgreSQL's tables of this schema with
+    their indexes and TOAST."""
+    if url.startswith("sqlite"):
+        path = Path(url[len("sqlite:///"):])
+        return sum(file.stat().st_size for file in (path, Path(f"{path}-wal")) if file.exists())
+    with open_store(url).database.transaction(write=False) as tx:
+        rows = tx.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) AS size FROM pg_class c JOIN "
+                          "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND "
+                          "c.relkind = 'r'")
+    return int(rows[0]["size"])
+
+
 def age_last_pass(url: str, seconds: float) -> None:
     """Time passing between two passes, by the database's clock: the last pass made to look older."""
     with open_store(url).database.transaction() as tx:
@@ -142,17 +155,19 @@ def age_last_pass(url: str, seconds: float) -> None:
 
 
 def timed(command: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Wall time and the kernel's peak RSS of one process, started through `bench.rss` so that the figure is
-    the command's own, not this benchmark's inherited across the fork."""
+    """Wall time, CPU time and the kernel's peak RSS of one process, started through `bench.rss` so that the
+    figures are the command's own, not this benchmark's inherited across the fork. CPU time is the steadier
+    measure of cost on a shared machine, where wall time also counts waiting for a core."""
     with tempfile.NamedTemporaryFile(prefix="rss-") as peak:
         started = time.monotonic()
         result = subprocess.run([sys.executable, "-m", "bench.rss", peak.name, sys.executable, *command], env=env,
                                 cwd=ROOT, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - started
-        peak_kb = int(Path(peak.name).read_text() or 0)
+        peak_kb, cpu_seconds = Path(peak.name).read_text().split()
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {result.returncode}: {result.stderr[-2000:]}")
-    return {"seconds": seconds, "peak_mb": peak_kb / 1024, "stdout": result.stdout, "stderr": result.stderr}
+    return {"seconds": seconds, "cpu_seconds": float(cpu_seconds), "peak_mb": int(peak_kb) / 1024,
+            "stdout": result.stdout, "stderr": result.stderr}
 
 
 def measure(url: str, size: int, rounds: int, files: Path, emulator: Emulator, scratch: Path,
@@ -171,15 +186,18 @@ def measure(url: str, size: int, rounds: int, files: Path, emulator: Emulator, s
         listings = [timed([str(ROOT / "client.py"), "--list"], env) for _ in range(rounds)]
         assert len(listings[0]["stdout"].splitlines()) == 52, listings[0]["stdout"][-500:]  # header, 50, "more"
         latencies = notify(url, work, files, rounds)
+        size_bytes = database_bytes(url)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {"seed_seconds": seeded, "pass_seconds": median([p["seconds"] for p in passes]),
               "pass_seconds_all": [p["seconds"] for p in passes],
+              "pass_cpu_seconds": median([p["cpu_seconds"] for p in passes]),
               "pass_peak_mb": max(p["peak_mb"] for p in passes),
               "pass_summary": passes[-1]["stdout"].strip(), "pass_checked": checked(passes[-1]["stderr"]),
               "list_seconds": median([p["seconds"] for p in listings]),
               "list_peak_mb": max(p["peak_mb"] for p in listings),
-              "notify_ms": median(latencies), "notify_ms_all": latencies}
+              "notify_ms": median(latencies), "notify_ms_all": latencies,
+              "database_mb": size_bytes / 1e6, "bytes_per_job": size_bytes / size}
     log(f"history {backend} {size:,}: seeded in {seeded:.1f} s; idle pass {result['pass_seconds']:.2f} s, "
         f"{result['pass_peak_mb']:.0f} MB; --list {result['list_seconds']:.2f} s; notification "
         f"{result['notify_ms']:.1f} ms")

@@ -24,7 +24,8 @@ from bench.report import number, table
 
 DOC = ROOT / "docs" / "benchmarks-history.md"
 PICTURE = ROOT / "docs" / "benchmarks-history.png"
-MEASURES = (("pass_seconds", "idle `cronjob.py --all` pass, s"), ("pass_peak_mb", "its peak RSS, MB"),
+MEASURES = (("pass_seconds", "idle `cronjob.py --all` pass, s"), ("pass_cpu_seconds", "its CPU time, s"),
+            ("pass_peak_mb", "its peak RSS, MB"),
             ("notify_ms", "one notification, ms"), ("list_seconds", "`client.py --list`, s"))
 
 
@@ -40,27 +41,41 @@ def render(results: dict[str, Any]) -> str:
              "limit, so all inside the 7-day window the repair sweep covers), each with its transcript file (hard "
              "links of one file). *Idle pass*: `cronjob.py --all` with nothing to reconcile, "
              f"{part['pass_interval'] // 60:g} minutes (by the database's clock) after the previous pass, median of "
-             f"{part['rounds']} runs; peak RSS is the kernel's (wait4), the largest of the runs. *Notification*: "
+             f"{part['rounds']} runs, and its CPU time (user and system, median); peak RSS is the kernel's (wait4), "
+             "the largest of the runs. *Notification*: "
              "median latency of one 20 KB notification at a time to `python server.py` for a `running` job. "
              "*`--list`*: `client.py --list` with its default limit of 50, wall time, median. Every figure is a "
-             "whole process as a user runs it, interpreter start-up included.", ""]
+             "whole process as a user runs it, interpreter start-up included. *Database*: its size on disk after "
+             "the run, indexes included (sqlite: the file and its WAL; PostgreSQL: the schema's tables with their "
+             "indexes and TOAST); rows seeded in bulk pack pages fuller than rows written one at a time.", ""]
     for backend, rows in part["backends"].items():
         lines += [f"## {backend}", ""]
         if "skipped" in rows:
             lines += [f"Not measured: {rows['skipped']}.", ""]
             continue
         sizes = [size for size in map(str, part["sizes"]) if size in rows]
-        header = ["finished jobs", *(label for _, label in MEASURES), "jobs checked by the pass", "seeded in, s"]
-        body = [[f"{int(size):,}", number(rows[size]["pass_seconds"], 2), number(rows[size]["pass_peak_mb"], 0),
+        header = ["finished jobs", *(label for _, label in MEASURES), "jobs checked by the pass", "seeded in, s",
+                  "database, MB", "bytes per job"]
+        body = [[f"{int(size):,}", number(rows[size]["pass_seconds"], 2), _optional(rows[size], "pass_cpu_seconds", 2),
+                 number(rows[size]["pass_peak_mb"], 0),
                  number(rows[size]["notify_ms"], 1), number(rows[size]["list_seconds"], 2),
-                 f"{rows[size].get('pass_checked') or 0:,}", number(rows[size]["seed_seconds"], 0)] for size in sizes]
+                 f"{rows[size].get('pass_checked') or 0:,}", number(rows[size]["seed_seconds"], 0),
+                 _optional(rows[size], "database_mb", 0), _optional(rows[size], "bytes_per_job", 0)]
+                for size in sizes]
         first, last = rows[sizes[0]], rows[sizes[-1]]
         ratios = ["**ratio, largest to smallest**", number(last["pass_seconds"] / first["pass_seconds"], 2) + "x",
+                  (number(last["pass_cpu_seconds"] / first["pass_cpu_seconds"], 2) + "x"
+                   if "pass_cpu_seconds" in first and "pass_cpu_seconds" in last else "-"),
                   number(last["pass_peak_mb"] / first["pass_peak_mb"], 2) + "x",
                   number(last["notify_ms"] / first["notify_ms"], 2) + "x",
-                  number(last["list_seconds"] / first["list_seconds"], 2) + "x", "", ""]
+                  number(last["list_seconds"] / first["list_seconds"], 2) + "x", "", "", "", ""]
         lines += table(header, [*body, ratios])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _optional(row: dict[str, Any], key: str, digits: int) -> str:
+    """Results from before a measure was added have none: a dash, not a crash."""
+    return number(row[key], digits) if key in row else "-"
 
 
 def draw(part: dict[str, Any], path: Path) -> None:
@@ -70,7 +85,7 @@ def draw(part: dict[str, Any], path: Path) -> None:
             if "skipped" in rows:
                 continue
             sizes = [size for size in part["sizes"] if str(size) in rows]
-            axis.plot(sizes, [rows[str(size)][key] for size in sizes], "o-", label=backend)
+            axis.plot(sizes, [rows[str(size)].get(key, float("nan")) for size in sizes], "o-", label=backend)
         axis.set_xscale("log")
         axis.set_ylim(bottom=0)
         axis.set_xlabel("finished jobs kept (log scale)")

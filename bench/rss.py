@@ -1,4 +1,5 @@
-"""`python -m bench.rss OUT COMMAND...`: run COMMAND and write its peak resident memory, in KB, to OUT.
+"""`python -m bench.rss OUT COMMAND...`: run COMMAND and write its peak resident memory, in KB, and the CPU
+seconds it used (user and system), to OUT, on one line.
 
 A small process of its own starts the command, so the kernel's figure (RUSAGE_CHILDREN's maxrss) is the
 command's: a child forked straight from the benchmark would inherit the benchmark's larger RSS as its
@@ -14,5 +15,6 @@ from pathlib import Path
 
 if __name__ == "__main__":
     code = subprocess.call(sys.argv[2:])
-    Path(sys.argv[1]).write_text(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    Path(sys.argv[1]).write_text(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime:.4f}")
     sys.exit(code)
