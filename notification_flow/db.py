@@ -157,7 +157,7 @@ def _named(params: Sequence[Any]) -> dict[str, Any]:
 class _Clocked:
     """The database's clock, read once per transaction: every time one transaction writes is the same."""
 
-    NOW: str
+    CLOCK: str  # the SQL expression of the time now, in epoch seconds
     _now: float | None = None
 
     def execute(self, sql: str, *params: Any) -> list[Row]:
@@ -165,13 +165,23 @@ class _Clocked:
 
     def now(self) -> float:
         if self._now is None:
-            self._now = float(self.execute(self.NOW)[0]["now"])
+            self._now = float(self.execute(f"SELECT {self.CLOCK} AS now")[0]["now"])
         return self._now
+
+    def now_in_sql(self, placeholder: str) -> tuple[str, float | None]:
+        """The transaction's time inside a statement, without a statement of its own to read it first: SQL
+        and the value to bind to `placeholder`. The statement must return the time it wrote, for `saw_now`."""
+        return f"COALESCE(CAST({placeholder} AS DOUBLE PRECISION), {self.CLOCK})", self._now
+
+    def saw_now(self, value: float) -> None:
+        """The time a statement built by `now_in_sql` wrote: the transaction's time from then on."""
+        if self._now is None:
+            self._now = float(value)
 
 
 class _SqliteTransaction(_Clocked):
     # julianday has millisecond precision and exists in every sqlite Python ships with.
-    NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0 AS now"
+    CLOCK = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -231,7 +241,7 @@ class SqliteDatabase(_PerThreadConnections):
 
 
 class _PostgresTransaction(_Clocked):
-    NOW = "SELECT extract(epoch FROM clock_timestamp())::float8 AS now"
+    CLOCK = "extract(epoch FROM clock_timestamp())::float8"
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor

@@ -25,6 +25,7 @@ from notification_flow.lifecycle import (
     NotificationOutcome,
     NotificationStatus,
     State,
+    moves,
     next_state,
 )
 
@@ -138,6 +139,9 @@ class JobStore:
         """Apply one notification. One that beat client.py to recording the id is joined to its row by
         `reference` (from `tracking.reference`), or kept until the id is recorded."""
         with self.database.transaction() as tx:
+            moved = self._apply_to_job_id(tx, job_id, notification)
+            if moved is not None:
+                return moved
             tx.lock_job_id(job_id)
             row = self._row(tx, "job_id", job_id)
             if row is None and notification.reference:
@@ -164,22 +168,48 @@ class JobStore:
 
     def _move(self, tx: Transaction, row: Row, event: Event, job_id: str | None = None,
               transcript: str | None = None, error: str | None = None) -> State | None:
-        """The one place a state changes: only along the table, and only from the state the row is in. If
+        """The one place a read row changes state: only along the table, and only from the state it is in. If
         another process moved the row since it was read (PostgreSQL lets a commit land in between), the
         move is judged again from the row as it now is."""
         for _ in range(len(State)):  # each retry follows a move of the row: there cannot be more
             target = next_state(row["status"], event)
             if target is None:
                 return None
-            tx.execute("UPDATE jobs SET status = $1, job_id = COALESCE($2, job_id), transcript = COALESCE($3, "
-                       "transcript), error = $4, updated_at = $5, lease_until = NULL WHERE reference = $6 AND "
-                       "status = $7", target, job_id, transcript, error, tx.now(), row["reference"], row["status"])
-            if tx.rowcount == 1:
+            if self._write_move(tx, "reference", row["reference"], (row["status"],), target, job_id, transcript,
+                                error):
                 return target
             row = self._row(tx, "reference", row["reference"]) or {}
             if not row:
                 return None
         return None
+
+    def _apply_to_job_id(self, tx: Transaction, job_id: str, notification: Notification) -> NotificationOutcome | None:
+        """The common case, a notification that moves a job already known by its id, in one statement with no
+        read before it: while a sqlite transaction writes, no other can, so it should be short. None when no
+        row moved (no row with that id yet, or one the table does not move): `_apply` then judges the row."""
+        event = notification.event
+        if event is None:
+            return None
+        for target, states in moves(event).items():
+            if self._write_move(tx, "job_id", job_id, states, target, None, notification.transcript,
+                                self._error_of(notification)):
+                return NotificationOutcome.REJECTED if target is State.REJECTED else NotificationOutcome.DONE
+        return None
+
+    @staticmethod
+    def _write_move(tx: Transaction, key: str, value: str, states: tuple[State | str, ...], target: State,
+                    job_id: str | None, transcript: str | None, error: str | None) -> bool:
+        """The one statement that writes a job's status: the row `key` names moves to `target` if it is still
+        in one of `states`, which the lifecycle table allows (only `_move` and `_apply_to_job_id` call it)."""
+        now, bound_now = tx.now_in_sql("$5")
+        among = ", ".join(f"${number}" for number in range(7, 7 + len(states)))
+        sql = (f"UPDATE jobs SET status = $1, job_id = COALESCE($2, job_id), transcript = COALESCE($3, transcript), "  # noqa: S608 (key: a column)
+               f"error = $4, updated_at = {now}, lease_until = NULL WHERE {key} = $6 AND status IN ({among}) "
+               "RETURNING updated_at")
+        rows = tx.execute(sql, target, job_id, transcript, error, bound_now, value, *states)
+        if rows:
+            tx.saw_now(rows[0]["updated_at"])
+        return bool(rows)
 
     def _adopt(self, tx: Transaction, reference: str, job_id: str) -> Row | None:
         row = self._row(tx, "reference", reference)
@@ -202,12 +232,16 @@ class JobStore:
         event = notification.event
         if event is None:
             return NotificationOutcome.DUPLICATE if row["status"] in SETTLED_STATES else NotificationOutcome.WAITING
-        error = (notification.error or f"Speechmatics reported {notification.status}") if event is Event.REJECTED \
-            else None
-        moved = self._move(tx, row, event, transcript=notification.transcript, error=error)
+        moved = self._move(tx, row, event, transcript=notification.transcript, error=self._error_of(notification))
         if moved is State.DONE:
             return NotificationOutcome.DONE
         return NotificationOutcome.REJECTED if moved is State.REJECTED else NotificationOutcome.DUPLICATE
+
+    @staticmethod
+    def _error_of(notification: Notification) -> str | None:
+        if notification.event is not Event.REJECTED:
+            return None
+        return notification.error or f"Speechmatics reported {notification.status}"
 
     def _keep_early(self, tx: Transaction, job_id: str, notification: Notification) -> None:
         kept = tx.execute("SELECT * FROM early_notifications WHERE job_id = $1", job_id)

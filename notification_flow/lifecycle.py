@@ -62,6 +62,15 @@ def sources(event: Event) -> tuple[State, ...]:
     return tuple(state for state, on in TRANSITIONS if on is event)
 
 
+def moves(event: Event) -> dict[State, tuple[State, ...]]:
+    """Where `event` takes a job, with the states it takes one there from (the table, read by target)."""
+    targets: dict[State, tuple[State, ...]] = {}
+    for (state, on), target in TRANSITIONS.items():
+        if on is event:
+            targets[target] = (*targets.get(target, ()), state)
+    return targets
+
+
 class NotificationStatus(StrEnum):
     """The `status` query parameter Speechmatics appends to the notification URL."""
 

@@ -55,7 +55,7 @@ def test_unit_tests_start_no_process_and_no_emulator() -> None:
 
 
 def test_a_jobs_state_is_changed_in_one_place_only() -> None:
-    """Only `JobStore._move` writes `status`; the lifecycle table decides every value it writes."""
+    """One statement writes `status` (`JobStore._write_move`); the lifecycle table decides every value it writes."""
     writes = []
     for path in python_files("notification_flow"):
         for number, line in enumerate(path.read_text().splitlines(), start=1):

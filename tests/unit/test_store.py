@@ -11,6 +11,7 @@ from notification_flow.db import migrate
 from notification_flow.jobs import JobStore, Notification
 from notification_flow.lifecycle import Event, NotificationOutcome, NotificationStatus, State
 from notification_flow.schema import MIGRATIONS
+from tests import query_plans
 
 REF, OTHER_REF = "a" * 32, "b" * 32
 JOB_ID, OTHER_ID = "abcdefghij", "klmnopqrst"
@@ -218,6 +219,32 @@ def test_old_early_notifications_are_forgotten(fresh_store: JobStore) -> None:
 
 def test_the_clock_is_the_databases_and_close_to_ours(fresh_store: JobStore) -> None:
     assert abs(fresh_store.now() - time.time()) < 5
+
+
+def test_a_notification_for_a_known_running_job_is_one_statement(fresh_store: JobStore) -> None:
+    """While a sqlite transaction writes no other can: the common notification reads nothing first, and the
+    time it writes is the database's, the one the rest of its transaction would see."""
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.record_created(REF, JOB_ID)
+    with query_plans.recording() as seen:
+        assert fresh_store.record_notification(JOB_ID, TRANSCRIPT) == NotificationOutcome.DONE
+    assert len(seen) == 1 and seen[0][0].startswith("UPDATE jobs SET status"), seen
+    job = fresh_store.find(JOB_ID)
+    assert (job.status, job.transcript) == (State.DONE, "/t/abcdefghij.json")
+    assert abs(job.updated_at - time.time()) < 5 and job.updated_at >= job.created_at
+
+
+def test_the_time_a_statement_wrote_is_the_transactions_time(fresh_store: JobStore) -> None:
+    """A transaction's later statements see the time its first move wrote, not a second reading."""
+    fresh_store.add_submission(REF, "a.wav")
+    fresh_store.record_created(REF, JOB_ID)
+    with fresh_store.database.transaction() as tx:
+        assert fresh_store._apply_to_job_id(tx, JOB_ID, FAILURE) == NotificationOutcome.REJECTED
+        written = tx.execute("SELECT updated_at FROM jobs WHERE job_id = $1", JOB_ID)[0]["updated_at"]
+        deadline = time.monotonic() + 5
+        while tx.execute(f"SELECT {tx.CLOCK} AS now")[0]["now"] == written:  # the database's clock moves on
+            assert time.monotonic() < deadline
+        assert tx.now() == written  # the transaction's time does not
 
 
 def test_jobs_filters_by_status_and_creation(fresh_store: JobStore) -> None:
