@@ -37,7 +37,7 @@ def full_plan() -> dict[str, Any]:
             "memory": {"size": 200_000_000, "rounds": 3},
             "reconcile": {"count": 1_000, "rounds": 3},
             "submission": {"files": 200, "rounds": 3},
-            "history": {"sizes": [1_000, 100_000, 1_000_000], "rounds": 3}}
+            "history": {"sizes": [1_000, 100_000, 1_000_000], "rounds": 5}}
 
 
 def quick_plan() -> dict[str, Any]:
