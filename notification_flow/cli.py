@@ -26,6 +26,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(formatter())
     logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # its INFO says where credentials came from
 
 
 @contextlib.contextmanager
