@@ -235,4 +235,7 @@ def open_transcripts(settings: Settings, check: bool = False) -> TranscriptStore
     from notification_flow.objects import TranscriptObjects  # boto3 only for those who use it
 
     objects = TranscriptObjects(settings.transcripts_url, settings.transcripts_dir).ensure_directories()
-    return objects.check() if check else objects
+    if check:
+        return objects.check()
+    objects.client  # noqa: B018 - boto3 imported and its client made now, not by the first notification
+    return objects
