@@ -36,9 +36,10 @@ test: $(STAMP) $(DEB_STAMP)  ## Lint, the in-process tests, the rest four at a t
 	$(BIN)/python -m pytest -n 4 -m "not paced" tests/integration tests/emulator
 	$(BIN)/python -m pytest -m paced tests/integration
 
-soak: $(STAMP)  ## Soak (~5 min): 1,000 jobs under every fault, on sqlite, then PostgreSQL with 2 servers
+soak: $(STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite; PostgreSQL, 2 servers; the same on S3
 	$(BIN)/python -m tests.soak --jobs 1000 --database sqlite --servers 1
 	$(BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2
+	$(BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2 --storage s3
 
 bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md and its figure
 	$(BIN)/python -m bench

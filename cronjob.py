@@ -27,7 +27,7 @@ from notification_flow.logs import emit
 from notification_flow.passes import pass_counts, record_pass
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
 from notification_flow.settings import add_arguments, load_settings
-from notification_flow.transcripts import TranscriptFiles
+from notification_flow.transcripts import open_transcripts
 
 DEFAULTS = ReconcilePolicy()
 
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run a pass every SECONDS until stopped (SIGTERM or SIGINT: stops cleanly, exit 0)")
     parser.add_argument("--concurrency", type=number_in(int, 1, 64), default=DEFAULTS.concurrency,
                         help=f"jobs worked on at once (default: {DEFAULTS.concurrency})")
-    add_arguments(parser, "api_key", "batch_url", "api_timeout", "database_url", "transcripts_dir")
+    add_arguments(parser, "api_key", "batch_url", "api_timeout", "database_url", "transcripts_dir", "transcripts_url")
     return parser.parse_args(argv)
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     with exit_on_bad_settings():
         settings = load_settings(overrides=vars(args), required=("api_key",))
         store = open_store(settings.database_url)
-        transcripts = TranscriptFiles(settings.transcripts_dir).ensure_directories()
+        transcripts = open_transcripts(settings, check=True)
     policy = ReconcilePolicy(grace_seconds=0 if args.all else args.grace, concurrency=args.concurrency,
                              api_timeout_seconds=settings.api_timeout)
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api:

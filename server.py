@@ -32,7 +32,7 @@ from notification_flow.logs import log_notification, printable
 from notification_flow.payloads import NotificationBody, UnreadableBody, check_transcript, read_body, request_class
 from notification_flow.retry import RetryPolicy
 from notification_flow.settings import Settings, add_arguments, load_settings
-from notification_flow.transcripts import BodyTooLarge, IncomingFile, InvalidJobId, NotATranscript, TranscriptFiles
+from notification_flow.transcripts import BodyTooLarge, IncomingFile, InvalidJobId, NotATranscript, open_transcripts
 from notification_flow.wsgi import add_server_arguments
 
 log = logging.getLogger("server")
@@ -71,7 +71,7 @@ class Receiver:
         self.settings = settings
         self.store = open_store(settings.database_url, migrate_schema=False)  # connects on first use
         self.guard = Guard(settings, self.store)
-        self.transcripts = TranscriptFiles(settings.transcripts_dir).ensure_directories()
+        self.transcripts = open_transcripts(settings)  # files, or objects under TRANSCRIPTS_URL
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
         self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10,
                                     retry=RetryPolicy(attempts=1, max_wait=0)) if settings.api_key else None)
@@ -92,7 +92,7 @@ class Receiver:
         if credential is None:
             return Answer(401, Outcome.UNAUTHENTICATED)
         try:
-            self.transcripts.path_for(job_id)  # a job id that can never leave the directory, or InvalidJobId
+            self.transcripts.location(job_id)  # a job id that can never leave the directory, or InvalidJobId
             notified = NotificationStatus(status)
             refusal = self.guard.refusal(credential, job_id)  # a token proves one job: this one, or none
         except InvalidJobId:
@@ -142,9 +142,8 @@ class Receiver:
         """Write <job_id>.json, then record the job done: in that order, so `done` always has its file. The
         file is linked only if absent, so a duplicate or late notification writes nothing."""
         written = self.transcripts.publish(job_id, transcript)
-        path = self.transcripts.path_for(job_id)
-        notification = Notification(NotificationStatus.SUCCESS, transcript=str(path), reference=reference)
-        return Answer(200, self.store.record_notification(job_id, notification), path.name if written else "-")
+        notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id), reference=reference)
+        return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")
 
     def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody,
                    reference: str | None) -> Answer:
@@ -174,7 +173,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            "options may be given in GUNICORN_CMD_ARGS; they win over these.")
     add_server_arguments(parser)
     add_arguments(parser, "webhook_secret", "webhook_secret_previous", "database_url", "transcripts_dir",
-                  "webhook_path", "max_notification_mb", "allowed_regions", "trusted_proxies", "api_key", "batch_url")
+                  "transcripts_url", "webhook_path", "max_notification_mb", "allowed_regions", "trusted_proxies",
+                  "api_key", "batch_url")
     return parser.parse_args(argv)
 
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     with exit_on_bad_settings():
         settings = load_settings(overrides=vars(args), required=("webhook_secret",))
         open_store(settings.database_url)  # create or migrate the schema once, before any worker starts
-        TranscriptFiles(settings.transcripts_dir).ensure_directories()
+        open_transcripts(settings, check=True)  # a store that cannot work is refused here, with one line
     from notification_flow.metrics import multiprocess_directory
     from notification_flow.wsgi import serve  # gunicorn, only once the settings are good
 

@@ -4,6 +4,7 @@
     python -m bench --quick          # one short round of each, to try the machinery (report marked as such)
     python -m bench --only ingest    # some benchmarks only; the report keeps the others' last results
     python -m bench --only history   # cost against history size: docs/benchmarks-history.md only
+    python -m bench --only s3        # ingest into S3 against local disk, 200 MB into S3: docs/benchmarks-s3.md only
 
 Raw results go to bench/results/ (not in git): one JSON file per run, and latest.json, which the report
 is rendered from. The history benchmark renders a page of its own, docs/benchmarks-history.md, so running it
@@ -23,11 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import history, history_report, ingest, machine, memory, reconcile, report, submission
+from bench import history, history_report, ingest, machine, memory, reconcile, report, s3, s3_report, submission
 from bench.bodies import ROOT
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("ingest", "memory", "reconcile", "submission", "history")
+BENCHMARKS = ("ingest", "memory", "reconcile", "submission", "history", "s3")
+OWN_PAGES = {"history": history_report, "s3": s3_report}  # each renders a page of its own
 
 
 def full_plan() -> dict[str, Any]:
@@ -37,7 +39,9 @@ def full_plan() -> dict[str, Any]:
             "memory": {"size": 200_000_000, "rounds": 3},
             "reconcile": {"count": 1_000, "rounds": 3},
             "submission": {"files": 200, "rounds": 3},
-            "history": {"sizes": [1_000, 100_000, 1_000_000], "rounds": 5}}
+            "history": {"sizes": [1_000, 100_000, 1_000_000], "rounds": 5},
+            "s3": {"ingest": ingest.Plan("20 KB", 20_000, rounds=5, seconds=5, warmup=200, pool=8_000),
+                   "memory": {"size": 200_000_000, "rounds": 3}}}
 
 
 def quick_plan() -> dict[str, Any]:
@@ -46,7 +50,9 @@ def quick_plan() -> dict[str, Any]:
             "memory": {"size": 200_000_000, "rounds": 1},
             "reconcile": {"count": 200, "rounds": 1},
             "submission": {"files": 40, "rounds": 1},
-            "history": {"sizes": [1_000, 10_000], "rounds": 1}}
+            "history": {"sizes": [1_000, 10_000], "rounds": 1},
+            "s3": {"ingest": ingest.Plan("20 KB", 20_000, rounds=1, seconds=2, warmup=50, pool=4_000),
+                   "memory": {"size": 200_000_000, "rounds": 1}}}
 
 
 def run_benchmark(name: str, plan: dict[str, Any], scratch: Path, log: Callable[[str], None]) -> Any:
@@ -58,6 +64,8 @@ def run_benchmark(name: str, plan: dict[str, Any], scratch: Path, log: Callable[
         return reconcile.run(plan["reconcile"]["count"], plan["reconcile"]["rounds"], scratch, log)
     if name == "history":
         return history.run(plan["history"]["sizes"], plan["history"]["rounds"], scratch, log)
+    if name == "s3":
+        return s3.run(plan["s3"], scratch, log)
     return submission.run(plan["submission"]["files"], plan["submission"]["rounds"], scratch, log)
 
 
@@ -91,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(text)
     (RESULTS / "latest.json").write_text(text)
     written = []
-    if set(args.only) - {"history"}:
+    if set(args.only) - set(OWN_PAGES):
         report.write(results)
         written.append(report.DOC)
-    if "history" in args.only:
-        history_report.write(results)
-        written.append(history_report.DOC)
+    for name, page in OWN_PAGES.items():
+        if name in args.only:
+            page.write(results)
+            written.append(page.DOC)
     log(f"done in {results['machine']['minutes']:.1f} min: {', '.join(str(p.relative_to(ROOT)) for p in written)}")
     return 0
 

@@ -47,13 +47,14 @@ def run(size: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> di
         shutil.rmtree(body_dir, ignore_errors=True)
 
 
-def measure(job_id: str, body: Path, scratch: Path) -> dict[str, Any]:
+def measure(job_id: str, body: Path, scratch: Path, **extra: str) -> dict[str, Any]:
+    """One round; `extra`: more settings for the server (bench/s3.py: TRANSCRIPTS_URL and AWS_*)."""
     work = Path(tempfile.mkdtemp(prefix="memory-", dir=scratch))
     try:
         url = f"sqlite:///{work / 'jobs.db'}"
         store = jobrows.create_running(url, [job_id])
         limit_mb = body.stat().st_size // MB + 64
-        with targets.running(targets.ours(work, url, max_notification_mb=limit_mb)) as server:
+        with targets.running(targets.ours(work, url, max_notification_mb=limit_mb, **extra)) as server:
             idle = rss_by_pid(server.pids())
             result = send_while_sampling(server, job_id, body, work)
             result["idle_rss_kb"] = sum(idle.values())

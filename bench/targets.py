@@ -41,7 +41,7 @@ def free_port() -> int:
 def clean_env(home: Path, **values: str) -> dict[str, str]:
     """The environment a user would set, and none of the developer's own settings."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SPEECHMATICS_", "WEBHOOK_", "DATABASE_URL", "TRANSCRIPTS_DIR", "MAX_NOTIF"))}
+           if not k.startswith(("SPEECHMATICS_", "WEBHOOK_", "DATABASE_URL", "TRANSCRIPTS_", "MAX_NOTIF", "AWS_"))}
     env.update(HOME=str(home), PYTHONWARNINGS="ignore::DeprecationWarning", **values)
     return env
 

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from notification_flow.db import StoreConfigError, StoreUnavailable
 from notification_flow.logs import error_line, formatter
+from notification_flow.objects import StorageUnavailable
 from notification_flow.settings import SettingsError
 
 EXIT_BAD_SETTINGS = 2
@@ -25,6 +26,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(formatter())
     logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # its INFO says where credentials came from
 
 
 @contextlib.contextmanager
@@ -41,6 +43,9 @@ def exit_on_bad_settings() -> Iterator[None]:
         raise SystemExit(EXIT_BAD_SETTINGS) from None
     except StoreUnavailable as error:  # locked or busy right now: worth trying again, not a bad setting
         print(error_line(f"the database is unavailable, try again: {error}"), file=sys.stderr)
+        raise SystemExit(EXIT_UNAVAILABLE) from None
+    except StorageUnavailable as error:  # S3 unreachable, throttled or failing now: not a bad setting either
+        print(error_line(f"transcript storage is unavailable, try again: {error}"), file=sys.stderr)
         raise SystemExit(EXIT_UNAVAILABLE) from None
 
 

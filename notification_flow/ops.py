@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import tempfile
 import time
 
 from flask import Flask, Response, g, jsonify, request
@@ -44,9 +43,9 @@ def register(app: Flask, receiver: object, settings: Settings) -> Metrics:
         except StoreUnavailable:
             return jsonify(outcome="database unavailable"), 503
         try:
-            with tempfile.TemporaryFile(dir=transcripts.incoming) as probe:
-                probe.write(b"ready")
-        except OSError:
+            transcripts.check_ready()  # the directory takes a file; with S3, the spool does and the bucket answers
+        except OSError as error:
+            log.warning("not ready: transcript storage: %s", error)
             return jsonify(outcome="transcript storage not writable"), 503
         return jsonify(outcome="ok"), 200
 

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from flask import Request
 
 from notification_flow import jsonv2
-from notification_flow.transcripts import IncomingFile, NotATranscript, TranscriptFiles
+from notification_flow.transcripts import IncomingFile, NotATranscript, TranscriptStore
 
 TRANSCRIPT_PARTS = ("transcript", "transcript.json-v2", "data_file")
 JSON_TYPES = ("application/json", "application/vnd.speechmatics.v2+json")
@@ -50,7 +50,7 @@ class NotificationBody:
         return self.info.get(jsonv2.ERROR_FIELD)
 
 
-def request_class(transcripts: TranscriptFiles) -> type[Request]:
+def request_class(transcripts: TranscriptStore) -> type[Request]:
     """Flask's Request, but multipart parts are spooled to TRANSCRIPTS_DIR/.incoming: the default spools
     to the system temp directory, often a RAM disk, where a 200 MB part would sit in memory after all."""
 
@@ -63,7 +63,7 @@ def request_class(transcripts: TranscriptFiles) -> type[Request]:
 
 
 @contextlib.contextmanager
-def read_body(request: Request, job_id: str, transcripts: TranscriptFiles,
+def read_body(request: Request, job_id: str, transcripts: TranscriptStore,
               limit: int) -> Iterator[NotificationBody]:
     """Yield what the body holds; every temporary file is removed when the block ends. A body that cannot
     be understood is kept in TRANSCRIPTS_DIR/.unreadable for an operator, then UnreadableBody is raised."""

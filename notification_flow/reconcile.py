@@ -30,7 +30,7 @@ from notification_flow.api import created_at as remote_created_at
 from notification_flow.jobs import Job, JobStore, StoreUnavailable, SweepCursor, SweptJob
 from notification_flow.lifecycle import Event, ReconcileOutcome, State
 from notification_flow.payloads import check_transcript
-from notification_flow.transcripts import NotATranscript, TranscriptFiles
+from notification_flow.transcripts import NotATranscript, TranscriptStore
 
 log = logging.getLogger("cronjob")
 Outcome = ReconcileOutcome
@@ -71,7 +71,7 @@ class ReconcilePolicy:
 
 
 class Reconciler:
-    def __init__(self, store: JobStore, api: SpeechmaticsAPI, transcripts: TranscriptFiles,
+    def __init__(self, store: JobStore, api: SpeechmaticsAPI, transcripts: TranscriptStore,
                  policy: ReconcilePolicy | None = None) -> None:
         self.store, self.api, self.transcripts = store, api, transcripts
         self.policy = policy or ReconcilePolicy()
@@ -218,7 +218,7 @@ class Reconciler:
             check_transcript(incoming, job_id)  # a truncated or empty download is never published
             if self.transcripts.publish(job_id, incoming):
                 log.info("stored transcript %s.json", job_id)
-        return str(self.transcripts.path_for(job_id))
+        return self.transcripts.location(job_id)
 
     def repair_missing_transcripts(self) -> None:
         """A done job promises its file; if someone deleted it, fetch it again while Speechmatics still has

@@ -62,6 +62,24 @@ def _database_url(name: str, value: str) -> str:
     raise SettingsError(f"{name} must look like sqlite:///jobs.db or postgresql://user@host/dbname")
 
 
+S3_URL_PATTERN = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>[A-Za-z0-9._/-]*))?")
+
+
+def split_s3_url(name: str, value: str) -> tuple[str, str]:
+    """(bucket, prefix) of `s3://BUCKET/PREFIX`, the prefix without a slash at either end."""
+    match = S3_URL_PATTERN.fullmatch(value)
+    prefix = (match["prefix"] or "").strip("/") if match else ""
+    if not match or ".." in prefix or "//" in prefix:
+        raise SettingsError(f"{name} must look like s3://BUCKET or s3://BUCKET/PREFIX (bucket: 3 to 63 lowercase "
+                            f"letters, digits, dots and hyphens; prefix: letters, digits, . _ - /), got {value!r}")
+    return match["bucket"], prefix
+
+
+def _s3_url(name: str, value: str) -> str:
+    split_s3_url(name, value)
+    return value
+
+
 def _positive_int(name: str, value: str) -> int:
     try:
         number = int(value)
@@ -134,8 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
             "during a rotation", _secret, secret=True),
     Setting("DATABASE_URL", "database_url", "Job database: sqlite:///path or postgresql://user@host/db",
             _database_url, "sqlite:///jobs.db"),
-    Setting("TRANSCRIPTS_DIR", "transcripts_dir", "Where <job_id>.json transcripts are stored", _path,
-            "transcripts"),
+    Setting("TRANSCRIPTS_DIR", "transcripts_dir", "Where <job_id>.json transcripts are stored (with "
+            "TRANSCRIPTS_URL: only where bodies are spooled while they arrive)", _path, "transcripts"),
     Setting("WEBHOOK_PATH", "webhook_path", "URL path of the notification endpoint", _webhook_path,
             "/webhook"),
     Setting("MAX_NOTIFICATION_MB", "max_notification_mb", "Largest notification body accepted (413 above)",
@@ -149,6 +167,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_FORMAT", "log_format", "text, or json for one JSON object per log line", _log_format, "text"),
     Setting("ALLOW_PRIVATE_WEBHOOK_URL", "allow_private_webhook_url", "Allow a loopback, private or link-local "
             "WEBHOOK_URL with the production API (a deliberate tunnel)", _flag, "0"),
+    Setting("TRANSCRIPTS_URL", "transcripts_url", "Store transcripts as objects PREFIX/<job_id>.json in "
+            "S3-compatible storage, s3://BUCKET/PREFIX, instead of in TRANSCRIPTS_DIR (off when empty)", _s3_url),
 )
 
 
@@ -169,6 +189,7 @@ class Settings:
     metrics_token: str | None = None
     log_format: str = "text"
     allow_private_webhook_url: bool = False
+    transcripts_url: str | None = None
 
     def require(self, *names: str) -> Settings:
         """Fail, naming every variable at fault, unless every named setting has a usable value."""

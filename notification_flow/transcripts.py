@@ -3,7 +3,9 @@
 Every transcript is first streamed into `.incoming/`, fsynced, then *hard-linked* to its final name. A link,
 unlike a rename, refuses to replace an existing file: of two concurrent deliveries of the same transcript,
 exactly one writes it, and a crash at any point leaves either no `<job_id>.json` or a complete one. The
-directory may be a shared mount (NFS supports hard links) when several servers run.
+directory may be a shared mount (NFS supports hard links) when several servers run. With TRANSCRIPTS_URL set,
+transcripts are objects in S3-compatible storage instead (notification_flow/objects.py, the same interface);
+`open_transcripts` picks one, so the scripts never choose.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from notification_flow import jsonv2
+
+if TYPE_CHECKING:
+    from notification_flow.settings import Settings
 
 # Speechmatics job ids are 10 lowercase letters and digits today; a little slack in length, none in the
 # alphabet: nothing that passes this can name another directory.
@@ -112,6 +117,16 @@ class TranscriptFiles:
         """The pattern admits only letters and digits, so the name cannot leave the (resolved) directory."""
         return self.directory / f"{check_job_id(job_id)}.json"
 
+    def location(self, job_id: str) -> str:
+        """Where the job's transcript is, as recorded on its row and shown by `--list` (InvalidJobId if the id
+        cannot be a job's)."""
+        return str(self.path_for(job_id))
+
+    def check_ready(self) -> None:
+        """For /readyz: OSError unless the directory takes a file now."""
+        with tempfile.TemporaryFile(dir=self.incoming) as probe:
+            probe.write(b"ready")
+
     def exists(self, job_id: str) -> bool:
         """A file, and not an empty one (no transcript is empty). One stat: the repair sweep asks this of
         tens of thousands of jobs a pass."""
@@ -197,4 +212,31 @@ def _remove_older(directory: Path, seconds: float) -> int:
     return removed
 
 
+class TranscriptStore(Protocol):
+    """What the server, the cronjob and the reconciler use: TranscriptFiles or objects.TranscriptObjects."""
 
+    incoming: Path  # the local spool directory bodies are received into
+
+    def location(self, job_id: str) -> str: ...
+    def incoming_file(self, limit: int | None = None) -> contextlib.AbstractContextManager[IncomingFile]: ...
+    def publish(self, job_id: str, incoming: IncomingFile) -> bool: ...
+    def exists(self, job_id: str) -> bool: ...
+    def is_valid(self, job_id: str, expected_size: int | None = None) -> bool: ...
+    def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path: ...
+    def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int: ...
+    def check_ready(self) -> None: ...
+
+
+def open_transcripts(settings: Settings, check: bool = False) -> TranscriptStore:
+    """The transcript store the settings choose: objects under TRANSCRIPTS_URL (TRANSCRIPTS_DIR then only
+    spools bodies being received), else files in TRANSCRIPTS_DIR. `check`: at start-up, refuse a store that
+    cannot work (a SettingsError, exit 2) before any worker starts."""
+    if not settings.transcripts_url:
+        return TranscriptFiles(settings.transcripts_dir).ensure_directories()
+    from notification_flow.objects import TranscriptObjects  # boto3 only for those who use it
+
+    objects = TranscriptObjects(settings.transcripts_url, settings.transcripts_dir).ensure_directories()
+    if check:
+        return objects.check()
+    objects.client  # noqa: B018 - boto3 imported and its client made now, not by the first notification
+    return objects

@@ -1,4 +1,5 @@
-"""Fixtures: the emulator in-process on a free port, and each test's own database on both backends.
+"""Fixtures: the emulator in-process on a free port, each test's own database on both backends, and a real
+S3-compatible store (SeaweedFS, once per worker) for the tests of TRANSCRIPTS_URL.
 
 PostgreSQL runs need a server: TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test). Each
 test gets a fresh schema, dropped afterwards, so runs never see each other's rows. Without a reachable
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from emulator import Emulator, EmulatorOptions
+from seaweed import SeaweedFS
 from tests.integration.support import API_KEY, Stack, fresh_schema, postgres_problem
 
 postgres_problem_once = functools.cache(postgres_problem)
@@ -62,4 +65,19 @@ def stack(tmp_path: Path, emulator: Emulator, database_url: str) -> Iterator[Sta
 @pytest.fixture
 def served(stack: Stack) -> Stack:
     stack.start_server()
+    return stack
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One real S3-compatible server per xdist worker (it takes seconds to start); each test its own bucket."""
+    with SeaweedFS(tmp_path_factory.mktemp("seaweedfs")) as store:
+        yield store
+
+
+@pytest.fixture
+def s3_stack(stack: Stack, seaweedfs: SeaweedFS) -> Stack:
+    """`stack`, storing transcripts in a bucket of its own on SeaweedFS (TRANSCRIPTS_DIR is then the spool)."""
+    bucket = seaweedfs.new_bucket(f"t-{uuid.uuid4().hex[:24]}")
+    stack.storage = {"TRANSCRIPTS_URL": f"s3://{bucket}/transcripts", **seaweedfs.env()}
     return stack

@@ -63,7 +63,7 @@ def free_port() -> int:
 def script_env(home: Path, **values: Any) -> dict[str, str]:
     """The environment a user would set, and nothing of the developer's own."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SPEECHMATICS_", "WEBHOOK_", "DATABASE_URL", "TRANSCRIPTS_DIR"))}
+           if not k.startswith(("SPEECHMATICS_", "WEBHOOK_", "DATABASE_URL", "TRANSCRIPTS_", "AWS_"))}
     env["HOME"] = str(home)  # no ~/.speechmatics/config of the developer's
     env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
     env.update({k: str(v) for k, v in values.items() if v is not None})
@@ -72,13 +72,15 @@ def script_env(home: Path, **values: Any) -> dict[str, str]:
 
 @dataclass
 class Stack:
-    """One user's installation: settings, a database, a transcripts directory, and the emulator."""
+    """One user's installation: settings, a database, a transcripts directory (or, with `storage` set, the
+    TRANSCRIPTS_URL and AWS_* variables of an object store), and the emulator."""
 
     tmp: Path
     emulator: Any
     database_url: str
     server_port: int = field(default_factory=free_port)
     server: subprocess.Popen[bytes] | None = None
+    storage: dict[str, str] = field(default_factory=dict)
 
     @property
     def transcripts(self) -> Path:
@@ -91,7 +93,7 @@ class Stack:
     def env(self, **extra: Any) -> dict[str, str]:
         settings = {"SPEECHMATICS_API_KEY": API_KEY, "SPEECHMATICS_BATCH_URL": self.emulator.url,
                     "WEBHOOK_URL": self.webhook_url, "WEBHOOK_SECRET": SECRET, "DATABASE_URL": self.database_url,
-                    "TRANSCRIPTS_DIR": self.transcripts}
+                    "TRANSCRIPTS_DIR": self.transcripts, **self.storage}
         return script_env(self.tmp, **{**settings, **extra})
 
     def run(self, script: str, *args: str, timeout: float = 120, **env: Any) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ Run it from the repository root:
 
     python -m tests.soak --jobs 1000 --seed 7                           # sqlite, one server
     python -m tests.soak --jobs 1000 --database postgresql --servers 2  # a fresh schema, dropped afterwards
+    python -m tests.soak --jobs 1000 --database postgresql --servers 2 --storage s3  # transcripts in SeaweedFS
 
 Exit code 0 when every checked counter is zero, 1 otherwise, 2 for bad arguments or no PostgreSQL.
 """
@@ -30,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="seed of every random choice (default: a random one, printed)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--servers", type=int, help="server.py processes (default: 1 on sqlite, 2 on postgresql)")
+    parser.add_argument("--storage", choices=("dir", "s3"), default="dir", help="transcripts in one shared "
+                        "directory, or in a bucket of a real S3-compatible store (SeaweedFS, started on loopback) "
+                        "through TRANSCRIPTS_URL (default: %(default)s)")
     parser.add_argument("--postgres-url", default=POSTGRES_URL,
                         help="PostgreSQL server for --database postgresql; a fresh schema is created in it and "
                         "dropped afterwards (default: $TEST_DATABASE_URL or %(default)s)")
@@ -49,15 +53,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    options = SoakOptions(jobs=args.jobs, seed=args.seed, servers=args.servers)
+    options = SoakOptions(jobs=args.jobs, seed=args.seed, servers=args.servers, storage=args.storage)
     problem = postgres_problem(args.postgres_url) if args.database == "postgresql" else None
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"soak: seed {args.seed}, {args.jobs} jobs, {args.database}, {args.servers} server(s), work "
-          f"directory {workdir}", flush=True)
+    print(f"soak: seed {args.seed}, {args.jobs} jobs, {args.database}, {args.servers} server(s), transcripts in "
+          f"{args.storage}, work directory {workdir}", flush=True)
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -18,16 +18,18 @@ from notification_flow.lifecycle import OPEN_STATES
 from tests.integration.support import Stack
 from tests.soak.options import EPSILON, RETRY_DELAYS, STORED
 from tests.soak.records import KillWindow, Run, SoakResult
+from tests.soak.stored import StoredTranscripts
 
 
-def check_everything(stack: Stack, servers: list[Stack], audio: list[Path], run: Run, result: SoakResult) -> None:
+def check_everything(stack: Stack, servers: list[Stack], audio: list[Path], run: Run, result: SoakResult,
+                     stored: StoredTranscripts) -> None:
     """Every check, after every process has stopped, with the raw material kept as JSON for a post-mortem."""
     rows = open_store(stack.database_url).jobs()
     dump_json(stack.tmp / "jobs.json", [dataclasses.asdict(row) for row in rows])
     dump_json(stack.tmp / "api-jobs.json", run.truth)
     dump_json(stack.tmp / "deliveries.json", run.deliveries)
-    check_jobs(run.truth, rows, audio, stack.transcripts, result)
-    check_transcripts(stack.emulator, run.truth, stack.transcripts, result)
+    check_jobs(run.truth, rows, audio, stored, result)
+    check_transcripts(stack.emulator, run.truth, stored, result)
     logs = [server.tmp / "server.log" for server in servers]
     check_logs(logs + [log for process in run.clients + run.cronjobs for log in process.logs], result)
     check_deliveries(run.deliveries, run.windows, result)
@@ -51,7 +53,7 @@ def finished_at(emulator: Emulator, job: dict[str, Any]) -> float:
     return epoch(job["errors"][0]["timestamp"])
 
 
-def check_jobs(truth: dict[str, dict[str, Any]], rows: list[Job], audio: list[Path], transcripts: Path,
+def check_jobs(truth: dict[str, dict[str, Any]], rows: list[Job], audio: list[Path], stored: StoredTranscripts,
                result: SoakResult) -> None:
     """Each API job must be recorded under its reference, with its id, in the API's final state (a done job
     pointing at its file), and every file must have reached the API.
@@ -66,8 +68,7 @@ def check_jobs(truth: dict[str, dict[str, Any]], rows: list[Job], audio: list[Pa
         row = by_reference.get(((job.get("config") or {}).get("tracking") or {}).get("reference"))
         if row is None or row.job_id != job_id or row.status in OPEN_STATES:
             lost.append(f"{job_id}({row.status if row else 'no row'})")
-        elif row.status != job["status"] or (row.status == "done" and (
-                not row.transcript or Path(row.transcript).resolve() != (transcripts / f"{job_id}.json").resolve())):
+        elif row.status != job["status"] or (row.status == "done" and not stored.matches(row.transcript, job_id)):
             wrong.append(f"{job_id}({row.status} vs {job['status']})")
     known = {((job.get("config") or {}).get("tracking") or {}).get("reference") for job in truth.values()}
     stray = [row for row in rows if row.reference not in known]
@@ -85,19 +86,19 @@ def check_jobs(truth: dict[str, dict[str, Any]], rows: list[Job], audio: list[Pa
         r.status == "submitting" for r in stray)
 
 
-def check_transcripts(emulator: Emulator, truth: dict[str, dict[str, Any]], transcripts: Path,
+def check_transcripts(emulator: Emulator, truth: dict[str, dict[str, Any]], stored: StoredTranscripts,
                       result: SoakResult) -> None:
-    """Every done job's file is byte-identical to what the API serves; no other transcript file exists."""
+    """Every done job's file (or object) is byte-identical to what the API serves; no other transcript exists."""
     bad = []
     for job_id, job in truth.items():
         if job["status"] == "done":
-            path = transcripts / f"{job_id}.json"
-            if not path.is_file():
+            found = stored.read(job_id)
+            if found is None:
                 bad.append(f"{job_id}(missing)")
-            elif path.read_bytes() != emulator.transcript_bytes(job_id):
+            elif found != emulator.transcript_bytes(job_id):
                 bad.append(f"{job_id}(different)")
     done = {job_id for job_id, job in truth.items() if job["status"] == "done"}
-    unexpected = sorted(path.name for path in transcripts.glob("*.json") if path.stem not in done)
+    unexpected = sorted(f"{job_id}.json" for job_id in stored.job_ids() if job_id not in done)
     result.counters["transcripts missing or different"] = len(bad)
     result.examples["transcripts missing or different"] = bad
     result.counters["transcript files of jobs that are not done"] = len(unexpected)
@@ -205,11 +206,12 @@ def record_observations(result: SoakResult, run: Run, stats: dict[str, Any], ser
             (line for line in reversed(lines) if line.startswith("checked")), "nothing")
 
 
-def record_timings(result: SoakResult, rows: list[Job], transcripts: Path, run: Run, origin: float) -> None:
+def record_timings(result: SoakResult, rows: list[Job], stored_transcripts: StoredTranscripts, run: Run,
+                   origin: float) -> None:
     """How long recovery took once the API had finished: the last transcript file appearing (its ctime is
     when it was linked into place) and the last row turning final."""
     last_finish, cronjobs = run.last_finish, run.cronjobs
-    stored = [path.stat().st_ctime for path in transcripts.glob("*.json")]
+    stored = stored_transcripts.stored_times()
     final = [row.updated_at for row in rows if row.status not in OPEN_STATES]
     if stored:
         result.timings["last job finished at the API -> last transcript stored"] = max(stored) - last_finish

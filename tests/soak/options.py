@@ -46,6 +46,7 @@ class SoakOptions:
     jobs: int = 1000
     seed: int = 0
     servers: int = 1
+    storage: str = "dir"  # "dir": one shared TRANSCRIPTS_DIR; "s3": TRANSCRIPTS_URL on a real SeaweedFS
 
 
 def emulator_options(seed: int) -> EmulatorOptions:

@@ -8,6 +8,8 @@ import random
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import requests
 from emulator import Emulator
 from notification_flow.jobs import open_store
 from notification_flow.lifecycle import OPEN_STATES
+from seaweed import SeaweedFS
 from tests.integration.support import ROOT, Stack, api_headers, wait_for
 from tests.soak.checks import check_everything, finished_at, record_observations, record_timings
 from tests.soak.faults import ServerKiller, plan_kills, submit_and_kill_client
@@ -33,6 +36,7 @@ from tests.soak.options import (
 )
 from tests.soak.prepare import chunked, make_audio, start_servers
 from tests.soak.records import ProcessRun, Run, SoakResult
+from tests.soak.stored import StoredTranscripts
 
 
 def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: str | None = None,
@@ -49,8 +53,9 @@ def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: s
     result = SoakResult(options.seed, options, database, workdir)
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     audio = make_audio(workdir / "audio", options.jobs, rng)
-    with Emulator(emulator_options(options.seed)) as emulator:
-        stack = Stack(tmp=workdir, emulator=emulator, database_url=database_url)
+    with Emulator(emulator_options(options.seed)) as emulator, object_store(options, workdir) as storage:
+        stack = Stack(tmp=workdir, emulator=emulator, database_url=database_url, storage=storage[0])
+        stored = StoredTranscripts(stack.transcripts, storage[0].get("TRANSCRIPTS_URL"), storage[1])
         open_store(database_url)  # the schema, once, before several processes race to create it
         servers = start_servers(stack, options.servers)
         try:
@@ -58,12 +63,23 @@ def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: s
         finally:
             for server in servers:
                 server.stop_server()
-        check_everything(stack, servers, audio, run, result)
+        check_everything(stack, servers, audio, run, result, stored)
         stats = emulator.stats()
-    result.timings["submissions (client.py runs)"] = run.submission_seconds
-    record_observations(result, run, stats, len(servers))
-    record_timings(result, open_store(database_url).jobs(), stack.transcripts, run, origin)
+        result.timings["submissions (client.py runs)"] = run.submission_seconds
+        record_observations(result, run, stats, len(servers))
+        record_timings(result, open_store(database_url).jobs(), stored, run, origin)
     return result
+
+
+@contextlib.contextmanager
+def object_store(options: SoakOptions, workdir: Path) -> Iterator[tuple[dict[str, str], SeaweedFS | None]]:
+    """With `--storage s3`: a real SeaweedFS on loopback, a bucket, and the settings every process gets."""
+    if options.storage != "s3":
+        yield {}, None
+        return
+    with SeaweedFS(workdir / "seaweedfs") as seaweedfs:
+        bucket = seaweedfs.new_bucket(f"soak-{uuid.uuid4().hex[:12]}")
+        yield {"TRANSCRIPTS_URL": f"s3://{bucket}/transcripts", **seaweedfs.env()}, seaweedfs
 
 
 def drive(stack: Stack, servers: list[Stack], audio: list[Path], rng: random.Random, progress: Say) -> Run:

@@ -64,7 +64,8 @@ def make_audio(directory: Path, count: int, rng: random.Random) -> list[Path]:
 
 def start_server(server: Stack, transcripts: Path) -> None:
     """A real `python server.py` (gunicorn, two workers), every server writing into the one shared
-    transcripts directory, as several servers behind a load balancer would on a shared mount."""
+    transcripts directory, as several servers behind a load balancer would on a shared mount (with
+    `--storage s3`, into one bucket; the directory is then only their spool)."""
     server.start_server(workers=2, TRANSCRIPTS_DIR=transcripts)
 
 
@@ -72,7 +73,7 @@ def start_servers(stack: Stack, count: int) -> list[Stack]:
     """`count` server.py processes on their own ports and in their own directories (so each has its own
     log), sharing the database and the transcripts directory with `stack`."""
     servers = [Stack(tmp=stack.tmp / f"server-{n + 1}", emulator=stack.emulator, database_url=stack.database_url,
-                     server_port=free_port()) for n in range(count)]
+                     server_port=free_port(), storage=stack.storage) for n in range(count)]
     for server in servers:
         server.tmp.mkdir(parents=True, exist_ok=True)
         start_server(server, stack.transcripts)

@@ -71,7 +71,7 @@ class SoakResult:
 
     def report(self) -> str:
         lines = [f"soak results: {self.options.jobs} jobs, {self.database}, {self.options.servers} server(s), "
-                 f"seed {self.seed}", "checked (each must be 0):"]
+                 f"transcripts in {self.options.storage}, seed {self.seed}", "checked (each must be 0):"]
         for name, count in self.counters.items():
             examples = self.examples.get(name) or []
             shown = f"   e.g. {', '.join(examples[:5])}" if count and examples else ""
@@ -82,5 +82,5 @@ class SoakResult:
         lines += [f"  {name:<56} {value:>6.1f}" for name, value in self.timings.items()]
         lines.append(f"{'PASS' if self.ok else 'FAIL'}: seed {self.seed}; replay with: python -m tests.soak "
                      f"--jobs {self.options.jobs} --seed {self.seed} --database {self.database} "
-                     f"--servers {self.options.servers}")
+                     f"--servers {self.options.servers} --storage {self.options.storage}")
         return "\n".join(lines)

@@ -35,7 +35,8 @@ def test_each_script_stays_short_enough_to_read(script: str) -> None:
 
 @pytest.mark.parametrize(("importer", "imported"), [("bench", "tests"), ("tests", "bench"),
                                                     ("emulator", "notification_flow"),
-                                                    ("notification_flow", "emulator")])
+                                                    ("notification_flow", "emulator"), ("notification_flow", "seaweed"),
+                                                    ("seaweed", "notification_flow")])
 def test_these_never_import_each_other(importer: str, imported: str) -> None:
     offenders = [str(path.relative_to(ROOT)) for path in python_files(importer)
                  if any(name == imported or name.startswith(f"{imported}.") for name in imported_modules(path))]

@@ -17,6 +17,7 @@ from notification_flow.settings import (
     SettingsError,
     add_arguments,
     load_settings,
+    split_s3_url,
 )
 
 SECRET = "unit-test-secret-0123456789"
@@ -48,6 +49,8 @@ def no_saved_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     ("ALLOWED_REGIONS", "allowed_regions", " EU2 , au1 ,", ("eu2", "au1")),
     ("WEBHOOK_PATH", "webhook_path", "/hooks/speech-matics_v2.0~x", "/hooks/speech-matics_v2.0~x"),
     ("TRANSCRIPTS_DIR", "transcripts_dir", "/data/transcripts", Path("/data/transcripts")),
+    ("TRANSCRIPTS_URL", "transcripts_url", "s3://my-bucket", "s3://my-bucket"),
+    ("TRANSCRIPTS_URL", "transcripts_url", "s3://my.bucket-2/speech/transcripts/", "s3://my.bucket-2/speech/transcripts/"),
     ("SPEECHMATICS_API_KEY", "api_key", "any key at all", "any key at all"),
 ])
 def test_good_values_are_parsed(env: str, field: str, value: str, parsed: object) -> None:
@@ -83,6 +86,14 @@ def test_good_values_are_parsed(env: str, field: str, value: str, parsed: object
     ("WEBHOOK_PATH", "/webhook/"),
     ("WEBHOOK_PATH", "/web hook"),
     ("WEBHOOK_PATH", "/webhook?x=1"),
+    ("TRANSCRIPTS_URL", "https://bucket.s3.amazonaws.com/x"),
+    ("TRANSCRIPTS_URL", "s3://"),
+    ("TRANSCRIPTS_URL", "s3://My_Bucket/x"),
+    ("TRANSCRIPTS_URL", "s3://ab"),
+    ("TRANSCRIPTS_URL", "s3://bucket/../x"),
+    ("TRANSCRIPTS_URL", "s3://bucket/a//b"),
+    ("TRANSCRIPTS_URL", "s3://bucket/x?versionId=1"),
+    ("TRANSCRIPTS_URL", "s3://user:secret@bucket/x"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"^{env}"):
@@ -169,3 +180,12 @@ def test_the_settings_table_matches_the_dataclass() -> None:
         if setting.default is not None:
             setting.parse(setting.env, setting.default)  # every default passes its own validator
         assert setting.help
+
+
+@pytest.mark.parametrize("url, bucket, prefix", [
+    ("s3://my-bucket", "my-bucket", ""), ("s3://my-bucket/", "my-bucket", ""),
+    ("s3://my-bucket/a/b/", "my-bucket", "a/b"), ("s3://my-bucket/a", "my-bucket", "a"),
+])
+def test_an_s3_url_names_the_bucket_and_a_prefix_without_slashes_at_its_ends(url: str, bucket: str,
+                                                                            prefix: str) -> None:
+    assert split_s3_url("TRANSCRIPTS_URL", url) == (bucket, prefix)

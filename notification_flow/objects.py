@@ -1,0 +1,357 @@
+"""Transcript storage in S3-compatible object storage: `PREFIX/<job_id>.json` in a bucket, written once.
+
+Several servers and cronjobs on different machines then need no shared filesystem. The guarantee is the local
+directory's: the first writer wins, a duplicate writes nothing, a reader never sees half an object. S3 gives it
+with a conditional write (`If-None-Match: *`, on PutObject and on CompleteMultipartUpload): of two concurrent
+writes of one key exactly one succeeds, the other gets 412. A body is received into a local spool file first
+(TRANSCRIPTS_DIR/.incoming), checked to be this job's complete json-v2, then streamed from that file, in one
+PUT or, above `MULTIPART_THRESHOLD`, in parts read straight from the file: memory stays flat whatever the size.
+
+A 412 is a duplicate. The stored object carries the SHA-256 of its bytes (object metadata), so a stored
+object that differs from what we received is seen and logged; if it is not a valid transcript at all it is
+replaced, conditionally on its ETag (`If-Match`), so two replacements never both win. Every S3 fault
+(throttling, 5xx, a connection that fails, a timeout) becomes `StorageUnavailable`, an OSError: the server
+answers 503 and Speechmatics retries; the reconciler tries again next pass. boto3's own retries are bounded
+(`ATTEMPTS`) and each one is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+from notification_flow import jsonv2
+from notification_flow.settings import SettingsError, split_s3_url
+from notification_flow.transcripts import IncomingFile, NotATranscript, TranscriptFiles, check_job_id
+
+log = logging.getLogger("storage")
+T = TypeVar("T")
+MB = 1024 * 1024
+MULTIPART_THRESHOLD = 16 * MB  # bodies above this go up in parts: no single request carries 200 MB
+PART_SIZE = 16 * MB  # S3's minimum is 5 MB (but the last part); 16 MB keeps a 512 MB body to 32 parts
+ATTEMPTS = 3  # boto3's tries of one request (standard mode: throttling, 5xx and connection errors)
+CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60
+SHA_KEY = "sha256"  # object metadata: the SHA-256 of the transcript's bytes, to tell a divergent duplicate
+
+
+class StorageUnavailable(OSError):
+    """The object store cannot do it now (throttled, 5xx, unreachable, timed out): worth trying again."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status S3 answered, if it answered
+
+
+class StorageConfigError(SettingsError):
+    """The object store can never work as configured: no credentials, no bucket, no conditional writes."""
+
+
+def s3_client(session: Any = None) -> Any:
+    """boto3's client, configured the standard way (AWS_* variables, profiles, instance roles), with bounded
+    timeouts and retries, each retry logged without any secret."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT, max_pool_connections=32,
+                    retries={"mode": "standard", "max_attempts": ATTEMPTS})
+    client = (session or boto3.session.Session()).client("s3", config=config)
+    client.meta.events.register("needs-retry.s3", _remember_problem)
+    client.meta.events.register("request-created.s3", _log_retry)
+    return client
+
+
+def _remember_problem(request_dict: dict[str, Any], response: Any = None, caught_exception: Any = None,
+                      **_: Any) -> None:
+    """Note what went wrong with an attempt, so the next attempt's log line can say why it is made."""
+    if caught_exception is not None:
+        problem = type(caught_exception).__name__
+    elif response is not None:
+        problem = f"HTTP {response[0].status_code} {(response[1].get('Error') or {}).get('Code', '')}".strip()
+    else:
+        return
+    request_dict.setdefault("context", {})["last_problem"] = problem
+
+
+def _log_retry(request: Any, operation_name: str = "", **_: Any) -> None:
+    attempt = (request.context.get("retries") or {}).get("attempt", 1)
+    if attempt > 1:
+        log.warning("S3 %s: try %d of %d after %s", operation_name, attempt, ATTEMPTS,
+                    request.context.get("last_problem", "an error"))
+
+
+def _describe(error: Exception) -> str:
+    """An S3 error in a few words: its code and HTTP status, never a request's headers or credentials."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        return f"{(response.get('Error') or {}).get('Code', 'error')} (HTTP {status})"
+    return f"{type(error).__name__}: {error}"
+
+
+def _status(error: Exception) -> int | None:
+    response = getattr(error, "response", None)
+    return (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+
+
+class _Slice:
+    """A read-only window of a file, read with pread: one part of a multipart upload, streamed, never held."""
+
+    def __init__(self, fd: int, start: int, length: int) -> None:
+        self.fd, self.start, self.length, self.position = fd, start, length, 0
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.length - self.position
+        size = left if size is None or size < 0 else min(size, left)
+        data = os.pread(self.fd, size, self.start + self.position) if size > 0 else b""
+        self.position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.position, 2: self.length}[whence]
+        self.position = max(0, min(self.length, base + offset))
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class TranscriptObjects:
+    """The same interface as TranscriptFiles, on objects: `location` is the object's `s3://` URL."""
+
+    def __init__(self, url: str, spool: Path | str, client: Any = None) -> None:
+        self.bucket, self.prefix = split_s3_url("TRANSCRIPTS_URL", url)
+        self.spool = TranscriptFiles(spool)  # local: bodies being received, and unreadable ones kept
+        self.incoming, self.unreadable = self.spool.incoming, self.spool.unreadable
+        self._client = client
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """Made on first use, so a gunicorn worker makes its own after the fork."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = s3_client()
+            return self._client
+
+    def ensure_directories(self) -> TranscriptObjects:
+        self.spool.ensure_directories()
+        return self
+
+    def key_for(self, job_id: str) -> str:
+        name = f"{check_job_id(job_id)}.json"
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def location(self, job_id: str) -> str:
+        return f"s3://{self.bucket}/{self.key_for(job_id)}"
+
+    def incoming_file(self, limit: int | None = None) -> contextlib.AbstractContextManager[IncomingFile]:
+        return self.spool.incoming_file(limit)
+
+    def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
+        return self.spool.keep_unreadable(job_id, incoming)
+
+    def _call(self, operation: str, call: Callable[[], T], allowed: tuple[int, ...] = ()) -> T | None:
+        """Run one S3 call; None for an answer with an `allowed` status (404, 412), StorageUnavailable for
+        any other failure."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call()
+        except ClientError as error:
+            if _status(error) in allowed:
+                return None
+            raise StorageUnavailable(f"S3 {operation} s3://{self.bucket}: {_describe(error)}",
+                                     _status(error)) from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"S3 {operation} s3://{self.bucket}: {_describe(error)}") from None
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        return self._call("HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), (404,))
+
+    def exists(self, job_id: str) -> bool:
+        """An object, and not an empty one (no transcript is empty): one HEAD."""
+        found = self.head(self.key_for(job_id))
+        return found is not None and found["ContentLength"] > 0
+
+    def is_valid(self, job_id: str, expected_size: int | None = None) -> bool:
+        found = self.head(self.key_for(job_id))
+        return found is not None and self._holds_transcript(job_id, found, expected_size)
+
+    def _holds_transcript(self, job_id: str, found: dict[str, Any], expected_size: int | None) -> bool:
+        """Whether the object HEAD described is this job's complete transcript; one of the size expected is
+        taken to be, as locally. Otherwise it is read into the spool and parsed to the end."""
+        size = found["ContentLength"]
+        if size == 0 or size == expected_size:
+            return size > 0
+        with self.incoming_file() as copy:
+            body = self._call("GetObject", lambda: self.client.get_object(
+                Bucket=self.bucket, Key=self.key_for(job_id), IfMatch=found["ETag"])["Body"], (404, 412))
+            if body is None:
+                return False
+            with contextlib.closing(body):
+                self._call("GetObject", lambda: copy.copy_from(body))
+            return jsonv2.is_transcript_of(copy.reader(), copy.size, job_id)
+
+    def publish(self, job_id: str, incoming: IncomingFile) -> bool:
+        """Store the transcript as `PREFIX/<job_id>.json` unless it is there; True if this call wrote it.
+
+        Only a file checked to be this job's complete transcript is published. A 412 is a duplicate: the stored
+        object is kept, and a divergence logged if its size or SHA-256 differ from ours; one that is not a
+        valid transcript is replaced, on the condition that it is still the object we judged (If-Match)."""
+        if incoming.checked_for != job_id:
+            raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
+        incoming.finish()
+        key, digest = self.key_for(job_id), _sha256(incoming)
+        condition: dict[str, str] = {"IfNoneMatch": "*"}
+        for _ in range(5):  # each round is decided by S3; another writer can only make us look again
+            if self._upload(key, incoming, digest, condition):
+                if "IfMatch" in condition:
+                    log.warning("transcript %s: replaced a stored object that was not a valid transcript", job_id)
+                return True
+            found = self.head(key)
+            if found is None:  # deleted since our write was refused: try to create it again
+                condition = {"IfNoneMatch": "*"}
+                continue
+            if (found.get("Metadata") or {}).get(SHA_KEY) == digest and found["ContentLength"] == incoming.size:
+                return False
+            if self._holds_transcript(job_id, found, None):
+                log.warning("transcript %s: divergence: the stored object (%d bytes, sha256 %s) differs from the "
+                            "one received (%d bytes, sha256 %s); the stored one is kept", job_id,
+                            found["ContentLength"], (found.get("Metadata") or {}).get(SHA_KEY, "unknown"),
+                            incoming.size, digest)
+                return False
+            condition = {"IfMatch": found["ETag"]}
+        raise StorageUnavailable(f"transcript {job_id}: the stored object kept changing under us; try again")
+
+    def _upload(self, key: str, incoming: IncomingFile, digest: str, condition: dict[str, str]) -> bool:
+        """One conditional write of the spool file; False when the condition failed (412), or the object
+        vanished under an If-Match (404)."""
+        if incoming.size <= MULTIPART_THRESHOLD:
+            source = incoming.reader()
+            written = self._call("PutObject", lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=source, ContentLength=incoming.size,
+                ContentType="application/json", Metadata={SHA_KEY: digest}, **condition), (404, 412))
+            return written is not None
+        return self._upload_parts(key, incoming, digest, condition)
+
+    def _upload_parts(self, key: str, incoming: IncomingFile, digest: str, condition: dict[str, str]) -> bool:
+        client, bucket = self.client, self.bucket
+        upload = self._call("CreateMultipartUpload", lambda: client.create_multipart_upload(
+            Bucket=bucket, Key=key, ContentType="application/json", Metadata={SHA_KEY: digest}))
+        assert upload is not None
+        upload_id, completed = upload["UploadId"], False
+        try:
+            parts = []
+            fd = incoming.file.fileno()
+            for number, start in enumerate(range(0, incoming.size, PART_SIZE), start=1):
+                part = _Slice(fd, start, min(PART_SIZE, incoming.size - start))
+                answer = self._call("UploadPart", lambda part=part, number=number: client.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part))
+                assert answer is not None
+                parts.append({"ETag": answer["ETag"], "PartNumber": number})
+            done = self._call("CompleteMultipartUpload", lambda: client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **condition),
+                (404, 412))
+            completed = done is not None
+            return completed
+        finally:
+            if not completed:  # refused or failed: its parts must not linger (and be billed)
+                with contextlib.suppress(StorageUnavailable):
+                    self._call("AbortMultipartUpload", lambda: client.abort_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload_id), (404,))
+
+    def check_ready(self) -> None:
+        """For /readyz: the spool takes a file and the bucket answers; OSError (StorageUnavailable) if not."""
+        self.spool.check_ready()
+        self._call("HeadBucket", lambda: self.client.head_bucket(Bucket=self.bucket))
+
+    def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int:
+        """The spool's leftovers, and multipart uploads a killed process left unfinished for an hour."""
+        removed = self.spool.remove_leftovers(incoming_seconds, unreadable_seconds)
+        try:
+            return removed + self._abort_stale_uploads(incoming_seconds)
+        except StorageUnavailable as error:  # housekeeping: the next pass tries again
+            log.warning("could not clean up unfinished uploads: %s", error)
+            return removed
+
+    def _abort_stale_uploads(self, seconds: float) -> int:
+        cutoff, aborted = time.time() - seconds, 0
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        pages = self._call("ListMultipartUploads", lambda: list(self.client.get_paginator(
+            "list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)))
+        for page in pages or []:
+            for upload in page.get("Uploads") or []:
+                if upload["Initiated"].timestamp() < cutoff:
+                    self._call("AbortMultipartUpload", lambda upload=upload: self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]), (404,))
+                    aborted += 1
+        return aborted
+
+    def check(self) -> TranscriptObjects:
+        """At start-up: credentials, the bucket, and conditional writes honoured, or one line (exit 2)."""
+        import boto3
+
+        session = boto3.session.Session()
+        if session.get_credentials() is None:  # botocore's chain: variables, profile, container or instance role
+            raise StorageConfigError("TRANSCRIPTS_URL: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+                                     "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance role")
+        self._client = s3_client(session)
+        self._check_bucket()
+        self._probe_conditional_writes()
+        return self
+
+    def _check_bucket(self) -> None:
+        try:
+            self._call("HeadBucket", lambda: self.client.head_bucket(Bucket=self.bucket))
+        except StorageUnavailable as error:
+            status = error.status
+            if status == 404:
+                raise StorageConfigError(f"TRANSCRIPTS_URL: bucket {self.bucket} does not exist") from None
+            if status in (400, 401, 403):
+                raise StorageConfigError(f"TRANSCRIPTS_URL: access to bucket {self.bucket} refused ({status}): "
+                                         "check the credentials and the IAM permissions (README)") from None
+            raise
+
+    def _probe_conditional_writes(self) -> None:
+        """Write one probe object twice with If-None-Match: *; a store that lets the second write through
+        would let duplicates overwrite transcripts. CompleteMultipartUpload is asked the same."""
+        key = f"{self.prefix}/.probe-{uuid.uuid4().hex}" if self.prefix else f".probe-{uuid.uuid4().hex}"
+        probe = self.spool.incoming_file()
+        with probe as incoming:
+            incoming.write(b"{}")
+            incoming.finish()
+            try:
+                first = self._upload(key, incoming, "probe", {"IfNoneMatch": "*"})
+                second = first and self._upload(key, incoming, "probe", {"IfNoneMatch": "*"})
+                parts = first and self._upload_parts(key, incoming, "probe", {"IfNoneMatch": "*"})
+            except StorageUnavailable as error:
+                if error.status in (400, 401, 403):
+                    raise StorageConfigError(f"TRANSCRIPTS_URL: writing to {self.bucket} refused: check the IAM "
+                                             "permissions (README)") from None
+                raise
+            finally:
+                with contextlib.suppress(StorageUnavailable):
+                    self._call("DeleteObject", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+        if not first or second or parts:
+            raise StorageConfigError(f"TRANSCRIPTS_URL: the store at {self.client.meta.endpoint_url} does not honour "
+                                     "conditional writes (If-None-Match: *), so a duplicate could overwrite a "
+                                     "transcript; use a store that does (AWS S3 since 2024-08, SeaweedFS)")
+
+
+def _sha256(incoming: IncomingFile) -> str:
+    digest = hashlib.sha256()
+    source: BinaryIO = incoming.reader()
+    while chunk := source.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
