@@ -13,12 +13,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
-
-from flask import Request
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from notification_flow import jsonv2
 from notification_flow.transcripts import IncomingFile, NotATranscript, TranscriptStore
+
+if TYPE_CHECKING:  # Flask is the server's: cronjob.py checks downloads here without importing it (0.15 s)
+    from flask import Request
 
 TRANSCRIPT_PARTS = ("transcript", "transcript.json-v2", "data_file")
 JSON_TYPES = ("application/json", "application/vnd.speechmatics.v2+json")
@@ -53,6 +54,7 @@ class NotificationBody:
 def request_class(transcripts: TranscriptStore) -> type[Request]:
     """Flask's Request, but multipart parts are spooled to TRANSCRIPTS_DIR/.incoming: the default spools
     to the system temp directory, often a RAM disk, where a 200 MB part would sit in memory after all."""
+    from flask import Request
 
     class NotificationRequest(Request):
         def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
