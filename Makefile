@@ -30,10 +30,10 @@ $(DEB_STAMP): $(STAMP)
 	fi
 	touch $(DEB_STAMP)
 
-test: $(STAMP) $(DEB_STAMP)  ## Lint, the in-process tests, the rest four at a time, then the pacing tests alone
+test: $(STAMP) $(DEB_STAMP)  ## Lint, the in-process tests, the rest six at a time, then the pacing tests alone
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests/unit
-	$(BIN)/python -m pytest -n 4 -m "not paced" tests/integration tests/emulator
+	$(BIN)/python -m pytest -n 6 --dist worksteal -m "not paced" tests/integration tests/emulator
 	$(BIN)/python -m pytest -m paced tests/integration
 
 soak: $(STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite; PostgreSQL, 2 servers; the same on S3

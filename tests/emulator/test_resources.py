@@ -104,5 +104,6 @@ def test_deleting_a_job_deletes_its_media_and_sends_no_notification(make_emulato
     other = submit_id(emu.url, notification_config=[{"url": receiver.url("/other"), "contents": []}])
     emu.finish(other)
     receiver.wait(1, "/other")  # notifications still work; the deleted job's never came
-    assert receiver.got("/hook") == [] and emu.deliveries()[0]["job_id"] == other
+    wait_for(lambda: emu.deliveries())  # recorded once the receiver's answer is back, a moment after it got it
+    assert receiver.got("/hook") == [] and [d["job_id"] for d in emu.deliveries()] == [other]
     wait_for(lambda: emu.job(job_id)["status"] == "deleted")

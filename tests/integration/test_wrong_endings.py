@@ -24,7 +24,7 @@ def status_of_reference(stack: Stack, reference: str) -> str:
     return stack.store().find_by_reference(reference).status
 
 
-@pytest.mark.emulator(create_latency_ms=6000)
+@pytest.mark.emulator(create_latency_ms=10_000)  # long enough for client and cronjob to run first on a busy machine
 def test_a_job_created_after_its_row_was_judged_not_created_is_adopted_and_done(served: Stack) -> None:
     """The API takes longer to create the job than the client waits and than any deadline: the row is judged
     `submit_failed` by a listing taken before the job existed, and the job's notification must still win."""
