@@ -47,6 +47,11 @@ class Transaction(Protocol):
 
     def execute(self, sql: str, *params: Any) -> list[Row]: ...
 
+    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
+        """The rows as plain sequences, in the order selected: for reads of thousands of rows at a time,
+        where building a dict a row costs more than reading it."""
+        ...
+
     def now(self) -> float:
         """The database's clock, in epoch seconds."""
         ...
@@ -193,6 +198,9 @@ class _SqliteTransaction(_Clocked):
         self.rowcount = cursor.rowcount
         return rows
 
+    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
+        return self.conn.execute(sql, _named(params)).fetchall()  # sqlite3.Row: a sequence already
+
     def lock_job_id(self, job_id: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this transaction the only writer."""
 
@@ -251,6 +259,16 @@ class _PostgresTransaction(_Clocked):
         self.cursor.execute(sql, params)
         self.rowcount = self.cursor.rowcount
         return list(self.cursor.fetchall()) if self.cursor.description else []
+
+    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
+        from psycopg.rows import dict_row, tuple_row
+
+        self.cursor.row_factory = tuple_row
+        try:
+            self.cursor.execute(sql, params)
+            return list(self.cursor.fetchall())
+        finally:
+            self.cursor.row_factory = dict_row
 
     def lock_job_id(self, job_id: str) -> None:
         """Serialise everything done to one job id, so a notification and the id's recording never miss

@@ -322,10 +322,10 @@ class JobStore:
         order: one range of the (status, created_at, reference) index, whatever the history. Only the
         columns a file check needs, since a sweep reads tens of thousands of them."""
         with self.database.transaction(write=False) as tx:
-            rows = tx.execute("SELECT reference, job_id, transcript, created_at FROM jobs WHERE status = $1 AND "
-                              "(created_at, reference) > ($2, $3) AND created_at <= $4 ORDER BY created_at, "
-                              "reference LIMIT $5", State.DONE, created_at, reference, until, limit)
-        return [SweptJob(row["reference"], row["job_id"], row["transcript"], row["created_at"]) for row in rows]
+            rows = tx.values("SELECT reference, job_id, transcript, created_at FROM jobs WHERE status = $1 AND "
+                             "(created_at, reference) > ($2, $3) AND created_at <= $4 ORDER BY created_at, "
+                             "reference LIMIT $5", State.DONE, created_at, reference, until, limit)
+        return list(map(SweptJob._make, rows))
 
     def queue_repairs(self, references: list[str]) -> None:
         """Remember done jobs whose file is missing, so each pass retries them until fetched or lost."""

@@ -30,21 +30,22 @@ Statement = tuple[str, tuple[Any, ...]]
 def recording() -> Iterator[list[Statement]]:
     """Every statement run through either backend's transactions while inside, with its parameters."""
     seen: list[Statement] = []
-    originals = {cls: cls.execute for cls in (db._SqliteTransaction, db._PostgresTransaction)}
+    originals = {(cls, name): getattr(cls, name) for cls in (db._SqliteTransaction, db._PostgresTransaction)
+                 for name in ("execute", "values")}
 
     def wrap(original: Any) -> Any:
-        def execute(self: Any, sql: str, *params: Any) -> list[db.Row]:
+        def run(self: Any, sql: str, *params: Any) -> Any:
             seen.append((sql, params))
             return original(self, sql, *params)
-        return execute
+        return run
 
-    for cls, original in originals.items():
-        cls.execute = wrap(original)  # type: ignore[method-assign]
+    for (cls, name), original in originals.items():
+        setattr(cls, name, wrap(original))
     try:
         yield seen
     finally:
-        for cls, original in originals.items():
-            cls.execute = original  # type: ignore[method-assign]
+        for (cls, name), original in originals.items():
+            setattr(cls, name, original)
 
 
 def seed(store: JobStore, count: int) -> None:
