@@ -27,7 +27,9 @@ MB = 1024 * 1024
 SAMPLE_SECONDS = 0.01
 
 
-def run(size: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def run(size: int, rounds: int, scratch: Path, log: Callable[[str], None], label: str = "memory",
+        **extra: str) -> dict[str, Any]:
+    """`rounds` bodies of `size` bytes, one at a time; `extra`: more settings for the server (bench/s3.py)."""
     body_dir = Path(tempfile.mkdtemp(prefix="memory-body-", dir=scratch))
     try:
         job_ids = jobrows.new_ids(rounds)
@@ -35,10 +37,10 @@ def run(size: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> di
         for number, job_id in enumerate(job_ids):
             body = body_dir / "body.json"
             written = write_body(body, job_id, size)
-            result = measure(job_id, body, scratch)
+            result = measure(job_id, body, scratch, **extra)
             result["body_bytes"] = written
             runs.append(result)
-            log(f"memory round {number + 1}/{rounds}: idle {result['idle_rss_kb'] / 1024:.1f} MB, peak "
+            log(f"{label} round {number + 1}/{rounds}: idle {result['idle_rss_kb'] / 1024:.1f} MB, peak "
                 f"{result['peak_rss_kb'] / 1024:.1f} MB (+{result['delta_kb'] / 1024:.1f} MB), "
                 f"worker peak +{result['worker_hwm_delta_kb'] / 1024:.1f} MB, status {result['status']}, "
                 f"{result['seconds']:.1f} s")

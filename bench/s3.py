@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import ingest, jobrows, memory, targets
-from bench.bodies import write_body
 from seaweed import SeaweedFS
 
 NAMES = ("ours", "ours-s3")
@@ -68,19 +67,4 @@ def measure(name: str, plan: ingest.Plan, store: SeaweedFS, scratch: Path) -> di
 
 def memory_rounds(size: int, rounds: int, store: SeaweedFS, scratch: Path,
                   log: Callable[[str], None]) -> dict[str, Any]:
-    body_dir = Path(tempfile.mkdtemp(prefix="s3-memory-body-", dir=scratch))
-    try:
-        runs = []
-        for number, job_id in enumerate(jobrows.new_ids(rounds)):
-            body = body_dir / "body.json"
-            written = write_body(body, job_id, size)
-            result = memory.measure(job_id, body, scratch, **settings_for(store))
-            result["body_bytes"] = written
-            runs.append(result)
-            log(f"s3 memory round {number + 1}/{rounds}: idle {result['idle_rss_kb'] / 1024:.1f} MB, peak "
-                f"{result['peak_rss_kb'] / 1024:.1f} MB (+{result['delta_kb'] / 1024:.1f} MB), worker peak "
-                f"+{result['worker_hwm_delta_kb'] / 1024:.1f} MB, status {result['status']}, "
-                f"{result['seconds']:.1f} s")
-        return {"size": size, "runs": runs}
-    finally:
-        shutil.rmtree(body_dir, ignore_errors=True)
+    return memory.run(size, rounds, scratch, log, label="s3 memory", **settings_for(store))
