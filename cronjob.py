@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     with exit_on_bad_settings():
         settings = load_settings(overrides=vars(args), required=("api_key",))
+        transcripts = open_transcripts(settings, check=True)  # refused before anything is written
         store = open_store(settings.database_url)
-        transcripts = open_transcripts(settings, check=True)
+        transcripts.ensure_directories()
     policy = ReconcilePolicy(grace_seconds=0 if args.all else args.grace, concurrency=args.concurrency,
                              api_timeout_seconds=settings.api_timeout)
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api:

@@ -71,7 +71,7 @@ class Receiver:
         self.settings = settings
         self.store = open_store(settings.database_url, migrate_schema=False)  # connects on first use
         self.guard = Guard(settings, self.store)
-        self.transcripts = open_transcripts(settings)  # files, or objects under TRANSCRIPTS_URL
+        self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
         self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10,
                                     retry=RetryPolicy(attempts=1, max_wait=0)) if settings.api_key else None)
@@ -183,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     with exit_on_bad_settings():
         settings = load_settings(overrides=vars(args), required=("webhook_secret",))
+        transcripts = open_transcripts(settings, check=True)  # one that cannot work: refused first, one line
         open_store(settings.database_url)  # create or migrate the schema once, before any worker starts
-        open_transcripts(settings, check=True)  # a store that cannot work is refused here, with one line
+        transcripts.ensure_directories()
     from notification_flow.metrics import multiprocess_directory
     from notification_flow.wsgi import serve  # gunicorn, only once the settings are good
 

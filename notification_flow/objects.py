@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -327,8 +328,9 @@ class TranscriptObjects:
         """Write one probe object twice with If-None-Match: *; a store that lets the second write through
         would let duplicates overwrite transcripts. CompleteMultipartUpload is asked the same."""
         key = f"{self.prefix}/.probe-{uuid.uuid4().hex}" if self.prefix else f".probe-{uuid.uuid4().hex}"
-        probe = self.spool.incoming_file()
-        with probe as incoming:
+        # In a directory of its own, not the spool: a store refused at start-up leaves nothing behind here.
+        with tempfile.TemporaryDirectory(prefix="transcripts-probe-") as scratch, \
+                TranscriptFiles(scratch).ensure_directories().incoming_file() as incoming:
             incoming.write(b"{}")
             incoming.finish()
             try:

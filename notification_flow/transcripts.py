@@ -225,17 +225,19 @@ class TranscriptStore(Protocol):
     def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path: ...
     def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int: ...
     def check_ready(self) -> None: ...
+    def ensure_directories(self) -> TranscriptStore: ...
 
 
 def open_transcripts(settings: Settings, check: bool = False) -> TranscriptStore:
     """The transcript store the settings choose: objects under TRANSCRIPTS_URL (TRANSCRIPTS_DIR then only
-    spools bodies being received), else files in TRANSCRIPTS_DIR. `check`: at start-up, refuse a store that
-    cannot work (a SettingsError, exit 2) before any worker starts."""
+    spools bodies being received), else files in TRANSCRIPTS_DIR. Its local directories are made by
+    `ensure_directories`, not here. `check`: at start-up, refuse a store that cannot work (a SettingsError,
+    exit 2) before any worker starts, writing nothing locally."""
     if not settings.transcripts_url:
-        return TranscriptFiles(settings.transcripts_dir).ensure_directories()
+        return TranscriptFiles(settings.transcripts_dir)
     from notification_flow.objects import TranscriptObjects  # boto3 only for those who use it
 
-    objects = TranscriptObjects(settings.transcripts_url, settings.transcripts_dir).ensure_directories()
+    objects = TranscriptObjects(settings.transcripts_url, settings.transcripts_dir)
     if check:
         return objects.check()
     objects.client  # noqa: B018 - boto3 imported and its client made now, not by the first notification

@@ -240,6 +240,7 @@ def test_a_store_that_cannot_work_is_refused_at_start_up(tmp_path: Path, seaweed
             assert result.returncode == 2, (script, result.stderr)
             assert len(lines) == 1 and lines[0].startswith("error: TRANSCRIPTS_URL"), lines
             assert SECRET_KEY not in result.stderr and "wrong-secret" not in result.stderr
+            assert not (tmp_path / "jobs.db").exists() and not (tmp_path / "spool").exists(), script  # nothing written
     if case == "no conditional writes":
         assert "does not honour conditional writes" in lines[0], lines
     assert (seaweedfs.client().list_objects_v2(Bucket=bucket).get("Contents") or []) == []  # the probe is gone
