@@ -190,10 +190,10 @@ class JobStore:
         event = notification.event
         if event is None:
             return None
-        for target, states in moves(event).items():
+        for target, states in moves(event):
             if self._write_move(tx, "job_id", job_id, states, target, None, notification.transcript,
                                 self._error_of(notification)):
-                return NotificationOutcome.REJECTED if target is State.REJECTED else NotificationOutcome.DONE
+                return self._outcome_of(target)
         return None
 
     @staticmethod
@@ -233,6 +233,11 @@ class JobStore:
         if event is None:
             return NotificationOutcome.DUPLICATE if row["status"] in SETTLED_STATES else NotificationOutcome.WAITING
         moved = self._move(tx, row, event, transcript=notification.transcript, error=self._error_of(notification))
+        return self._outcome_of(moved)
+
+    @staticmethod
+    def _outcome_of(moved: State | None) -> NotificationOutcome:
+        """What a notification did: moved its job to done or rejected, or (no move) repeated what was known."""
         if moved is State.DONE:
             return NotificationOutcome.DONE
         return NotificationOutcome.REJECTED if moved is State.REJECTED else NotificationOutcome.DUPLICATE

@@ -13,6 +13,7 @@ outcome of conflicting notifications never depends on their order.
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 
 
@@ -62,13 +63,14 @@ def sources(event: Event) -> tuple[State, ...]:
     return tuple(state for state, on in TRANSITIONS if on is event)
 
 
-def moves(event: Event) -> dict[State, tuple[State, ...]]:
+@functools.cache  # the table never changes, and every notification asks
+def moves(event: Event) -> tuple[tuple[State, tuple[State, ...]], ...]:
     """Where `event` takes a job, with the states it takes one there from (the table, read by target)."""
     targets: dict[State, tuple[State, ...]] = {}
     for (state, on), target in TRANSITIONS.items():
         if on is event:
             targets[target] = (*targets.get(target, ()), state)
-    return targets
+    return tuple(targets.items())
 
 
 class NotificationStatus(StrEnum):
