@@ -24,6 +24,7 @@ SLOW_CREATE_MS = 1500
 SLOW_CLIENT_TIMEOUT = "1"
 CONFLICTING_FRACTION = 0.02  # done jobs also reported failed, before their transcript arrives again
 SETTLING_PASSES = 5  # later cronjob.py passes, as cron would run them, while a download failed
+CRON_SECONDS = 15  # between later passes once those are done, while a `submitting` row waits to be judged
 PROCESSING_SECONDS = 0.5
 RETRY_DELAYS = (0.2, 0.5, 1.0)  # Speechmatics retries for about a minute; short here, so retries run out often
 NOTIFY_TIMEOUT = 10.0

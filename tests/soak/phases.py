@@ -16,14 +16,17 @@ from typing import Any
 import requests
 
 from emulator import Emulator
+from notification_flow.api import HEARTBEAT_SECONDS
 from notification_flow.jobs import open_store
 from notification_flow.lifecycle import OPEN_STATES
+from notification_flow.reconcile import ReconcilePolicy
 from seaweed import SeaweedFS
 from tests.integration.support import ROOT, Stack, api_headers, wait_for
 from tests.soak.checks import check_everything, finished_at, record_observations, record_timings
 from tests.soak.faults import ServerKiller, plan_kills, submit_and_kill_client
 from tests.soak.options import (
     CONFLICTING_FRACTION,
+    CRON_SECONDS,
     FAULTS,
     RETRY_DELAYS,
     SETTLING_PASSES,
@@ -130,10 +133,21 @@ def report_conflicting(servers: list[Stack], truth: dict[str, dict[str, Any]], r
 
 
 def run_settling_cronjobs(stack: Stack, logs: Path) -> list[ProcessRun]:
-    """More passes, as cron would start them, until no job is open (a download may have come back broken)."""
+    """More passes, as cron would start them, until no job is open (a download may have come back broken).
+
+    A `submitting` row whose client gave up with no job made (every try refused) can only be judged once its
+    client could no longer create one: after its last heartbeat, a heartbeat, an API timeout and the margin.
+    While such a row is open, passes go on every CRON_SECONDS until then, as cron's would."""
     runs: list[ProcessRun] = []
     store = open_store(stack.database_url)
-    while len(runs) < SETTLING_PASSES and any(job.status in OPEN_STATES for job in store.jobs()):
+    policy = ReconcilePolicy()
+    judged_after = HEARTBEAT_SECONDS + policy.api_timeout_seconds + policy.creation_margin_seconds + CRON_SECONDS
+    while open_jobs := [job for job in store.jobs() if job.status in OPEN_STATES]:
+        submitting = [job.updated_at for job in open_jobs if job.status == "submitting"]
+        if len(runs) >= SETTLING_PASSES and not (submitting and store.now() < max(submitting) + judged_after):
+            break
+        if len(runs) >= SETTLING_PASSES:
+            time.sleep(CRON_SECONDS)  # the next cron pass, not sooner
         started = time.time()
         result = stack.cronjob("--all", timeout=600)
         log = logs / f"cronjob-later-{len(runs) + 1}.log"
