@@ -153,9 +153,10 @@ def database_bytes(url: str) -> int:
 
 
 def age_last_pass(url: str, seconds: float) -> None:
-    """Time passing between two passes, by the database's clock: the last pass made to look older."""
+    """Time passing between two passes, by the database's clock: the last pass, and the start of the sweep
+    under way, made to look older."""
     with open_store(url).database.transaction() as tx:
-        tx.execute("UPDATE reconciler_state SET pass_at = pass_at - $1", seconds)
+        tx.execute("UPDATE reconciler_state SET pass_at = pass_at - $1, started_at = started_at - $1", seconds)
 
 
 def timed(command: list[str], env: dict[str, str]) -> dict[str, Any]:

@@ -91,12 +91,13 @@ class SweptJob(NamedTuple):
 
 @dataclass(frozen=True)
 class SweepCursor:
-    """Where the repair sweep stands: when the last pass ran (database clock), and the last done job it
-    checked, by (created_at, reference); no job means the next pass starts a new sweep."""
+    """Where the repair sweep stands: when the last pass ran (database clock), the last done job it checked,
+    by (created_at, reference), and when this sweep began; no job means the next pass starts a new sweep."""
 
     pass_at: float
     created_at: float | None = None
     reference: str | None = None
+    started_at: float | None = None
 
 
 def open_store(database_url: str, migrate_schema: bool = True) -> JobStore:
@@ -313,14 +314,15 @@ class JobStore:
             rows = tx.execute("SELECT * FROM reconciler_state WHERE name = $1", "repair")
         if not rows:
             return None
-        return SweepCursor(rows[0]["pass_at"], rows[0]["created_at"], rows[0]["reference"])
+        return SweepCursor(rows[0]["pass_at"], rows[0]["created_at"], rows[0]["reference"], rows[0]["started_at"])
 
     def save_sweep_cursor(self, cursor: SweepCursor) -> None:
         """Overlapping passes may both save: the later one wins, and at worst a slice is checked twice."""
         with self.database.transaction() as tx:
             tx.execute("DELETE FROM reconciler_state WHERE name = $1", "repair")
-            tx.execute("INSERT INTO reconciler_state (name, pass_at, created_at, reference) VALUES ($1, $2, $3, $4)",
-                       "repair", cursor.pass_at, cursor.created_at, cursor.reference)
+            tx.execute("INSERT INTO reconciler_state (name, pass_at, created_at, reference, started_at) VALUES ($1, "
+                       "$2, $3, $4, $5)", "repair", cursor.pass_at, cursor.created_at, cursor.reference,
+                       cursor.started_at)
 
     def done_jobs_after(self, created_at: float, reference: str, until: float, limit: int) -> list[SweptJob]:
         """The next `limit` done jobs after (created_at, reference), created no later than `until`, in that

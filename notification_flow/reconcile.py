@@ -54,20 +54,14 @@ class ReconcilePolicy:
     retention_seconds: float = RETENTION_SECONDS
     repairs_per_pass: int = 100  # transcripts fetched again per pass, at most
     repair_lease_seconds: float = 60
-    # The repair sweep (see `repair_missing_transcripts`): every done job of the retention window has its
-    # file checked at least once a day. Each pass checks the next slice of the window, `sweep_rate` seconds
-    # of job creation per second since the previous pass: (7 + 1) days a day sweeps the 7-day window, and
-    # the jobs created meanwhile, in 24 hours. At least `sweep_floor` jobs a pass (so small deployments check
+    # The repair sweep (see `sweep_slice`): every done job of the retention window has its file checked at
+    # least once every `sweep_period_seconds`. At least `sweep_floor` jobs a pass (so small deployments check
     # everything every pass), at most `sweep_cap` (so no pass grows without bound).
     sweep_period_seconds: float = 86400
     sweep_floor: int = 1_000
     sweep_cap: int = 100_000
     sweep_batch: int = 1_000  # done jobs read per query
     first_pass_interval_seconds: float = 300  # taken as the time since the previous pass when there was none
-
-    @property
-    def sweep_rate(self) -> float:
-        return (self.retention_seconds + self.sweep_period_seconds) / self.sweep_period_seconds
 
 
 class Reconciler:
@@ -239,24 +233,32 @@ class Reconciler:
         """Check the next slice of done jobs, oldest first from where the last pass stopped, and return those
         whose file is missing or empty.
 
-        The slice spans `sweep_rate` times the seconds since the previous pass (by the database's clock) of
-        job creation, so the cursor climbs from the bottom of the window (now minus the retention) to its
-        top (now) in `sweep_period_seconds`, whatever the pass interval; then the next pass starts again at
-        the bottom. A slice has at least `sweep_floor` jobs and at most `sweep_cap`."""
+        A sweep climbs from the oldest done job of the retention window to the newest, and must reach the top
+        by `sweep_period_seconds` after it began (the jobs created meanwhile included). Each pass takes its
+        share of what is left: the creation time between where it starts and the top at that deadline,
+        times the time since the previous pass over the time left. So the pace follows the part of the
+        window that holds jobs (a young deployment's day of history is not swept as if it were a week),
+        passes that come late or early catch up, and a pass after the deadline goes to the top. A slice has
+        at least `sweep_floor` jobs and at most `sweep_cap`; the next pass goes on where it stopped."""
         policy, now = self.policy, self.store.now()
         previous = self.store.sweep_cursor()
         bottom = now - policy.retention_seconds
         elapsed = now - previous.pass_at if previous else policy.first_pass_interval_seconds
         elapsed = min(max(elapsed, 0.0), policy.retention_seconds)
-        created, reference = bottom, ""
+        created, reference, started = bottom, "", now  # a new sweep, from the bottom of the window
         if previous and previous.created_at is not None and previous.created_at > bottom:
             created, reference = previous.created_at, previous.reference or ""
-        span_end = created + elapsed * policy.sweep_rate
+            # A cursor saved before sweeps recorded their start is taken as due, so the guarantee holds.
+            started = previous.started_at if previous.started_at is not None else now - policy.sweep_period_seconds
+        span_end: float | None = None
         checked, missing, at_top = 0, list[SweptJob](), False
         while checked < policy.sweep_cap:
             size = min(policy.sweep_batch, policy.sweep_cap - checked)
             jobs = self.store.done_jobs_after(created, reference, now, size)
+            if span_end is None and jobs:  # the slice is measured from the first job: a gap costs nothing
+                span_end = self.slice_end(jobs[0].created_at, now, started, elapsed)
             for job in jobs:
+                assert span_end is not None
                 if checked >= policy.sweep_floor and job.created_at > span_end:
                     jobs = []  # the slice is done: everything up to its end was checked
                     if span_end > created:  # the rest of the slice held no job: the next pass starts past it
@@ -273,9 +275,17 @@ class Reconciler:
         with self.counting:
             self.summary["swept"] += checked
         log.info("repair sweep: checked %d done jobs%s", checked, ", reached the newest" if at_top else "")
-        cursor = SweepCursor(now) if at_top else SweepCursor(now, created, reference)
+        cursor = SweepCursor(now) if at_top else SweepCursor(now, created, reference, started)
         self.store.save_sweep_cursor(cursor)
         return missing
+
+    def slice_end(self, position: float, now: float, started: float, elapsed: float) -> float:
+        """Where this pass's slice ends, in creation time: its share of the way from `position` to the top
+        the sweep must reach by its deadline, if the passes go on `elapsed` apart."""
+        time_left = started + self.policy.sweep_period_seconds - now
+        if time_left <= elapsed:
+            return now  # due: to the top
+        return position + elapsed * (1 + (now - position) / time_left)
 
     def repair(self, job: Job) -> None:
         assert job.job_id is not None

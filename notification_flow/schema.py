@@ -70,4 +70,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX jobs_by_status_created_file ON jobs (status, created_at, reference, job_id, transcript)",
         "DROP INDEX jobs_by_status_created",
     ),
+    (  # when the repair sweep under way began: it must reach the newest job a day later (reconcile.py)
+        "ALTER TABLE reconciler_state ADD COLUMN started_at DOUBLE PRECISION",
+    ),
 )

@@ -90,11 +90,14 @@ def test_list_rejects_a_since_it_cannot_read(since: str) -> None:
 # -- the repair sweep -----------------------------------------------------------------------------------------
 JOBS = 20_000
 PASS_SECONDS = 300  # cronjob.py every five minutes, as the README suggests
-WEEK = 7 * 86400
+DAY = 86400
+WEEK = 7 * DAY
 
 
-def seeded_history(store: JobStore, transcripts: TranscriptFiles, count: int = JOBS) -> list[str]:
-    """`count` done jobs evenly over the retention window, newest first, their files hard links of one."""
+def seeded_history(store: JobStore, transcripts: TranscriptFiles, count: int = JOBS,
+                   span: float = WEEK - 3600) -> list[str]:
+    """`count` done jobs evenly over the last `span` seconds (by default the retention window), newest first,
+    their files hard links of one."""
     original = transcripts.directory / "original.json"
     original.write_bytes(transcript_for("hist00000000"))
     ids = [f"hist{number:08d}" for number in range(count)]
@@ -103,15 +106,16 @@ def seeded_history(store: JobStore, transcripts: TranscriptFiles, count: int = J
         for number, job_id in enumerate(ids):
             tx.execute("INSERT INTO jobs (reference, job_id, audio, status, transcript, created_at, updated_at) "
                        "VALUES ($1, $2, 'a.wav', 'done', $3, $4, $4)", f"{number:032d}", job_id,
-                       str(transcripts.path_for(job_id)), now - 60 - number * (WEEK - 3600) / count)
+                       str(transcripts.path_for(job_id)), now - 60 - number * span / count)
             os.link(original, transcripts.path_for(job_id))
     return ids
 
 
 def one_pass_later(store: JobStore, seconds: float) -> None:
-    """Time passing between passes, by the database's clock: the last pass is made to look `seconds` older."""
+    """Time passing between passes, by the database's clock: the last pass, and the start of the sweep, are
+    made to look `seconds` older (the jobs' ages stay: the window does not slide in these tests)."""
     with store.database.transaction() as tx:
-        tx.execute("UPDATE reconciler_state SET pass_at = pass_at - $1", seconds)
+        tx.execute("UPDATE reconciler_state SET pass_at = pass_at - $1, started_at = started_at - $1", seconds)
 
 
 class CountingFiles(TranscriptFiles):
@@ -124,11 +128,12 @@ class CountingFiles(TranscriptFiles):
         return super().exists(job_id)
 
 
+@pytest.mark.parametrize("span", [WEEK - 3600, DAY / 4], ids=["a-full-week", "a-young-deployment's-6-hours"])
 def test_a_file_deleted_from_a_large_history_is_restored_within_a_day_of_passes(
-        fresh_store: JobStore, tmp_path: Path) -> None:
+        fresh_store: JobStore, tmp_path: Path, span: float) -> None:
     transcripts = CountingFiles(tmp_path / "history")
     transcripts.ensure_directories()
-    ids = seeded_history(fresh_store, transcripts)
+    ids = seeded_history(fresh_store, transcripts, span=span)
     policy = ReconcilePolicy(grace_seconds=0, concurrency=1, sweep_floor=10)  # the time rule, not the floor
     api = StubAPI([remote_job(job_id) for job_id in ids[:1]])
     reconciler = Reconciler(fresh_store, api, transcripts, policy)  # type: ignore[arg-type]
@@ -150,10 +155,46 @@ def test_a_file_deleted_from_a_large_history_is_restored_within_a_day_of_passes(
         per_pass.append(transcripts.checks)
     assert summary[ReconcileOutcome.REPAIRED] == 1 and api.reads["transcript"] == 1
     assert transcripts.path_for(victim.job_id).read_bytes() == transcript_for(victim.job_id)
-    # bounded work: a slice is what 8 days of creation per day of passing time holds, not the history
-    expected = JOBS * policy.sweep_rate * PASS_SECONDS / WEEK
+    # bounded work: a slice is the jobs of (the span they were created in, and a day's arrivals) over a day of
+    # passes, not the history, and not a week's worth of creation time when the jobs fill less of it
+    expected = JOBS * PASS_SECONDS * (span + DAY) / DAY / span
     assert max(per_pass) <= 2 * expected + 2 < JOBS / 20, per_pass
-    assert elapsed > policy.sweep_period_seconds / 2  # it really took the sweep, not a check of everything
+    # It really took the sweep, not a check of everything: here the jobs do not age and none arrive, so a
+    # sweep climbs `span` of creation time at (1 + span / DAY) seconds per second, and ends early.
+    assert elapsed > 0.8 * span * DAY / (span + DAY)
+    assert sum(per_pass) <= 1.5 * JOBS  # one sweep of the history, not one per 1/8 of a day
+
+
+def test_a_sweep_that_fell_behind_its_deadline_goes_to_the_top(fresh_store: JobStore, tmp_path: Path) -> None:
+    """Passes that stopped for a while (cron down): the first one after the deadline checks the rest."""
+    transcripts = CountingFiles(tmp_path / "history")
+    transcripts.ensure_directories()
+    seeded_history(fresh_store, transcripts, 2_000)
+    reconciler = Reconciler(fresh_store, StubAPI([]), transcripts,  # type: ignore[arg-type]
+                            ReconcilePolicy(sweep_floor=10))
+    reconciler.run_pass()
+    first = transcripts.checks
+    assert 10 <= first < 100
+    with fresh_store.database.transaction() as tx:  # a day and a bit went by since this sweep began
+        tx.execute("UPDATE reconciler_state SET started_at = started_at - $1, pass_at = pass_at - $2", DAY + 600,
+                   PASS_SECONDS)
+    transcripts.checks = 0
+    reconciler.run_pass()
+    assert first + transcripts.checks == 2_000 and fresh_store.sweep_cursor().created_at is None
+
+
+def test_a_cursor_saved_before_sweeps_had_a_start_is_taken_as_due(fresh_store: JobStore, tmp_path: Path) -> None:
+    transcripts = CountingFiles(tmp_path / "history")
+    transcripts.ensure_directories()
+    seeded_history(fresh_store, transcripts, 2_000)
+    reconciler = Reconciler(fresh_store, StubAPI([]), transcripts,  # type: ignore[arg-type]
+                            ReconcilePolicy(sweep_floor=10))
+    reconciler.run_pass()
+    with fresh_store.database.transaction() as tx:
+        tx.execute("UPDATE reconciler_state SET started_at = NULL, pass_at = pass_at - $1", PASS_SECONDS)
+    first, transcripts.checks = transcripts.checks, 0
+    reconciler.run_pass()
+    assert first + transcripts.checks == 2_000
 
 
 def test_one_pass_checks_at_most_the_cap_and_the_next_goes_on_from_there(
@@ -172,7 +213,7 @@ def test_one_pass_checks_at_most_the_cap_and_the_next_goes_on_from_there(
         reconciler.run_pass()
         seen.append(transcripts.checks)
     assert first + sum(seen[:3]) == 3_000 and max(seen) == 1_000  # each pass goes on where the last stopped
-    assert seen == [1_000, 1_000, 990, 1_000]  # the third reached the top; the fourth starts a new sweep
+    assert seen == [1_000, 1_000, 1_000 - first, 1_000]  # the third reached the top; the fourth starts a new sweep
     assert fresh_store.sweep_cursor().created_at is not None
 
 
