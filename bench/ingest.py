@@ -43,36 +43,44 @@ def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[st
     problem = jobrows.postgres_problem()
     chosen = [name for name in TARGETS if not (name == "ours-postgresql" and problem)]
     results: dict[str, Any] = {"targets": chosen, "postgresql_skipped": problem, "plans": {}}
-    for plan in plans:
-        names = [*chosen, *targets.DIAGNOSTICS] if plan.diagnose else chosen
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-        for number in range(plan.rounds):
-            for name in names[number % len(names):] + names[:number % len(names)]:
-                result = measure(name, plan, scratch)
-                runs[name].append(result)
-                log(f"ingest {plan.label} round {number + 1}/{plan.rounds} {name}: {result['per_second']:.0f}/s "
-                    f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms {result['statuses']}, "
-                    f"server CPU {result['cpu_ms_per_request']:.2f} ms per notification")
-        results["plans"][plan.label] = {"plan": plan.__dict__, "runs": runs}
+    # Every run's files stay until the end: on this machine's ext4, creating a file costs up to 1 ms more
+    # for a minute or more after thousands were deleted, and that would fall on whichever run came next.
+    kept = Path(tempfile.mkdtemp(prefix="ingest-runs-", dir=scratch))
+    try:
+        for plan in plans:
+            results["plans"][plan.label] = run_plan(plan, chosen, kept, log)
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
     return results
 
 
-def measure(name: str, plan: Plan, scratch: Path) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"ingest-{name}-", dir=scratch))
-    try:
-        ids = jobrows.new_ids(plan.pool if name.startswith("ours") else BASELINE_IDS)
-        with prepared(name, work, ids) as (server, stored):
-            with targets.running(server):
-                cpu_before = server.cpu_seconds()
-                result = load(server, ids, plan, work)
-                cpu = server.cpu_seconds() - cpu_before
-            answered = max(1, sum(result["all_statuses"].values()))
-            result["cpu_ms_per_request"] = cpu * 1000 / answered
-            result["loadgen_cpu_ms_per_request"] = result["cpu_seconds"] * 1000 / answered
-            result["stored"] = stored()
-        return result
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def run_plan(plan: Plan, chosen: list[str], kept: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    names = [*chosen, *targets.DIAGNOSTICS] if plan.diagnose else chosen
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for number in range(plan.rounds):
+        for name in names[number % len(names):] + names[:number % len(names)]:
+            result = measure(name, plan, kept)
+            runs[name].append(result)
+            log(f"ingest {plan.label} round {number + 1}/{plan.rounds} {name}: {result['per_second']:.0f}/s "
+                f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms {result['statuses']}, "
+                f"server CPU {result['cpu_ms_per_request']:.2f} ms per notification")
+    return {"plan": plan.__dict__, "runs": runs}
+
+
+def measure(name: str, plan: Plan, kept: Path) -> dict[str, Any]:
+    """One run, in a fresh directory under `kept` (removed with it, once every run is done)."""
+    work = Path(tempfile.mkdtemp(prefix=f"ingest-{name}-", dir=kept))
+    ids = jobrows.new_ids(plan.pool if name.startswith("ours") else BASELINE_IDS)
+    with prepared(name, work, ids) as (server, stored):
+        with targets.running(server):
+            cpu_before = server.cpu_seconds()
+            result = load(server, ids, plan, work)
+            cpu = server.cpu_seconds() - cpu_before
+        answered = max(1, sum(result["all_statuses"].values()))
+        result["cpu_ms_per_request"] = cpu * 1000 / answered
+        result["loadgen_cpu_ms_per_request"] = result["cpu_seconds"] * 1000 / answered
+        result["stored"] = stored()
+    return result
 
 
 @contextlib.contextmanager

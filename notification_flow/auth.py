@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from notification_flow.jobs import Job, JobStore
+from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import NotificationOutcome
 from notification_flow.settings import EGRESS_IPS, Settings
 
@@ -98,14 +98,14 @@ class Guard:
             if job is not None and job.created_at <= self.tokens_since():
                 return None
             return NotificationOutcome.UNAUTHENTICATED
-        row: Job | None = self.store.find_by_reference(credential.reference)
-        if row is None:
+        found, row_job_id = self.store.job_id_by_reference(credential.reference)
+        if not found:
             return NotificationOutcome.UNAUTHENTICATED  # signed by us, but for no row we have
-        if row.job_id == job_id:
+        if row_job_id == job_id:
             return None
-        if row.job_id is None:  # the id recorded nowhere yet, or (the client was quicker) on this very row
+        if row_job_id is None:  # the id recorded nowhere yet, or (the client was quicker) on this very row
             holder = self.store.find(job_id)
-            if holder is None or holder.reference == row.reference:
+            if holder is None or holder.reference == credential.reference:
                 return None
         return NotificationOutcome.WRONG_JOB
 

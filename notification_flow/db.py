@@ -69,6 +69,10 @@ class Database(Protocol):
     def transaction(self, write: bool = True, schema_lock: bool = False) -> contextlib.AbstractContextManager[
         Transaction]: ...
 
+    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
+        """One read-only statement, a transaction of its own; rows as plain sequences."""
+        ...
+
 
 def open_database(database_url: str) -> Database:
     """The backend for DATABASE_URL, without connecting: `migrate` or the first query connects."""
@@ -228,6 +232,15 @@ class SqliteDatabase(_PerThreadConnections):
     def exists(self) -> bool:
         return self.path.is_file()
 
+    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
+        """In autocommit mode a lone statement is its own transaction: no BEGIN and COMMIT around it."""
+        try:
+            return self.connection().execute(sql, _named(params)).fetchall()
+        except StoreConfigError as error:
+            raise StoreUnavailable(str(error)) from error
+        except sqlite3.OperationalError as error:
+            raise StoreUnavailable(str(error)) from error
+
     @contextlib.contextmanager
     def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_SqliteTransaction]:
         try:
@@ -302,6 +315,10 @@ class PostgresDatabase(_PerThreadConnections):
 
     def _is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
+
+    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
+        with self.transaction(write=False) as tx:
+            return tx.values(sql, *params)
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_PostgresTransaction]:

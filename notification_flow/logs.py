@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Neither format shows a caller's file, line or function, so logging need not walk the stack to find them for
+# every record (the Logging HOWTO's "Optimization" section): a tenth of a notification's own instructions.
+logging._srcfile = None
 
 
 def printable(text: str) -> str:

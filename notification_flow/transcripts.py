@@ -44,8 +44,7 @@ class IncomingFile:
     """A temporary file in `.incoming/` that counts what is written and refuses to grow past a limit."""
 
     def __init__(self, directory: Path, limit: int | None = None) -> None:
-        handle, name = tempfile.mkstemp(dir=directory, suffix=".part")
-        self.path = Path(name)
+        handle, self.name = tempfile.mkstemp(dir=directory, suffix=".part")  # a str: no Path built per body
         self.file: BinaryIO = os.fdopen(handle, "w+b")
         self.size = 0
         self.limit = limit
@@ -71,13 +70,17 @@ class IncomingFile:
             self.write(chunk)
         return self
 
-    def finish(self) -> Path:
+    @property
+    def path(self) -> Path:
+        return Path(self.name)
+
+    def finish(self) -> str:
         """Make the bytes durable before anyone can link to them (once, however often it is asked)."""
         if not self.durable:
             self.file.flush()
             os.fsync(self.file.fileno())
             self.durable = True
-        return self.path
+        return self.name
 
     def reader(self) -> BinaryIO:
         """The written bytes from the start, through the same handle: no second open of the file."""
@@ -87,7 +90,8 @@ class IncomingFile:
 
     def discard(self) -> None:
         self.file.close()
-        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.name)
 
 
 class NotATranscript(ValueError):
@@ -120,7 +124,7 @@ class TranscriptFiles:
     def location(self, job_id: str) -> str:
         """Where the job's transcript is, as recorded on its row and shown by `--list` (InvalidJobId if the id
         cannot be a job's)."""
-        return str(self.path_for(job_id))
+        return f"{self._prefix}{check_job_id(job_id)}.json"
 
     def check_ready(self) -> None:
         """For /readyz: OSError unless the directory takes a file now."""
@@ -152,7 +156,7 @@ class TranscriptFiles:
         that is not one (left by an older version, or damaged) is replaced, atomically; a valid one is kept."""
         if incoming.checked_for != job_id:
             raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
-        final = self.path_for(job_id)
+        final = self.location(job_id)
         try:
             os.link(incoming.finish(), final)
             written = True

@@ -28,10 +28,12 @@ Statement = tuple[str, tuple[Any, ...]]
 
 @contextlib.contextmanager
 def recording() -> Iterator[list[Statement]]:
-    """Every statement run through either backend's transactions while inside, with its parameters."""
+    """Every statement run through either backend's transactions, or as a lone read, while inside, with its
+    parameters."""
     seen: list[Statement] = []
     originals = {(cls, name): getattr(cls, name) for cls in (db._SqliteTransaction, db._PostgresTransaction)
                  for name in ("execute", "values")}
+    originals.update({(cls, "read"): cls.read for cls in (db.SqliteDatabase, db.PostgresDatabase)})
 
     def wrap(original: Any) -> Any:
         def run(self: Any, sql: str, *params: Any) -> Any:
@@ -88,6 +90,7 @@ def exercise(store: JobStore) -> None:
     store.forget_early_notifications(7 * 86400)
     store.find(job_id)
     store.find_by_reference(reference)
+    store.job_id_by_reference(reference)
     for status in (None, State.DONE):
         for since in (None, now - 3 * 86400):
             list(store.newest_jobs(status, since, limit=5, batch=2))  # the second batch continues after the first

@@ -397,12 +397,13 @@ def test_a_token_read_just_before_the_client_records_the_id_is_still_its_own(tmp
     from notification_flow.lifecycle import NotificationOutcome
 
     store.add_submission("c" * 32, "c.wav")
-    stale = store.find_by_reference("c" * 32)
+    stale = store.job_id_by_reference("c" * 32)
+    assert stale == (True, None)
     store.record_created("c" * 32, "joined0001")
-    monkeypatch.setattr(store, "find_by_reference", lambda reference: stale)
+    monkeypatch.setattr(store, "job_id_by_reference", lambda reference: stale)
     guard = Guard(make_settings(tmp_path), store)
     assert guard.refusal(Credential("c" * 32), "joined0001") is None
     store.add_submission("d" * 32, "d.wav")
-    other = JobStore.find_by_reference(store, "d" * 32)  # past the stand-in above
-    monkeypatch.setattr(store, "find_by_reference", lambda reference: other)
+    other = JobStore.job_id_by_reference(store, "d" * 32)  # past the stand-in above
+    monkeypatch.setattr(store, "job_id_by_reference", lambda reference: other)
     assert guard.refusal(Credential("d" * 32), "joined0001") is NotificationOutcome.WRONG_JOB
