@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,11 +105,44 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class DirectorySync:
+    """The fsync that makes new entries of one directory durable, shared by the threads that changed it
+    meanwhile (a group commit): a change is durable once an fsync that began after it has returned. While
+    one fsync runs, the threads that arrive wait for it, and the next fsync covers all of them. The
+    directory is opened once per process (opening it costs as much as the fsync), never across a fork."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.changes = 0  # changes made so far, numbered in order
+        self.synced = 0  # every change up to this number is durable
+        self.counting = threading.Lock()
+        self.syncing = threading.Lock()
+        self._fd: tuple[int, int] | None = None  # (pid, descriptor)
+
+    def after_change(self) -> None:
+        """Return once the change the caller has just made to the directory is durable (OSError if not)."""
+        with self.counting:
+            self.changes += 1
+            mine = self.changes
+        with self.syncing:
+            if self.synced >= mine:
+                return  # an fsync that began after this change has ended
+            with self.counting:
+                covered = self.changes  # every change numbered so far was made before this fsync begins
+            os.fsync(self._descriptor())
+            self.synced = covered
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._fd[0] != os.getpid():
+            self._fd = (os.getpid(), os.open(self.directory, os.O_RDONLY))
+        return self._fd[1]
+
+
 class TranscriptFiles:
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory).resolve()
         self.incoming = self.directory / ".incoming"
-        self._directory_fd: tuple[int, int] | None = None
+        self._directory_sync = DirectorySync(self.directory)
         self.unreadable = self.directory / ".unreadable"
         self._prefix = f"{self.directory}{os.sep}"  # exists() joins names as strings: pathlib costs 10 µs a name
 
@@ -185,11 +219,8 @@ class TranscriptFiles:
             return False
 
     def _fsync_directory(self) -> None:
-        """A new directory entry is durable only once the directory itself is fsynced. The directory is
-        opened once per process (opening it costs as much as the fsync) and never across a fork."""
-        if self._directory_fd is None or self._directory_fd[0] != os.getpid():
-            self._directory_fd = (os.getpid(), os.open(self.directory, os.O_RDONLY))
-        os.fsync(self._directory_fd[1])
+        """A new directory entry is durable only once the directory itself is fsynced."""
+        self._directory_sync.after_change()
 
     def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
         """Keep a body we could not understand, so that an operator can see what was sent: one per job,
