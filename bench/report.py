@@ -179,7 +179,8 @@ def method_section(results: dict[str, Any]) -> list[str]:
             f"- **Bodies** are compact json-v2 built from the {origin}, its results repeated with shifted "
             "timings to the size wanted (`bench/bodies.py`).",
             "- **Interleaving.** Each round runs every target once, in an order rotated from round to round; every "
-            "run starts a fresh server on a fresh directory and database.",
+            "run starts a fresh server on a fresh directory and database, and every run's files are kept until all "
+            "rounds are done (deleting thousands of files makes the next file creations slower for minutes).",
             "- **Our server** runs as users run it: `python server.py --port PORT` (gunicorn, one gthread worker per "
             "core, 4 threads), with `WEBHOOK_SECRET`, `DATABASE_URL` (`sqlite:///…/jobs.db`, or "
             f"`{POSTGRES_URL}?options=-csearch_path%3Dbench_…` on a schema made for the run and dropped after "
