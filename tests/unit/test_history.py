@@ -165,8 +165,11 @@ def test_a_file_deleted_from_a_large_history_is_restored_within_a_day_of_passes(
     assert sum(per_pass) <= 1.5 * JOBS  # one sweep of the history, not one per 1/8 of a day
 
 
-def test_a_sweep_that_fell_behind_its_deadline_goes_to_the_top(fresh_store: JobStore, tmp_path: Path) -> None:
-    """Passes that stopped for a while (cron down): the first one after the deadline checks the rest."""
+@pytest.mark.parametrize("began_ago", [DAY + 600, None],
+                         ids=["cron-down-for-a-day", "a-cursor-saved-before-sweeps-recorded-their-start"])
+def test_a_sweep_past_its_deadline_checks_everything_left(fresh_store: JobStore, tmp_path: Path,
+                                                          began_ago: float | None) -> None:
+    """The first pass after the deadline (or with no deadline known, which is taken as due) goes to the top."""
     transcripts = CountingFiles(tmp_path / "history")
     transcripts.ensure_directories()
     seeded_history(fresh_store, transcripts, 2_000)
@@ -175,26 +178,12 @@ def test_a_sweep_that_fell_behind_its_deadline_goes_to_the_top(fresh_store: JobS
     reconciler.run_pass()
     first = transcripts.checks
     assert 10 <= first < 100
-    with fresh_store.database.transaction() as tx:  # a day and a bit went by since this sweep began
-        tx.execute("UPDATE reconciler_state SET started_at = started_at - $1, pass_at = pass_at - $2", DAY + 600,
-                   PASS_SECONDS)
+    began = None if began_ago is None else fresh_store.now() - began_ago
+    with fresh_store.database.transaction() as tx:
+        tx.execute("UPDATE reconciler_state SET started_at = $1, pass_at = pass_at - $2", began, PASS_SECONDS)
     transcripts.checks = 0
     reconciler.run_pass()
     assert first + transcripts.checks == 2_000 and fresh_store.sweep_cursor().created_at is None
-
-
-def test_a_cursor_saved_before_sweeps_had_a_start_is_taken_as_due(fresh_store: JobStore, tmp_path: Path) -> None:
-    transcripts = CountingFiles(tmp_path / "history")
-    transcripts.ensure_directories()
-    seeded_history(fresh_store, transcripts, 2_000)
-    reconciler = Reconciler(fresh_store, StubAPI([]), transcripts,  # type: ignore[arg-type]
-                            ReconcilePolicy(sweep_floor=10))
-    reconciler.run_pass()
-    with fresh_store.database.transaction() as tx:
-        tx.execute("UPDATE reconciler_state SET started_at = NULL, pass_at = pass_at - $1", PASS_SECONDS)
-    first, transcripts.checks = transcripts.checks, 0
-    reconciler.run_pass()
-    assert first + transcripts.checks == 2_000
 
 
 def test_one_pass_checks_at_most_the_cap_and_the_next_goes_on_from_there(
