@@ -107,30 +107,39 @@ class BodyTooLarge(Exception):
 
 class DirectorySync:
     """The fsync that makes new entries of one directory durable, shared by the threads that changed it
-    meanwhile (a group commit): a change is durable once an fsync that began after it has returned. While
-    one fsync runs, the threads that arrive wait for it, and the next fsync covers all of them. The
-    directory is opened once per process (opening it costs as much as the fsync), never across a fork."""
+    meanwhile (a group commit): a change is durable once an fsync that began after it has returned. One
+    thread at a time syncs; the threads that arrive meanwhile wait for it to end, and if it began before
+    their change, one of them syncs for all of them. The directory is opened once per process (opening it
+    costs as much as the fsync), never across a fork."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.changes = 0  # changes made so far, numbered in order
         self.synced = 0  # every change up to this number is durable
-        self.counting = threading.Lock()
-        self.syncing = threading.Lock()
+        self.syncing = False  # a thread is in fsync now
+        self.state = threading.Condition()  # guards the three above; notified when an fsync ends
         self._fd: tuple[int, int] | None = None  # (pid, descriptor)
 
     def after_change(self) -> None:
         """Return once the change the caller has just made to the directory is durable (OSError if not)."""
-        with self.counting:
+        with self.state:
             self.changes += 1
             mine = self.changes
-        with self.syncing:
-            if self.synced >= mine:
-                return  # an fsync that began after this change has ended
-            with self.counting:
-                covered = self.changes  # every change numbered so far was made before this fsync begins
-            os.fsync(self._descriptor())
-            self.synced = covered
+            while self.synced < mine:
+                if self.syncing:
+                    self.state.wait()  # it may have begun before this change: look again when it ends
+                    continue
+                self.syncing, covered = True, self.changes  # every change numbered so far is already made
+                try:
+                    self.state.release()
+                    try:
+                        os.fsync(self._descriptor())
+                    finally:
+                        self.state.acquire()
+                    self.synced = max(self.synced, covered)
+                finally:  # a failed fsync fails this caller; a waiting one syncs again
+                    self.syncing = False
+                    self.state.notify_all()
 
     def _descriptor(self) -> int:
         if self._fd is None or self._fd[0] != os.getpid():
