@@ -236,9 +236,7 @@ class SqliteDatabase(_PerThreadConnections):
         """In autocommit mode a lone statement is its own transaction: no BEGIN and COMMIT around it."""
         try:
             return self.connection().execute(sql, _named(params)).fetchall()
-        except StoreConfigError as error:
-            raise StoreUnavailable(str(error)) from error
-        except sqlite3.OperationalError as error:
+        except (StoreConfigError, sqlite3.OperationalError) as error:
             raise StoreUnavailable(str(error)) from error
 
     @contextlib.contextmanager

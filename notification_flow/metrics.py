@@ -67,7 +67,6 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.store = store
-        self._children: dict[tuple[str, int], Any] = {}
         self.registry = CollectorRegistry()  # one per app, so that several apps in one process never clash
         self.notifications = Counter(f"{PREFIX}notifications_total", "Notifications answered, by outcome and "
                                      "HTTP status", ["outcome", "code"], registry=self.registry)
@@ -80,10 +79,7 @@ class Metrics:
                                  "endpoint and answer class", ["endpoint", "answer"], registry=self.registry)
 
     def observe_notification(self, outcome: str, code: int, seconds: float) -> None:
-        child = self._children.get((outcome, code))
-        if child is None:
-            child = self._children[(outcome, code)] = self.notifications.labels(outcome, str(code))
-        child.inc()
+        self.notifications.labels(outcome=outcome, code=str(code)).inc()
         self.handling.observe(seconds)
 
     def counting_writes(self, publish: Callable[..., bool]) -> Callable[..., bool]:

@@ -33,7 +33,7 @@ def recording() -> Iterator[list[Statement]]:
     seen: list[Statement] = []
     originals = {(cls, name): getattr(cls, name) for cls in (db._SqliteTransaction, db._PostgresTransaction)
                  for name in ("execute", "values")}
-    originals.update({(cls, "read"): cls.read for cls in (db.SqliteDatabase, db.PostgresDatabase)})
+    originals[(db.SqliteDatabase, "read")] = db.SqliteDatabase.read  # PostgreSQL's reads through `values`
 
     def wrap(original: Any) -> Any:
         def run(self: Any, sql: str, *params: Any) -> Any:
