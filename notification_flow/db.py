@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -159,8 +160,11 @@ class _PerThreadConnections:
 
 
 def _named(params: Sequence[Any]) -> dict[str, Any]:
-    """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ..."""
-    return {str(number): value for number, value in enumerate(params, start=1)}
+    """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ... An enum member goes as its value:
+    sqlite3 would bind it as text all the same, but only after probing it for an adapter, which raises and
+    catches an AttributeError for every such parameter of every statement."""
+    return {str(number): value.value if isinstance(value, Enum) else value
+            for number, value in enumerate(params, start=1)}
 
 
 class _Clocked:
