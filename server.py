@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def reply(code: int, outcome: str) -> tuple[Response, int]:
     g.outcome = outcome  # for the metrics (ops.py), which then need not read the answer back
-    return jsonify(outcome=outcome), code
+    return ops.outcome_response(outcome), code
 
 
 class Receiver:

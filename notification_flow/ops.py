@@ -9,18 +9,31 @@ wants that bearer token, compared in constant time like the webhook's.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
+import json
 import logging
 import time
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, request
 
 from notification_flow.db import StoreUnavailable
 from notification_flow.metrics import Metrics
 from notification_flow.settings import Settings
 
 log = logging.getLogger("server")
+
+
+def outcome_response(outcome: str) -> Response:
+    """The JSON answer `{"outcome": ...}`, byte for byte what `jsonify(outcome=...)` writes. Every answer is
+    one of a few bodies, so each is encoded once: encoding it anew cost 1% of a notification's CPU."""
+    return Response(_outcome_body(str(outcome)), mimetype="application/json")
+
+
+@functools.lru_cache(maxsize=256)  # the outcomes, HTTP error names and a few more: a closed set
+def _outcome_body(outcome: str) -> bytes:
+    return json.dumps({"outcome": outcome}, separators=(",", ":")).encode() + b"\n"
 
 
 def register(app: Flask, receiver: object, settings: Settings) -> Metrics:
@@ -35,24 +48,24 @@ def register(app: Flask, receiver: object, settings: Settings) -> Metrics:
     expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
 
     def healthz() -> tuple[Response, int]:
-        return jsonify(outcome="ok"), 200
+        return outcome_response("ok"), 200
 
     def readyz() -> tuple[Response, int]:
         try:
             store.ping()
         except StoreUnavailable:
-            return jsonify(outcome="database unavailable"), 503
+            return outcome_response("database unavailable"), 503
         try:
             transcripts.check_ready()  # the directory takes a file; with S3, the spool does and the bucket answers
         except OSError as error:
             log.warning("not ready: transcript storage: %s", error)
-            return jsonify(outcome="transcript storage not writable"), 503
-        return jsonify(outcome="ok"), 200
+            return outcome_response("transcript storage not writable"), 503
+        return outcome_response("ok"), 200
 
     def scrape() -> tuple[Response, int] | Response:
         presented = request.headers.get("Authorization", "").encode("utf-8", "replace")
         if expected is not None and not hmac.compare_digest(presented, expected):
-            return jsonify(outcome="unauthenticated"), 401
+            return outcome_response("unauthenticated"), 401
         body, content_type = metrics.exposition()
         return Response(body, content_type=content_type)
 

@@ -16,9 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import server
 from notification_flow.jobs import JobStore
-from notification_flow.lifecycle import ReconcileOutcome, State
+from notification_flow.lifecycle import NotificationOutcome, ReconcileOutcome, State
 from notification_flow.logs import JsonFormatter, gunicorn_logconfig
 from notification_flow.metrics import RETENTION_SECONDS, database_facts
+from notification_flow.ops import outcome_response
 from notification_flow.passes import record_pass
 from tests.unit.test_server_app import JOB_ID, REFERENCE, make_settings, notify, transcript_bytes
 
@@ -53,6 +54,15 @@ def store(fresh_store: JobStore) -> JobStore:
 def test_readyz_answers_200_when_database_and_storage_work(app_client: flask.testing.FlaskClient) -> None:
     response = app_client.get("/readyz")
     assert response.status_code == 200 and response.get_json() == {"outcome": "ok"}
+
+
+@pytest.mark.parametrize("outcome", [*NotificationOutcome, "Method Not Allowed", "internal error", "é\u2028\"x\""])
+def test_answers_are_byte_for_byte_what_jsonify_writes(outcome: str) -> None:
+    with flask.Flask(__name__).app_context():
+        expected = flask.jsonify(outcome=outcome)
+        for _ in range(2):  # made, then from the cache
+            answer = outcome_response(outcome)
+            assert answer.get_data() == expected.get_data() and answer.headers == expected.headers
 
 
 def test_readyz_is_503_when_transcript_storage_is_gone(tmp_path: Path, store: JobStore) -> None:
