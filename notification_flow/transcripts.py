@@ -71,10 +71,6 @@ class IncomingFile:
             self.write(chunk)
         return self
 
-    @property
-    def path(self) -> Path:
-        return Path(self.name)
-
     def finish(self) -> str:
         """Make the bytes durable before anyone can link to them (once, however often it is asked)."""
         if not self.durable:

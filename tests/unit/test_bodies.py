@@ -288,8 +288,8 @@ def test_temporary_files_exist_during_the_block_and_are_gone_after(app: flask.Fl
                                                                    transcripts: TranscriptFiles) -> None:
     with app.test_request_context("/webhook", method="POST", **multipart(TRANSCRIPT_PART, JOBINFO_PART)), \
             read_body(flask.request, JOB_ID, transcripts, LIMIT) as body:
-        assert body.transcript is not None and body.transcript.path.exists()
-        assert body.transcript.path.parent == transcripts.incoming
+        assert body.transcript is not None and Path(body.transcript.name).exists()
+        assert Path(body.transcript.name).parent == transcripts.incoming
         during = leftovers(transcripts)
     assert len(during) >= 1
     assert leftovers(transcripts) == []
