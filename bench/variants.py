@@ -16,7 +16,7 @@ import sys
 def skip_directory_fsync() -> None:
     from notification_flow import transcripts
 
-    transcripts.TranscriptFiles._fsync_directory = lambda self: None  # type: ignore[method-assign]
+    transcripts.DirectorySync.after_change = lambda self: None  # type: ignore[method-assign]
 
 
 CHANGES = {"no-dir-fsync": skip_directory_fsync}

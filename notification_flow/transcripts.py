@@ -205,7 +205,7 @@ class TranscriptFiles:
                 replacement = self.incoming / f"{job_id}.{os.getpid()}.{time.monotonic_ns()}.replace"
                 os.link(incoming.finish(), replacement)
                 os.replace(replacement, final)
-        self._fsync_directory()
+        self._directory_sync.after_change()  # a new entry is durable only once its directory is fsynced
         return written
 
     def is_valid(self, job_id: str, expected_size: int | None = None) -> bool:
@@ -222,10 +222,6 @@ class TranscriptFiles:
                 return jsonv2.is_transcript_of(source, size, job_id)
         except FileNotFoundError:
             return False
-
-    def _fsync_directory(self) -> None:
-        """A new directory entry is durable only once the directory itself is fsynced."""
-        self._directory_sync.after_change()
 
     def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
         """Keep a body we could not understand, so that an operator can see what was sent: one per job,
