@@ -1,0 +1,129 @@
+"""Unit tests of notification_flow.jsonv2: a document is accepted only if it is complete, strict JSON in UTF-8.
+
+The in-memory check validates `results` without building it, so these tests hold it to json.loads: whatever
+json.loads refuses, it refuses too, and what it accepts, it reads exactly as json.loads would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from notification_flow import jsonv2
+
+DOCS_TRANSCRIPT = Path(__file__).parents[1] / "emulator" / "fixtures" / "transcript-json-v2-docs-example.json"
+JOB_ID = "650krlru2e"
+
+
+def transcript() -> bytes:
+    document = json.loads(DOCS_TRANSCRIPT.read_text())
+    document["job"]["id"] = JOB_ID
+    document["job"]["tracking"] = {"reference": "ref", "title": "café"}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()  # compact, as the API sends it
+
+
+TRANSCRIPT = transcript()
+
+
+def read(data: bytes) -> tuple[set[str], dict[str, str]]:
+    return jsonv2.read(io.BytesIO(data), len(data))
+
+
+def strict_json(data: bytes) -> Any:
+    """json.loads without its extensions: UTF-8 only, no NaN or Infinity."""
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+    return json.loads(data.decode("utf-8"), parse_constant=refuse)
+
+
+@pytest.fixture(params=["whole", "streamed"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "streamed":
+        monkeypatch.setattr(jsonv2, "IN_MEMORY_BYTES", 16)
+    return str(request.param)
+
+
+def test_a_transcript_gives_its_keys_and_job_fields(mode: str) -> None:
+    top_keys, info = read(TRANSCRIPT)
+    assert top_keys >= jsonv2.TRANSCRIPT_KEYS
+    assert info["id"] == JOB_ID
+    assert info["tracking.title"] == "café"
+    assert jsonv2.is_transcript_of(io.BytesIO(TRANSCRIPT), len(TRANSCRIPT), JOB_ID)
+
+
+def test_every_truncation_is_refused() -> None:
+    for end in range(len(TRANSCRIPT) - 1):  # the last byte is the closing brace
+        with pytest.raises(jsonv2.NotJson):
+            read(TRANSCRIPT[:end])
+
+
+def word(text: bytes) -> bytes:
+    """The transcript with its first word's content replaced by `text` (raw bytes inside the quotes)."""
+    first = json.loads(TRANSCRIPT)["results"][0]["alternatives"][0]["content"].encode()
+    return TRANSCRIPT.replace(b'"content":"' + first + b'"', b'"content":"' + text + b'"', 1)
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("invalid UTF-8 in a word", word(b"\xff\xfe")),
+    ("an overlong UTF-8 sequence in a word", word(b"\xc0\xaf")),
+    ("a raw newline in a word", word(b"a\nb")),
+    ("an unknown escape in a word", word(b"\\q")),
+    ("NaN as a confidence", TRANSCRIPT.replace(b'"confidence":1,', b'"confidence":NaN,', 1)),
+    ("a trailing comma in results", TRANSCRIPT.replace(b"}]}", b"},]}", 1)),
+    ("a byte order mark", b"\xef\xbb\xbf" + TRANSCRIPT),
+    ("bytes after the document", TRANSCRIPT + b" x"),
+    ("UTF-16", TRANSCRIPT.decode().encode("utf-16")),
+    ("an array", b"[" + TRANSCRIPT + b"]"),
+    ("an empty object", b"{}"),
+])
+def test_what_is_not_strict_json_in_utf8_is_refused(mode: str, name: str, data: bytes) -> None:
+    assert data != TRANSCRIPT, "the case must change the document"
+    with pytest.raises(jsonv2.NotJson):
+        read(data)
+
+
+def test_the_cases_above_change_what_they_claim() -> None:
+    assert b'"confidence":1,' in TRANSCRIPT and TRANSCRIPT.endswith(b"}]}")
+    assert word(b"x") != TRANSCRIPT
+
+
+def test_a_jobinfo_document_gives_its_fields_and_no_transcript_keys(mode: str) -> None:
+    jobinfo = json.dumps({"id": JOB_ID, "tracking": {"reference": "ref"}, "errors": [
+        {"message": "Sending notification failed"}, {"message": "Speechmatics' reason"}], "status": "rejected"})
+    top_keys, info = read(jobinfo.encode())
+    assert not top_keys >= jsonv2.TRANSCRIPT_KEYS
+    assert info == {"id": JOB_ID, "tracking.reference": "ref", "errors.item.message": "Speechmatics' reason",
+                    "status": "rejected"}
+
+
+def expected(data: bytes) -> tuple[set[str], dict[str, str]] | None:
+    """What the check must answer, worked out with json.loads: None where the bytes must be refused."""
+    try:
+        document = strict_json(data)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or not document:
+        return None
+    keys = set(document)
+    job = document["job"] if keys >= jsonv2.TRANSCRIPT_KEYS else document
+    info = jsonv2._job_fields(jsonv2._strings(job, ""))
+    return keys, {key: value for key, value in info.items() if key.startswith(jsonv2.JOB_FIELDS)}
+
+
+@settings(max_examples=400, deadline=None)
+@given(position=st.integers(min_value=0, max_value=len(TRANSCRIPT) - 1), byte=st.integers(0, 255),
+       delete=st.booleans())
+def test_a_changed_byte_is_refused_exactly_when_json_loads_refuses_it(position: int, byte: int, delete: bool) -> None:
+    data = TRANSCRIPT[:position] + (b"" if delete else bytes([byte])) + TRANSCRIPT[position + 1:]
+    want = expected(data)
+    if want is None:
+        with pytest.raises(jsonv2.NotJson):
+            read(data)
+    else:
+        assert read(data) == want
