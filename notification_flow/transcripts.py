@@ -2,7 +2,9 @@
 
 Every transcript is first streamed into `.incoming/`, fsynced, then *hard-linked* to its final name. A link,
 unlike a rename, refuses to replace an existing file: of two concurrent deliveries of the same transcript,
-exactly one writes it, and a crash at any point leaves either no `<job_id>.json` or a complete one. The
+exactly one writes it, and a crash at any point leaves either no `<job_id>.json` or a complete one. Where the
+filesystem can (Linux's O_TMPFILE), the file in `.incoming/` has no name at all until it is linked: a killed
+process leaves nothing behind, and nothing is unlinked after a body is stored. The
 directory may be a shared mount (NFS supports hard links) when several servers run. With TRANSCRIPTS_URL set,
 transcripts are objects in S3-compatible storage instead (notification_flow/objects.py, the same interface);
 `open_transcripts` picks one, so the scripts never choose.
@@ -42,10 +44,15 @@ def check_job_id(job_id: str | None) -> str:
 
 
 class IncomingFile:
-    """A temporary file in `.incoming/` that counts what is written and refuses to grow past a limit."""
+    """A temporary file in `.incoming/` that counts what is written and refuses to grow past a limit: unnamed
+    (`name` None) where the filesystem allows, else a `.part` file."""
 
-    def __init__(self, directory: Path, limit: int | None = None) -> None:
-        handle, self.name = tempfile.mkstemp(dir=directory, suffix=".part")  # a str: no Path built per body
+    def __init__(self, directory: Path, limit: int | None = None, unnamed: bool = False) -> None:
+        self.name: str | None
+        if unnamed:
+            handle, self.name = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600), None
+        else:
+            handle, self.name = tempfile.mkstemp(dir=directory, suffix=".part")  # a str: no Path built per body
         self.file: BinaryIO = os.fdopen(handle, "w+b")
         self.size = 0
         self.limit = limit
@@ -71,13 +78,12 @@ class IncomingFile:
             self.write(chunk)
         return self
 
-    def finish(self) -> str:
+    def finish(self) -> None:
         """Make the bytes durable before anyone can link to them (once, however often it is asked)."""
         if not self.durable:
             self.file.flush()
             os.fsync(self.file.fileno())
             self.durable = True
-        return self.name
 
     def reader(self) -> BinaryIO:
         """The written bytes from the start, through the same handle: no second open of the file."""
@@ -86,9 +92,10 @@ class IncomingFile:
         return self.file
 
     def discard(self) -> None:
-        self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.name)
+        self.file.close()  # an unnamed file is gone with its last descriptor
+        if self.name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.name)
 
 
 class NotATranscript(ValueError):
@@ -109,12 +116,11 @@ class DirectorySync:
     costs as much as the fsync), never across a fork."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
+        self.directory = ProcessDescriptor(directory)
         self.changes = 0  # changes made so far, numbered in order
         self.synced = 0  # every change up to this number is durable
         self.syncing = False  # a thread is in fsync now
         self.state = threading.Condition()  # guards the three above; notified when an fsync ends
-        self._fd: tuple[int, int] | None = None  # (pid, descriptor)
 
     def after_change(self) -> None:
         """Return once the change the caller has just made to the directory is durable (OSError if not)."""
@@ -129,7 +135,7 @@ class DirectorySync:
                 try:
                     self.state.release()
                     try:
-                        os.fsync(self._descriptor())
+                        os.fsync(self.directory.descriptor())
                     finally:
                         self.state.acquire()
                     self.synced = max(self.synced, covered)
@@ -137,10 +143,25 @@ class DirectorySync:
                     self.syncing = False
                     self.state.notify_all()
 
-    def _descriptor(self) -> int:
-        if self._fd is None or self._fd[0] != os.getpid():
-            self._fd = (os.getpid(), os.open(self.directory, os.O_RDONLY))
-        return self._fd[1]
+
+
+class ProcessDescriptor:
+    """A directory opened once per process and kept open: never used across a fork, where it would be the
+    parent's (for /proc/self/fd, the parent's open files)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self._opened: tuple[int, int] | None = None  # (pid, descriptor)
+        self._lock = threading.Lock()
+
+    def descriptor(self) -> int:
+        opened = self._opened
+        if opened is None or opened[0] != os.getpid():
+            with self._lock:
+                if self._opened is None or self._opened[0] != os.getpid():
+                    self._opened = (os.getpid(), os.open(self.path, os.O_RDONLY))
+                opened = self._opened
+        return opened[1]
 
 
 class TranscriptFiles:
@@ -148,6 +169,8 @@ class TranscriptFiles:
         self.directory = Path(directory).resolve()
         self.incoming = self.directory / ".incoming"
         self._directory_sync = DirectorySync(self.directory)
+        self._open_files = ProcessDescriptor("/proc/self/fd")  # how an unnamed file is linked to a name
+        self._unnamed: bool | None = None  # whether `.incoming` takes unnamed files: found out on first use
         self.unreadable = self.directory / ".unreadable"
         self._prefix = f"{self.directory}{os.sep}"  # exists() joins names as strings: pathlib costs 10 µs a name
 
@@ -182,11 +205,40 @@ class TranscriptFiles:
     @contextlib.contextmanager
     def incoming_file(self, limit: int | None = None) -> Iterator[IncomingFile]:
         """A temporary file that is always removed, whether or not it was stored."""
-        incoming = IncomingFile(self.incoming, limit)
+        if self._unnamed is None:
+            self._unnamed = self._unnamed_files_work()
+        incoming = IncomingFile(self.incoming, limit, unnamed=self._unnamed)
         try:
             yield incoming
         finally:
             incoming.discard()
+
+    def _unnamed_files_work(self) -> bool:
+        """Whether an unnamed file can be made in `.incoming` and linked to a name: not on NFS, nor where
+        /proc is not mounted, nor off Linux. Those keep named `.part` files, which work everywhere."""
+        try:
+            handle = os.open(self.incoming, os.O_TMPFILE | os.O_RDWR, 0o600)
+        except (AttributeError, OSError):  # AttributeError: no os.O_TMPFILE here
+            return False
+        probe = f"{self.incoming}{os.sep}.probe-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            os.link(str(handle), probe, src_dir_fd=self._open_files.descriptor(), follow_symlinks=True)
+            os.unlink(probe)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(handle)
+
+    def _link(self, incoming: IncomingFile, target: str | Path) -> None:
+        """Give the file's durable bytes the name `target` (FileExistsError if that is taken). An unnamed
+        file is linked through its descriptor in /proc/self/fd (linkat with AT_SYMLINK_FOLLOW)."""
+        incoming.finish()
+        if incoming.name is None:
+            os.link(str(incoming.file.fileno()), target, src_dir_fd=self._open_files.descriptor(),
+                    follow_symlinks=True)
+        else:
+            os.link(incoming.name, target)
 
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
         """Publish the transcript as `<job_id>.json` unless it is already there; True if this call wrote it.
@@ -197,13 +249,13 @@ class TranscriptFiles:
             raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
         final = self.location(job_id)
         try:
-            os.link(incoming.finish(), final)
+            self._link(incoming, final)
             written = True
         except FileExistsError:
             written = not self.is_valid(job_id, expected_size=incoming.size)
             if written:
                 replacement = self.incoming / f"{job_id}.{os.getpid()}.{time.monotonic_ns()}.replace"
-                os.link(incoming.finish(), replacement)
+                self._link(incoming, replacement)
                 os.replace(replacement, final)
         self._directory_sync.after_change()  # a new entry is durable only once its directory is fsynced
         return written
@@ -228,7 +280,7 @@ class TranscriptFiles:
         since Speechmatics' retries would only add copies of the same bytes."""
         target = self.unreadable / f"{check_job_id(job_id)}.body"
         with contextlib.suppress(FileExistsError):
-            os.link(incoming.finish(), target)
+            self._link(incoming, target)
         return target
 
     def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int:

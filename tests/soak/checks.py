@@ -125,8 +125,9 @@ def check_logs(logs: list[Path], result: SoakResult) -> None:
 
 
 def count_leftovers(transcripts: Path, result: SoakResult) -> None:
-    """A SIGKILL mid-write leaves a temporary file in .incoming (cronjob.py removes those after an hour);
-    a body kept in .unreadable would mean a valid notification was judged unreadable."""
+    """A SIGKILL mid-write leaves a temporary file in .incoming where bodies are spooled to named files
+    (cronjob.py removes those after an hour; on Linux they have no name and vanish with the process); a body
+    kept in .unreadable would mean a valid notification was judged unreadable."""
     result.observed["temporary files left in .incoming by kills"] = len(list((transcripts / ".incoming").glob("*")))
     result.observed["bodies kept as unreadable"] = len(list((transcripts / ".unreadable").glob("*")))
 

@@ -1,6 +1,9 @@
-"""Setting up rows, and a clock that never sleeps, for the in-process tests."""
+"""Setting up rows, a clock that never sleeps, and what a process holds open, for the in-process tests."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import State
@@ -31,3 +34,16 @@ class FakeClock:
 
     def time(self) -> float:
         return self.now
+
+
+def held_open(directory: Path) -> list[str]:
+    """The files this process holds open in `directory`: an unnamed one (O_TMPFILE) shows as `#<inode> (deleted)`."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the descriptor listdir itself used, closed since
+            continue
+        if target.startswith(f"{directory}{os.sep}"):
+            found.append(target)
+    return found

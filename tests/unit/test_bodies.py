@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from notification_flow import jsonv2
 from notification_flow.payloads import NotificationBody, UnreadableBody, read_body, request_class
 from notification_flow.transcripts import BodyTooLarge, TranscriptFiles
+from tests.unit.support import held_open
 
 DOCS_TRANSCRIPT = Path(__file__).parents[1] / "emulator" / "fixtures" / "transcript-json-v2-docs-example.json"
 SAMPLES = Path("/work/shared/reference/samples")
@@ -43,9 +45,18 @@ TXT = b"Hello, this is an example transcript.\n"
 SRT = b"1\n00:00:00,000 --> 00:00:02,000\nHello, this is an example.\n"
 
 
+@pytest.fixture(params=["unnamed", "named"])
+def spool(request: pytest.FixtureRequest) -> str:
+    """Bodies spooled to unnamed files (O_TMPFILE), or to named `.part` files as where that is not supported."""
+    return str(request.param)
+
+
 @pytest.fixture
-def transcripts(tmp_path: Path) -> TranscriptFiles:
-    return TranscriptFiles(tmp_path / "transcripts").ensure_directories()
+def transcripts(tmp_path: Path, spool: str) -> TranscriptFiles:
+    files = TranscriptFiles(tmp_path / "transcripts").ensure_directories()
+    if spool == "named":
+        files._unnamed = False
+    return files
 
 
 @pytest.fixture
@@ -63,8 +74,9 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     return str(request.param)
 
 
-def leftovers(transcripts: TranscriptFiles) -> list[Path]:
-    return list(transcripts.incoming.iterdir())
+def leftovers(transcripts: TranscriptFiles) -> list[str]:
+    """Temporary files in .incoming: named there, or held open by this process without a name."""
+    return sorted({*map(str, transcripts.incoming.iterdir()), *held_open(transcripts.incoming)})
 
 
 class Read:
@@ -284,14 +296,21 @@ def test_a_truncated_transcript_over_a_megabyte_is_refused(app: flask.Flask, tra
     assert (transcripts.unreadable / f"{JOB_ID}.body").read_bytes() == big[:-3]
 
 
-def test_temporary_files_exist_during_the_block_and_are_gone_after(app: flask.Flask,
-                                                                   transcripts: TranscriptFiles) -> None:
+def test_temporary_files_exist_during_the_block_and_are_gone_after(app: flask.Flask, transcripts: TranscriptFiles,
+                                                                   spool: str) -> None:
     with app.test_request_context("/webhook", method="POST", **multipart(TRANSCRIPT_PART, JOBINFO_PART)), \
             read_body(flask.request, JOB_ID, transcripts, LIMIT) as body:
-        assert body.transcript is not None and Path(body.transcript.name).exists()
-        assert Path(body.transcript.name).parent == transcripts.incoming
-        during = leftovers(transcripts)
+        assert body.transcript is not None
+        held = os.readlink(f"/proc/self/fd/{body.transcript.file.fileno()}")
+        assert Path(held).parent == transcripts.incoming
+        if spool == "named":
+            assert body.transcript.name == held and Path(held).exists()
+        else:
+            assert body.transcript.name is None and held.endswith(" (deleted)")  # O_TMPFILE: it has no name
+        during = held_open(transcripts.incoming)
     assert len(during) >= 1
+    assert body.transcript.file.closed
+    assert held_open(transcripts.incoming) == []
     assert leftovers(transcripts) == []
 
 
