@@ -3,15 +3,22 @@
 A typical document (a few KB to a few hundred) is read whole and checked by msgspec, which validates every
 byte of `results` without building a single word of it: 16 µs for a 20 KB transcript, where json.load spent
 175 µs building objects only to drop them, the largest part of a notification's own CPU. A larger document
-never sits in memory: Python reads its head only, until the top-level keys show a json-v2 transcript (they
-come before the results), then ijson's C backend parses the rest, building nothing but `job`. Either way the
-whole document is parsed, so a truncated one is caught.
+never sits in memory: ijson's C backend reads it as a stream of events, which Python follows only until the
+top-level keys and the job are known (they come before the results), and the rest is checked in C without
+building anything. Either way the whole document is parsed, so a truncated one is caught.
 
-Both accept only strict JSON in UTF-8 (RFC 8259): no NaN, no byte order mark, no invalid UTF-8 anywhere.
+Both refuse what is not JSON in UTF-8 (RFC 8259), and json.load's extensions to it: NaN and Infinity, a byte
+order mark, lone surrogate escapes. A number that is built must fit a 64-bit integer or a double: all of them
+above 1 MB (ijson's C backend is told to use floats, which also spares the process a crash on a 5,000-digit
+integer), only `job`'s in memory. A document nested too deeply is refused: in memory, deeper than Python's
+recursion limit (about 1,000); above 1 MB, deeper than 64 levels in the part Python follows (any depth after
+it costs yajl one byte a level). None of these, nor yajl taking \f as whitespace, is near anything
+Speechmatics sends.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -20,6 +27,7 @@ import msgspec
 
 TRANSCRIPT_KEYS = {"format", "job", "results"}  # json-v2's top level
 IN_MEMORY_BYTES = 1 << 20  # documents up to 1 MB are parsed whole; larger ones are streamed
+MAX_FOLLOWED_DEPTH = 64  # above 1 MB, how deep the part Python follows may nest (json-v2 needs 5)
 # Where job details live: under `job` in a transcript, at the top level in a jobinfo body.
 JOB_FIELDS = ("job.", "id", "created_at", "data_name", "duration", "tracking.", "errors.", "status")
 ERROR_FIELD = "errors.item.message"
@@ -41,13 +49,11 @@ def read(source: BinaryIO, size: int) -> tuple[set[str], dict[str, str]]:
         if size <= IN_MEMORY_BYTES:
             top_keys, info = _read_whole(source.read())
         else:
-            top_keys, info = _scan_head(source)
-            if top_keys >= TRANSCRIPT_KEYS:
-                source.seek(0)
-                jobs = list(ijson.items(source, "job"))
-                info = _job_fields(_strings(jobs[0] if jobs else {}, ""))
+            top_keys, info = _read_streamed(source)
     except (ValueError, msgspec.DecodeError, ijson.JSONError, ijson.IncompleteJSONError) as error:  # and Unicode
         raise NotJson(f"not valid JSON: {error}") from error
+    except RecursionError:
+        raise NotJson("nested too deeply") from None
     if not top_keys:
         raise NotJson("JSON but not an object")
     return top_keys, {key: value for key, value in info.items() if key.startswith(JOB_FIELDS)}
@@ -75,17 +81,31 @@ def _read_whole(data: bytes) -> tuple[set[str], dict[str, str]]:
     return set(top), _job_fields(_strings({key: msgspec.json.decode(value) for key, value in top.items()}, ""))
 
 
-def _scan_head(source: BinaryIO) -> tuple[set[str], dict[str, str]]:
-    """Top-level keys and job fields, stopping as soon as the document is known to be a transcript."""
+def _read_streamed(source: BinaryIO) -> tuple[set[str], dict[str, str]]:
+    """Top-level keys and job fields of a document too large to hold, in one pass over yajl's plain events.
+    Python follows them, tracking where each one is, only until the keys and the job are known (json-v2 puts
+    them before `results`); the rest is drained in C. ijson's own prefixes are not used: it keeps one string
+    per level, each as long as the path, so a megabyte nested deeply enough took gigabytes."""
+    events = ijson.basic_parse(source, buf_size=1 << 16, use_float=True)
     top_keys: set[str] = set()
     info: dict[str, str] = {}
-    for prefix, event, value in ijson.parse(source, buf_size=4096):
-        if prefix == "" and event == "map_key":
-            top_keys.add(value)
-            if top_keys >= TRANSCRIPT_KEYS:
-                break
-        elif event == "string" and prefix.startswith(JOB_FIELDS):  # ids and reasons are strings
-            info.update(_job_fields([(prefix.removeprefix("job."), value)], info))
+    path: list[str | None] = []  # the key or "item" at each level above the current event
+    for event, value in events:
+        if event == "map_key":
+            path[-1] = value
+            if len(path) == 1:
+                top_keys.add(value)
+        elif event in ("start_map", "start_array"):
+            if len(path) >= MAX_FOLLOWED_DEPTH:
+                raise NotJson("nested too deeply")
+            path.append(None if event == "start_map" else "item")
+        elif event in ("end_map", "end_array"):
+            path.pop()
+        elif event == "string" and (prefix := ".".join(map(str, path))).startswith(JOB_FIELDS):
+            info.update(_job_fields([(prefix.removeprefix("job."), value)], info))  # ids and reasons are strings
+        if top_keys >= TRANSCRIPT_KEYS and path[:1] != ["job"]:
+            collections.deque(events, maxlen=0)  # the rest, checked without a Python step per event
+            break
     return top_keys, info
 
 

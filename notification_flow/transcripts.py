@@ -164,12 +164,15 @@ class ProcessDescriptor:
         return opened[1]
 
 
+# How an unnamed file is linked to a name: one descriptor of /proc/self/fd per process, whatever uses it.
+_OPEN_FILES = ProcessDescriptor("/proc/self/fd")
+
+
 class TranscriptFiles:
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory).resolve()
         self.incoming = self.directory / ".incoming"
         self._directory_sync = DirectorySync(self.directory)
-        self._open_files = ProcessDescriptor("/proc/self/fd")  # how an unnamed file is linked to a name
         self._unnamed: bool | None = None  # whether `.incoming` takes unnamed files: found out on first use
         self.unreadable = self.directory / ".unreadable"
         self._prefix = f"{self.directory}{os.sep}"  # exists() joins names as strings: pathlib costs 10 µs a name
@@ -222,7 +225,7 @@ class TranscriptFiles:
             return False
         probe = f"{self.incoming}{os.sep}.probe-{os.getpid()}-{time.monotonic_ns()}"
         try:
-            os.link(str(handle), probe, src_dir_fd=self._open_files.descriptor(), follow_symlinks=True)
+            os.link(str(handle), probe, src_dir_fd=_OPEN_FILES.descriptor(), follow_symlinks=True)
             os.unlink(probe)
             return True
         except OSError:
@@ -235,7 +238,7 @@ class TranscriptFiles:
         file is linked through its descriptor in /proc/self/fd (linkat with AT_SYMLINK_FOLLOW)."""
         incoming.finish()
         if incoming.name is None:
-            os.link(str(incoming.file.fileno()), target, src_dir_fd=self._open_files.descriptor(),
+            os.link(str(incoming.file.fileno()), target, src_dir_fd=_OPEN_FILES.descriptor(),
                     follow_symlinks=True)
         else:
             os.link(incoming.name, target)

@@ -218,6 +218,15 @@ def test_a_truncated_json_body_is_refused_and_kept_once(app: flask.Flask, transc
     assert leftovers(transcripts) == []
 
 
+def test_a_body_nested_too_deeply_is_refused_and_kept(app: flask.Flask, transcripts: TranscriptFiles) -> None:
+    """Not a RecursionError, which would answer 500 and keep nothing (checked in memory: ijson has no limit)."""
+    body = b'{"id": "' + JOB_ID.encode() + b'", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(UnreadableBody, match="nested too deeply"):
+        read(app, transcripts, data=body, content_type=JSON)
+    assert (transcripts.unreadable / f"{JOB_ID}.body").read_bytes() == body
+    assert leftovers(transcripts) == []
+
+
 def test_a_truncated_transcript_part_is_refused(app: flask.Flask, transcripts: TranscriptFiles, mode: str) -> None:
     with pytest.raises(UnreadableBody):
         read(app, transcripts, **multipart(("transcript", transcript_bytes()[:-10], "transcript.json", JSON)))

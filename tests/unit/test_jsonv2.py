@@ -1,13 +1,16 @@
 """Unit tests of notification_flow.jsonv2: a document is accepted only if it is complete, strict JSON in UTF-8.
 
 The in-memory check validates `results` without building it, so these tests hold it to json.loads: whatever
-json.loads refuses, it refuses too, and what it accepts, it reads exactly as json.loads would.
+json.loads refuses, it refuses too, and what it accepts, it reads exactly as json.loads would. One exception
+is stated by a test of its own: an integer of more than 4,300 digits, which json.loads refuses to build (a
+CPython safeguard against slow conversion, not a rule of JSON), is accepted in memory where nothing is built.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +130,52 @@ def test_a_changed_byte_is_refused_exactly_when_json_loads_refuses_it(position: 
             read(data)
     else:
         assert read(data) == want
+
+
+def with_number(number: bytes, where: str) -> bytes:
+    if where == "job":
+        return TRANSCRIPT.replace(b'"id":"', b'"n":' + number + b',"id":"', 1)
+    return TRANSCRIPT.replace(b'"results":[', b'"results":[' + number + b",", 1)
+
+
+def test_a_number_in_job_that_cannot_be_built_is_refused(mode: str) -> None:
+    for number in (b"1" * 5000, b"1e400"):
+        with pytest.raises(jsonv2.NotJson):
+            read(with_number(number, "job"))
+
+
+def test_a_huge_integer_in_results_never_crashes_the_process(mode: str) -> None:
+    """ijson's C backend, left to build Python ints, crashed the process (SIGSEGV) on this; with floats it
+    refuses it. In memory, `results` is checked for syntax only, so it is accepted there (see above)."""
+    data = with_number(b"1" * 5000, "results")
+    if mode == "streamed":
+        with pytest.raises(jsonv2.NotJson):
+            read(data)
+    else:
+        assert read(data)[1]["id"] == JOB_ID
+
+
+@pytest.mark.parametrize("where", ["job", "results"])
+def test_a_document_nested_too_deeply_is_refused_not_raised(where: str) -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    data = with_number(nested, where)
+    with pytest.raises(jsonv2.NotJson, match="nested too deeply"):
+        read(data)
+
+
+def test_a_deeply_nested_document_over_a_megabyte_is_checked_in_little_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ijson's prefixes kept a string per level as long as the path: 3,000 levels took 23 MB, 30,000 took
+    2.2 GB. Followed as plain events, depth costs yajl a byte a level; where Python follows (up to the end of
+    `job`), more than MAX_FOLLOWED_DEPTH levels are refused."""
+    monkeypatch.setattr(jsonv2, "IN_MEMORY_BYTES", 16)
+    nested = b"[" * 3000 + b"]" * 3000
+    tracemalloc.start()
+    try:
+        assert read(with_number(nested, "results"))[1]["id"] == JOB_ID  # valid JSON, whatever its depth
+        with pytest.raises(jsonv2.NotJson, match="nested too deeply"):
+            read(with_number(nested, "job"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000

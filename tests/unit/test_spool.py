@@ -110,3 +110,18 @@ def test_a_discarded_body_leaves_nothing(files: TranscriptFiles) -> None:
     assert incoming.file.closed
     assert os.listdir(files.incoming) == []
     assert held_open(files.incoming) == []
+
+
+def test_a_store_that_only_spools_holds_no_descriptor(tmp_path: Path) -> None:
+    """One descriptor of /proc/self/fd serves every store of a process: the S3 check's scratch store, which
+    spools a probe and is dropped, leaves nothing open."""
+    def spool_once(number: int) -> None:
+        files = TranscriptFiles(tmp_path / f"transcripts{number}").ensure_directories()
+        with files.incoming_file() as incoming:
+            incoming.write(BODY)
+            incoming.finish()
+    spool_once(0)  # the process's first store opens the shared one
+    before = len(os.listdir("/proc/self/fd"))
+    for number in range(1, 11):
+        spool_once(number)
+    assert len(os.listdir("/proc/self/fd")) == before
