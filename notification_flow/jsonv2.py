@@ -8,12 +8,13 @@ top-level keys and the job are known (they come before the results), and the res
 building anything. Either way the whole document is parsed, so a truncated one is caught.
 
 Both refuse what is not JSON in UTF-8 (RFC 8259), and json.load's extensions to it: NaN and Infinity, a byte
-order mark, lone surrogate escapes. A number that is built must fit a 64-bit integer or a double: all of them
-above 1 MB (ijson's C backend is told to use floats, which also spares the process a crash on a 5,000-digit
-integer), only `job`'s in memory. A document nested too deeply is refused: in memory, deeper than Python's
-recursion limit (about 1,000); above 1 MB, deeper than 64 levels in the part Python follows (any depth after
-it costs yajl one byte a level). None of these, nor yajl taking \f as whitespace, is near anything
-Speechmatics sends.
+order mark, and in memory lone surrogate escapes (yajl, above 1 MB, takes a lone high one as "?"). A number
+that is built must fit a 64-bit integer or a double: all of them above 1 MB (ijson's C backend is told to use
+floats, which also spares the process a crash on a 5,000-digit integer), only `job`'s in memory. A document
+nested too deeply is refused: in memory, deeper than Python's recursion limit (about 1,000); above 1 MB,
+deeper than 64 levels in the part Python follows, which is all of a document that is not a transcript (any
+depth after it costs yajl one byte a level). None of these, nor yajl taking \f as whitespace, is near
+anything Speechmatics sends.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def read(source: BinaryIO, size: int) -> tuple[set[str], dict[str, str]]:
             top_keys, info = _read_whole(source.read())
         else:
             top_keys, info = _read_streamed(source)
+    except NotJson:
+        raise
     except (ValueError, msgspec.DecodeError, ijson.JSONError, ijson.IncompleteJSONError) as error:  # and Unicode
         raise NotJson(f"not valid JSON: {error}") from error
     except RecursionError:
@@ -85,28 +88,41 @@ def _read_streamed(source: BinaryIO) -> tuple[set[str], dict[str, str]]:
     """Top-level keys and job fields of a document too large to hold, in one pass over yajl's plain events.
     Python follows them, tracking where each one is, only until the keys and the job are known (json-v2 puts
     them before `results`); the rest is drained in C. ijson's own prefixes are not used: it keeps one string
-    per level, each as long as the path, so a megabyte nested deeply enough took gigabytes."""
+    per level, each as long as the path, so a megabyte nested deeply enough took gigabytes. As in memory, a
+    transcript's fields come from its (last) `job` only, any other document's from its top level."""
     events = ijson.basic_parse(source, buf_size=1 << 16, use_float=True)
     top_keys: set[str] = set()
-    info: dict[str, str] = {}
+    in_job: dict[str, str] = {}  # job fields under `job`, named from inside it
+    anywhere: dict[str, str] = {}  # job fields anywhere, named from the top
     path: list[str | None] = []  # the key or "item" at each level above the current event
     for event, value in events:
         if event == "map_key":
             path[-1] = value
             if len(path) == 1:
                 top_keys.add(value)
+                if value == "job":
+                    in_job.clear()  # a repeated key: the last one counts, as in memory
         elif event in ("start_map", "start_array"):
             if len(path) >= MAX_FOLLOWED_DEPTH:
                 raise NotJson("nested too deeply")
             path.append(None if event == "start_map" else "item")
         elif event in ("end_map", "end_array"):
             path.pop()
-        elif event == "string" and (prefix := ".".join(map(str, path))).startswith(JOB_FIELDS):
-            info.update(_job_fields([(prefix.removeprefix("job."), value)], info))  # ids and reasons are strings
+        elif event == "string":
+            name = ".".join(map(str, path))
+            _keep(anywhere, name, value)
+            if len(path) > 1 and path[0] == "job":
+                _keep(in_job, name.removeprefix("job."), value)
         if top_keys >= TRANSCRIPT_KEYS and path[:1] != ["job"]:
             collections.deque(events, maxlen=0)  # the rest, checked without a Python step per event
-            break
-    return top_keys, info
+            return top_keys, in_job
+    return top_keys, anywhere
+
+
+def _keep(info: dict[str, str], name: str, value: str) -> None:
+    """Add one string field to `info` if it is a job field (so what is kept never grows with the document)."""
+    if name.startswith(JOB_FIELDS):
+        info.update(_job_fields([(name, value)], info))
 
 
 def _job_fields(fields: Iterable[tuple[str, str]], known: dict[str, str] | None = None) -> dict[str, str]:

@@ -179,3 +179,30 @@ def test_a_deeply_nested_document_over_a_megabyte_is_checked_in_little_memory(
     finally:
         tracemalloc.stop()
     assert peak < 2_000_000
+
+
+def document(*members: str) -> bytes:
+    return ("{" + ",".join(members) + "}").encode()
+
+
+FORMAT, RESULTS = '"format":"2.9"', '"results":[{"type":"word"}]'
+
+
+@pytest.mark.parametrize(("name", "data", "want"), [
+    ("fields beside `job` are not the job's",
+     document(FORMAT, '"job":{"id":"650krlru2e","errors":[{"message":"A"}]}', '"id":"other"',
+              '"tracking":{"reference":"X"}', '"errors":[{"message":"TOP"}]', RESULTS),
+     {"id": JOB_ID, "errors.item.message": "A"}),
+    ("fields before `job` are not the job's either",
+     document('"id":"other"', FORMAT, '"job":{"data_name":"d"}', RESULTS), {"data_name": "d"}),
+    ("a repeated `job`: the last one, never a mix",
+     document(FORMAT, '"job":{"id":"650krlru2e","tracking":{"reference":"ref1"}}', '"job":{"id":"second"}', RESULTS),
+     {"id": "second"}),
+    ("`job` after `results`",
+     document(FORMAT, RESULTS, '"job":{"id":"650krlru2e","tracking":{"reference":"r"}}'),
+     {"id": JOB_ID, "tracking.reference": "r"}),
+])
+def test_a_transcripts_fields_come_from_its_job_alone(mode: str, name: str, data: bytes, want: dict[str, str]) -> None:
+    top_keys, info = read(data)
+    assert top_keys >= jsonv2.TRANSCRIPT_KEYS
+    assert info == want
