@@ -144,7 +144,6 @@ class DirectorySync:
                     self.state.notify_all()
 
 
-
 class ProcessDescriptor:
     """A directory opened once per process and kept open: never used across a fork, where it would be the
     parent's (for /proc/self/fd, the parent's open files)."""
@@ -166,6 +165,12 @@ class ProcessDescriptor:
 
 # How an unnamed file is linked to a name: one descriptor of /proc/self/fd per process, whatever uses it.
 _OPEN_FILES = ProcessDescriptor("/proc/self/fd")
+
+
+def _link_unnamed(handle: int, target: str | Path) -> None:
+    """Give the open file `handle` the name `target`, through its entry in /proc/self/fd (linkat with
+    AT_SYMLINK_FOLLOW: the way to name an O_TMPFILE file without privileges)."""
+    os.link(str(handle), target, src_dir_fd=_OPEN_FILES.descriptor(), follow_symlinks=True)
 
 
 class TranscriptFiles:
@@ -225,7 +230,7 @@ class TranscriptFiles:
             return False
         probe = f"{self.incoming}{os.sep}.probe-{os.getpid()}-{time.monotonic_ns()}"
         try:
-            os.link(str(handle), probe, src_dir_fd=_OPEN_FILES.descriptor(), follow_symlinks=True)
+            _link_unnamed(handle, probe)
             os.unlink(probe)
             return True
         except OSError:
@@ -234,12 +239,10 @@ class TranscriptFiles:
             os.close(handle)
 
     def _link(self, incoming: IncomingFile, target: str | Path) -> None:
-        """Give the file's durable bytes the name `target` (FileExistsError if that is taken). An unnamed
-        file is linked through its descriptor in /proc/self/fd (linkat with AT_SYMLINK_FOLLOW)."""
+        """Give the file's durable bytes the name `target` (FileExistsError if that is taken)."""
         incoming.finish()
         if incoming.name is None:
-            os.link(str(incoming.file.fileno()), target, src_dir_fd=_OPEN_FILES.descriptor(),
-                    follow_symlinks=True)
+            _link_unnamed(incoming.file.fileno(), target)
         else:
             os.link(incoming.name, target)
 
