@@ -79,9 +79,9 @@ def _read_whole(data: bytes) -> tuple[set[str], dict[str, str]]:
         top = _TOP_LEVEL.decode(data)
     except msgspec.ValidationError:  # valid JSON, but an array, a string, a number...
         return set(), {}
-    if set(top) >= TRANSCRIPT_KEYS:
-        return set(top), _job_fields(_strings(msgspec.json.decode(top["job"]), ""))
-    return set(top), _job_fields(_strings({key: msgspec.json.decode(value) for key, value in top.items()}, ""))
+    top_keys = set(top)
+    document = msgspec.json.decode(top["job"] if top_keys >= TRANSCRIPT_KEYS else data)  # a jobinfo is small
+    return top_keys, _job_fields(_strings(document, ""))
 
 
 def _read_streamed(source: BinaryIO) -> tuple[set[str], dict[str, str]]:
