@@ -2,7 +2,7 @@
 
 Order of the hooks for /v2 requests: counted in the stats, delayed by ``api_latency_ms``, bearer
 auth (401), documented rate limits (429), injected 429/503 faults, then the route (POST /v2/jobs
-applies ``create_latency_ms`` and ``create_then_fail_fraction``, the json-v2 transcript the truncate
+applies ``create_latency_ms`` and ``create_then_fail_fraction``, transcript downloads the truncate
 and empty transcript faults). Every answer gets a ``Request-Id`` header; errors are
 ``{"code", "error", "detail"}`` JSON with enum strings.
 """
@@ -252,23 +252,23 @@ def get_transcript(job_id: str) -> Response:
     if document is None:
         raise ApiError(404, "Job not found", f"The job is {status}")
     if fmt == "json-v2":
-        return _json_transcript(job_id, transcripts.dump_json(document))
-    return Response(_render(document, fmt), mimetype="text/plain")
+        return _transcript(job_id, fmt, transcripts.dump_json(document), "application/json")
+    return _transcript(job_id, fmt, _render(document, fmt).encode(), "text/plain")
 
 
-def _json_transcript(job_id: str, body: bytes) -> Response:
-    """The json-v2 bytes, or (by the truncate/empty faults) a 200 with only part of them or nothing.
+def _transcript(job_id: str, fmt: str, body: bytes, mimetype: str) -> Response:
+    """The transcript bytes, or (by the truncate/empty faults) a 200 with only part of them or nothing.
 
     A faulty answer is streamed without Content-Length (chunked, properly terminated), so the HTTP
     exchange is complete and valid and only the content is wrong, as behind a broken proxy.
     """
     service = _service()
-    fault = service.faults.transcript_fault(job_id)
+    fault = service.faults.transcript_fault(job_id, fmt)
     if fault is None:
-        return Response(body, mimetype="application/json")
+        return Response(body, mimetype=mimetype)
     service.traffic.count(f"injected_{fault}_transcript")
     part = body[: max(len(body) // 3, 1)] if fault == "truncated" else b""
-    return Response(_stream(part), mimetype="application/json")
+    return Response(_stream(part), mimetype=mimetype)
 
 
 def _stream(data: bytes) -> Iterator[bytes]:

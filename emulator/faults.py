@@ -35,7 +35,7 @@ class Faults:
         self._options = options
         self._lock = threading.Lock()
         self._api_calls = 0
-        self._transcript_reads: Counter[str] = Counter()
+        self._transcript_reads: Counter[tuple[str, str]] = Counter()
 
     @property
     def options(self) -> EmulatorOptions:
@@ -66,16 +66,20 @@ class Faults:
         """Whether the answer to the POST /v2/jobs that created ``job_id`` is replaced by a 503."""
         return self._rng("create_then_fail", job_id).random() < self._options.create_then_fail_fraction
 
-    def transcript_fault(self, job_id: str) -> str | None:
-        """"truncated", "empty" or None for the next json-v2 transcript read of a done job.
+    def transcript_fault(self, job_id: str, fmt: str = "json-v2") -> str | None:
+        """"truncated", "empty" or None for the next ``fmt`` transcript read of a done job.
 
-        Drawn from the job id and how many times its transcript was read, so a retry of the same
-        download gets a fresh decision and the same seed replays the same sequence per job.
+        Drawn from the job id, the format and how many times that format was read, so a retry of the
+        same download gets a fresh decision, reads of one format never shift the faults of another,
+        and the same seed replays the same sequence per job and format.
         """
         with self._lock:
-            self._transcript_reads[job_id] += 1
-            number, options = self._transcript_reads[job_id], self._options
-        roll = self._rng("transcript", job_id, number).random()
+            self._transcript_reads[job_id, fmt] += 1
+            number, options = self._transcript_reads[job_id, fmt], self._options
+        if fmt not in options.transcript_fault_formats:
+            return None
+        topic = ("transcript", job_id, number) if fmt == "json-v2" else ("transcript", job_id, fmt, number)
+        roll = self._rng(*topic).random()
         if roll < options.truncate_transcript_fraction:
             return "truncated"
         if roll < options.truncate_transcript_fraction + options.empty_transcript_fraction:

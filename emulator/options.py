@@ -76,6 +76,18 @@ def parse_globs(value: Any) -> tuple[str, ...]:
     return tuple(str(item) for item in _items(value))
 
 
+TRANSCRIPT_FORMATS = ("json-v2", "txt", "srt")
+
+
+def parse_formats(value: Any) -> tuple[str, ...]:
+    """Transcript formats by their ``format=`` names; a typo would silently disable a fault, so refuse it."""
+    formats = tuple(str(item) for item in _items(value))
+    unknown = sorted(set(formats) - set(TRANSCRIPT_FORMATS))
+    if unknown:
+        raise ValueError(f"unknown transcript format(s) {', '.join(unknown)}; known: {', '.join(TRANSCRIPT_FORMATS)}")
+    return formats
+
+
 def option(default: Any, parse: Callable[[Any], Any], help: str, *, fault: bool = False) -> Any:
     """Declare one option: its parser and help text travel with it to the CLI and the control API."""
     return field(default=default, metadata={"parse": parse, "help": help, "fault": fault})
@@ -130,10 +142,14 @@ class EmulatorOptions:
         0.0, parse_fraction, "fraction of POST /v2/jobs that create the job but answer 503", fault=True
     )
     truncate_transcript_fraction: float = option(
-        0.0, parse_fraction, "fraction of json-v2 transcripts served truncated (status 200)", fault=True
+        0.0, parse_fraction, "fraction of transcript downloads served truncated (status 200)", fault=True
     )
     empty_transcript_fraction: float = option(
-        0.0, parse_fraction, "fraction of json-v2 transcripts served with an empty body (status 200)", fault=True
+        0.0, parse_fraction, "fraction of transcript downloads served with an empty body (status 200)", fault=True
+    )
+    transcript_fault_formats: tuple[str, ...] = option(
+        TRANSCRIPT_FORMATS, parse_formats, "comma-separated formats the two transcript faults apply to",
+        fault=True,
     )
     reject_fraction: float = option(0.0, parse_fraction, "fraction of jobs that end rejected", fault=True)
     reject_data_names: tuple[str, ...] = option(

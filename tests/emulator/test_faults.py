@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from emulator import Emulator, EmulatorOptions
+from emulator.transcripts import render_srt
 from tests.emulator.support import AUTH, Receiver, job_config, submit, submit_id, wait_for, wav_bytes
 
 
@@ -268,54 +269,81 @@ def test_create_then_fail_off_by_default_and_seeded(make_emulator) -> None:
     assert [code for _, code in first] != [code for _, code in other]
 
 
+FORMATS = ("json-v2", "txt", "srt")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("fault", ["truncate", "empty"])
-def test_broken_transcript_is_a_complete_200_with_wrong_bytes(make_emulator, fault: str) -> None:
+def test_broken_transcript_is_a_complete_200_with_wrong_bytes(make_emulator, fault: str, fmt: str) -> None:
     emu = make_emulator(processing_seconds=0.05)
     job_id = submit_id(emu.url)
     wait_for(lambda: emu.job(job_id)["status"] == "done", message="the job to finish")
-    real = emu.transcript_bytes(job_id)
-    assert raw_transcript(emu, job_id).content == real  # fraction 0: the real bytes
-    others = {fmt: raw_transcript(emu, job_id, fmt).content for fmt in ("txt", "srt")}
+    real = {name: raw_transcript(emu, job_id, name).content for name in FORMATS}  # fractions 0: the real bytes
+    assert real["json-v2"] == emu.transcript_bytes(job_id) and all(real.values())
+    content_type = raw_transcript(emu, job_id, fmt).headers["Content-Type"]
     details = requests.get(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10).json()
-    emu.set_faults(**{f"{fault}_transcript_fraction": 1.0})
-    response = raw_transcript(emu, job_id)
-    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    emu.set_faults(**{f"{fault}_transcript_fraction": 1.0, "transcript_fault_formats": [fmt]})
+    response = raw_transcript(emu, job_id, fmt)
+    assert response.status_code == 200 and response.headers["Content-Type"] == content_type
     assert response.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in response.headers
     if fault == "truncate":
-        assert response.content == real[: len(real) // 3] and response.content
-        with pytest.raises(ValueError):
-            json.loads(response.content)
+        assert response.content == real[fmt][: len(real[fmt]) // 3] and response.content
     else:
         assert response.content == b""
-    for fmt, content in others.items():  # the other formats and routes are served as usual
-        again = raw_transcript(emu, job_id, fmt)
-        assert again.status_code == 200 and again.content == content and content, fmt
+    if fmt == "json-v2" and fault == "truncate":
+        with pytest.raises(ValueError):
+            json.loads(response.content)
+    for other in set(FORMATS) - {fmt}:  # the formats not named are served as usual
+        again = raw_transcript(emu, job_id, other)
+        assert again.status_code == 200 and again.content == real[other], other
     assert requests.get(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10).json() == details
-    files = {"data_file": ("sync.wav", wav_bytes(0.5)), "config": (None, json.dumps(job_config()))}
-    sync = requests.post(f"{emu.url}/jobs", headers=AUTH, files=files, params={"wait": 5}, timeout=10).json()
-    assert sync["status"] == "done" and sync["json-v2"] == json.loads(emu.transcript_bytes(sync["id"]))
+    files = {"data_file": ("sync.wav", wav_bytes(2.0)), "config": (None, json.dumps(job_config()))}
+    params = {"wait": 5, "format": fmt}
+    sync = requests.post(f"{emu.url}/jobs", headers=AUTH, files=files, params=params, timeout=10).json()
+    assert sync["status"] == "done" and sync[fmt]  # the ?wait= answer is not a download: never broken
+    if fmt == "json-v2":
+        assert sync[fmt] == json.loads(emu.transcript_bytes(sync["id"]))
     stats = emu.stats()
     assert stats["injected_truncated_transcript"] == (1 if fault == "truncate" else 0)
     assert stats["injected_empty_transcript"] == (1 if fault == "empty" else 0)
 
 
-def test_transcript_faults_are_seeded_per_job_and_read(make_emulator) -> None:
-    def pattern(seed: int) -> list[str]:
+def test_transcript_faults_apply_to_every_format_by_default(make_emulator) -> None:
+    emu = make_emulator(processing_seconds=0.05)
+    assert emu.faults()["transcript_fault_formats"] == list(FORMATS)
+    job_id = submit_id(emu.url)
+    wait_for(lambda: emu.job(job_id)["status"] == "done", message="the job to finish")
+    emu.set_faults(empty_transcript_fraction=1.0)
+    assert all(raw_transcript(emu, job_id, fmt).content == b"" for fmt in FORMATS)
+    assert emu.stats()["injected_empty_transcript"] == 3
+    with pytest.raises(ValueError, match="unknown transcript format"):
+        emu.set_faults(transcript_fault_formats=["json-v2", "vtt"])
+    assert emu.faults()["transcript_fault_formats"] == list(FORMATS)  # a refused change changes nothing
+
+
+def test_transcript_faults_are_seeded_per_job_format_and_read(make_emulator) -> None:
+    def pattern(seed: int, also_srt: bool = False) -> list[str]:
         emu = make_emulator(seed=seed, processing_seconds=0.05, truncate_transcript_fraction=0.3,
                             empty_transcript_fraction=0.3, rate_limit_get_per_second=0)
-        ids = [submit_id(emu.url, wav_bytes(0.2)) for _ in range(3)]
+        ids = [submit_id(emu.url, wav_bytes(2.0)) for _ in range(3)]  # long enough for srt cues
         wait_for(lambda: all(emu.job(job_id)["status"] == "done" for job_id in ids), message="3 jobs done")
-        kinds = []
+        kinds, srt_kinds = [], []
         for job_id in ids:
             real = emu.transcript_bytes(job_id)
+            real_srt = render_srt(json.loads(real)).encode()
             for _ in range(8):
                 content = raw_transcript(emu, job_id).content
                 kinds.append("ok" if content == real else "empty" if content == b"" else "truncated")
+                if also_srt:
+                    srt = raw_transcript(emu, job_id, "srt").content
+                    srt_kinds.append("ok" if srt == real_srt else "empty" if srt == b"" else "truncated")
         stats = emu.stats()
-        assert stats["injected_truncated_transcript"] == kinds.count("truncated")
-        assert stats["injected_empty_transcript"] == kinds.count("empty")
+        assert stats["injected_truncated_transcript"] == (kinds + srt_kinds).count("truncated")
+        assert stats["injected_empty_transcript"] == (kinds + srt_kinds).count("empty")
+        assert not also_srt or set(srt_kinds) == {"ok", "truncated", "empty"}
         return kinds
 
     first, again, other = pattern(7), pattern(7), pattern(8)
     assert first == again and set(first) == {"ok", "truncated", "empty"}
     assert first != other
+    assert pattern(7, also_srt=True) == first  # reads of srt do not shift the json-v2 faults
