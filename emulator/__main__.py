@@ -47,7 +47,8 @@ def _show(value: Any) -> str:
 
 
 def _metavar(name: str) -> str:
-    special = {"notify_retry_delays": "LIST", "reject_data_names": "LIST", "fail_first_attempts": "N"}
+    special = {"notify_retry_delays": "LIST", "fetch_retry_delays": "LIST", "reject_data_names": "LIST",
+               "fail_first_attempts": "N"}
     if name.endswith("_per_second"):
         return "N"
     return special.get(name, name.split("_")[-1].upper())

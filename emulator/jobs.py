@@ -36,10 +36,14 @@ def iso_micros(timestamp: float) -> str:
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a job will end (or ended) rejected: the notification status and the job.errors message."""
+    """Why a job will end (or ended) rejected: the notification status and the job.errors message.
+
+    ``recorded``: the message is already in job.errors (each failed fetch attempt is added as it happens).
+    """
 
     notify_status: str
     message: str
+    recorded: bool = False
 
 
 @dataclass

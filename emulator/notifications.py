@@ -133,7 +133,7 @@ class Notifier:
         except requests.Timeout:
             outcome = f"error: {TIMEOUT_TEXT}"
         except requests.RequestException as exc:
-            outcome = f"error: {_describe(exc)}"
+            outcome = f"error: {describe(exc)}"
         self._record(notification, number, outcome, started)
         return outcome
 
@@ -204,7 +204,7 @@ def _final_message(notification: Notification, outcome: int | str) -> str:
     return f"unable to send notification: unable to send notification: {_reason(notification, outcome)}"
 
 
-def _describe(exc: requests.RequestException) -> str:
+def describe(exc: requests.RequestException) -> str:
     """Short text for a failed request: the root cause (e.g. connection refused), not the URL again."""
     cause: BaseException = exc
     for _ in range(10):

@@ -111,6 +111,9 @@ class EmulatorOptions:
     )
     notify_timeout: float = option(10.0, parse_non_negative, "timeout of one notification attempt (s)")
     fetch_timeout: float = option(30.0, parse_non_negative, "timeout of a fetch_data download (s)")
+    fetch_retry_delays: tuple[float, ...] = option(
+        (0.1, 0.3, 0.6), parse_delays, "comma-separated delays between fetch_data download attempts (s)"
+    )
     max_upload_bytes: int = option(ONE_GB - 1, parse_count, "largest accepted media file (bytes)")
     upload_dir: str | None = option(None, parse_optional_str, "parent directory for the upload temp dir")
     default_wait_seconds: float = option(

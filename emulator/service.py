@@ -2,9 +2,9 @@
 
 A job is ``running`` from submission until ``processing_seconds`` after it was created (or until a
 test finishes it through the control API); it then ends ``done`` with a transcript, or ``rejected``
-when its media could not be fetched (notification status ``fetch_error``), is not a recognised
-audio format (``error``), holds no audio (``trim_error``) or was picked by the reject fault
-(``error``). Finishing starts the notifications. ``retention_seconds`` after creation the job
+when its media could not be fetched, retries included (notification status ``fetch_error``), is not
+a recognised audio format (``error``), holds no audio (``trim_error``) or was picked by the reject
+fault (``error``). Finishing starts the notifications. ``retention_seconds`` after creation the job
 expires, its media and transcript are deleted, and the API answers 410 for it.
 """
 
@@ -24,7 +24,7 @@ from emulator import media, transcripts
 from emulator.errors import ApiError
 from emulator.faults import Faults, Traffic
 from emulator.jobs import Failure, Job, JobTable, iso_micros, iso_millis
-from emulator.notifications import USER_AGENT, Notifier, split_header
+from emulator.notifications import TIMEOUT_TEXT, USER_AGENT, Notifier, describe, split_header
 from emulator.options import EmulatorOptions
 from emulator.scheduler import Scheduler
 
@@ -87,39 +87,55 @@ class Service:
         remaining = created + self.options.processing_seconds - time.time()
         self.scheduler.call_later(remaining, self.complete, job_id, None)
 
-    def _fetch(self, job_id: str) -> None:
-        """Download ``fetch_data.url`` into the upload dir; a failure rejects the job as ``fetch_error``."""
-        fetch = self.jobs.read(job_id, lambda job: job.config["fetch_data"])
+    def _fetch(self, job_id: str, number: int = 1) -> None:
+        """Download ``fetch_data.url`` into the upload dir, retrying as the service does.
+
+        Every failed attempt is appended to the job's ``errors`` at once (the job is still running);
+        the next follows after the matching ``fetch_retry_delays`` entry, and when they are used up
+        the job is rejected as ``fetch_error``. A file over the size cap is not retried: it would
+        only be too large again.
+        """
+        running, fetch = self.jobs.read(job_id, lambda job: (job.status == "running", job.config["fetch_data"]))
+        if not running:
+            return  # deleted while a retry was waiting
         path = self.upload_dir / f"fetch-{job_id}"
         try:
-            message = self._download(fetch, path)
+            message, final = self._download(fetch, path)
+        except requests.Timeout:
+            message, final = f'Audio fetch error: Get "{fetch["url"]}": {TIMEOUT_TEXT}', False
         except requests.RequestException as exc:
-            message = f"Audio fetch error: {type(exc).__name__}: {exc}"
+            message, final = f'Audio fetch error: Get "{fetch["url"]}": {describe(exc)}', False
         if message is None:
             self._media_ready(job_id, path)
             return
         path.unlink(missing_ok=True)
-        failure = Failure("fetch_error", message)
+        if not self.jobs.update(job_id, lambda job: _record_error(job, message)):
+            return
+        delays = self.options.fetch_retry_delays
+        if not final and number <= len(delays):
+            self.scheduler.call_later(delays[number - 1], self._fetch, job_id, number + 1)
+            return
+        failure = Failure("fetch_error", message, recorded=True)
         self.jobs.update(job_id, lambda job: setattr(job, "failure", failure))
         self._schedule_finish(job_id)
 
-    def _download(self, fetch: dict[str, Any], path: Path) -> str | None:
-        """Stream the media to disk under the size cap; returns an error message or None."""
+    def _download(self, fetch: dict[str, Any], path: Path) -> tuple[str | None, bool]:
+        """Stream the media to disk under the size cap: (error message or None, whether retrying is futile)."""
         headers = {"User-Agent": USER_AGENT, **dict(map(split_header, fetch.get("auth_headers") or []))}
         timeout = self.options.fetch_timeout
         with requests.Session() as session:
             session.trust_env = False
             with session.get(fetch["url"], headers=headers, timeout=timeout, stream=True) as response:
                 if not 200 <= response.status_code < 300:
-                    return f"Audio fetch error, http status {response.status_code}"
+                    return f"Audio fetch error, http status {response.status_code}", False
                 size = 0
                 with path.open("wb") as target:
                     for chunk in response.iter_content(1 << 16):
                         size += len(chunk)
                         if size > self.options.max_upload_bytes:
-                            return f"Audio fetch error, file exceeds {self.options.max_upload_bytes} bytes"
+                            return f"Audio fetch error, file exceeds {self.options.max_upload_bytes} bytes", True
                         target.write(chunk)
-        return None
+        return None, False
 
     # --- finishing ----------------------------------------------------------------------------------
 
@@ -145,7 +161,7 @@ class Service:
             job.status = "rejected" if failure else "done"
             job.billable = failure is None
             job.transcript, job.failure = transcript, failure
-            if failure:
+            if failure and not failure.recorded:
                 job.errors.append({"message": failure.message, "timestamp": iso_millis(time.time())})
             return list(job.config.get("notification_config") or [])
 
@@ -207,6 +223,14 @@ class Service:
         for job_id, status in self.jobs.collect(lambda job: (job.id, job.status)):
             if status != "expired":
                 self.expire_if_due(job_id)
+
+
+def _record_error(job: Job, message: str) -> bool:
+    """Append a failed attempt to a running job's errors; False once it ended (e.g. force-deleted)."""
+    if job.status != "running":
+        return False
+    job.errors.append({"message": message, "timestamp": iso_millis(time.time())})
+    return True
 
 
 def _media_failure(info: media.MediaInfo) -> Failure | None:

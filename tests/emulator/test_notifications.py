@@ -104,38 +104,6 @@ def test_trim_error_for_audio_without_samples(emu: Emulator, receiver: Receiver)
     assert request.query["status"] == ["trim_error"] and emu.job(job_id)["status"] == "rejected"
 
 
-def test_fetch_data_jobs_fetch_with_auth_headers(emu: Emulator, receiver: Receiver) -> None:
-    fetch = {"url": receiver.url("/media/clip.wav"), "auth_headers": ["Authorization: Bearer fetch-token"]}
-    receiver.answers["/media/clip.wav"] = [404]
-    job_id = submit_id(emu.url, fetch_data=fetch, notification_config=[{"url": receiver.url(), "contents": []}])
-    [fetched] = receiver.wait(1, "/media/clip.wav")
-    assert fetched.headers["Authorization"] == "Bearer fetch-token"
-    assert fetched.headers["User-Agent"] == "Speechmatics-API/2.0"
-    [request] = receiver.wait(1, "/hook")
-    assert request.query["status"] == ["fetch_error"]
-    job = emu.job(job_id)
-    assert job["status"] == "rejected" and job["data_name"] == "" and job["duration"] == 0
-    assert job["errors"][0]["message"] == "Audio fetch error, http status 404"
-
-
-def test_fetch_data_success(emu: Emulator, receiver: Receiver) -> None:
-    receiver.bodies["/media/a.wav"] = wav_bytes(4.2)
-    job_id = submit_id(emu.url, fetch_data={"url": receiver.url("/media/a.wav")},
-                       notification_config=[{"url": receiver.url(), "contents": ["jobinfo"]}])
-    [request] = receiver.wait(1, "/hook")
-    assert request.query["status"] == ["success"]
-    assert request.json()["duration"] == 4 and request.json()["data_name"] == ""
-    assert emu.job(job_id)["status"] == "done"
-
-
-def test_unreachable_fetch_url_is_fetch_error(emu: Emulator, receiver: Receiver) -> None:
-    job_id = submit_id(emu.url, fetch_data={"url": "http://127.0.0.1:9/a.wav"},
-                       notification_config=[{"url": receiver.url(), "contents": []}])
-    [request] = receiver.wait(1)
-    assert request.query["status"] == ["fetch_error"]
-    assert emu.job(job_id)["errors"][0]["message"].startswith("Audio fetch error")
-
-
 def test_three_callbacks_go_out_in_parallel(make_emulator, receiver: Receiver) -> None:
     emu = make_emulator(notify_timeout=5.0)
     receiver.hang = {"/a": 1.0, "/b": 1.0, "/c": 1.0}
