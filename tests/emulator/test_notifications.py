@@ -6,9 +6,10 @@ import itertools
 import json
 
 import pytest
+import requests
 
 from emulator import Emulator
-from tests.emulator.support import Receiver, submit_id, wait_for, wav_bytes
+from tests.emulator.support import AUTH, Receiver, submit_id, wait_for, wav_bytes
 
 
 def notify(emu: Emulator, receiver: Receiver, audio: bytes | None = None, path: str = "/hook", **entry) -> str:
@@ -67,6 +68,24 @@ def test_two_items_are_named_multipart_parts(emu: Emulator, receiver: Receiver) 
     assert filename and part_type == "application/json"
     assert json.loads(payload)["tracking"] == {"reference": "r-9"} and json.loads(payload)["id"] == job_id
     assert parts["transcript.txt"][1] == "text/plain" and parts["transcript.txt"][2].endswith(b"\n")
+
+
+def test_json_srt_and_txt_in_one_multipart_notification_match_the_downloads(emu: Emulator, receiver: Receiver) -> None:
+    """One notification carrying every format: each part is byte for byte what the API serves."""
+    contents = ["jobinfo", "transcript", "transcript.srt", "transcript.txt"]
+    job_id = notify(emu, receiver, audio=wav_bytes(3.0, tone=5), contents=contents)
+    [request] = receiver.wait(1)
+    assert request.query["status"] == ["success"] and request.content_type.startswith("multipart/form-data")
+    parts = request.parts()
+    assert list(parts) == contents  # in the order asked for, one part each
+    assert parts["transcript"] == ("transcript.json", "application/json", emu.transcript_bytes(job_id))
+    for fmt in ("srt", "txt"):
+        filename, part_type, payload = parts[f"transcript.{fmt}"]
+        served = requests.get(f"{emu.url}/jobs/{job_id}/transcript", headers=AUTH, params={"format": fmt},
+                              timeout=10)
+        assert (filename, part_type) == (f"transcript.{fmt}", "text/plain") and payload == served.content
+        assert payload.strip()
+    assert parts["transcript.srt"][2].startswith(b"1\n00:00:")
 
 
 def test_data_item_is_multipart_with_the_original_media(emu: Emulator, receiver: Receiver) -> None:
