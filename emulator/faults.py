@@ -86,6 +86,10 @@ class Faults:
             return "empty"
         return None
 
+    def addons_fail(self, job_id: str) -> bool:
+        """Whether the add-ons of a job that ends done all fail (their errors in the transcript metadata)."""
+        return self._rng("addons", job_id).random() < self._options.addon_error_fraction
+
     def rejects(self, job_id: str, data_name: str) -> bool:
         """Whether a job is chosen to end rejected, by fraction or by a data_name glob."""
         options = self._options
@@ -177,4 +181,5 @@ class Traffic:
                 "injected_create_then_fail": self._events["injected_create_then_fail"],
                 "injected_truncated_transcript": self._events["injected_truncated_transcript"],
                 "injected_empty_transcript": self._events["injected_empty_transcript"],
+                "injected_addon_errors": self._events["injected_addon_errors"],
             }

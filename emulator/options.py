@@ -154,6 +154,9 @@ class EmulatorOptions:
         TRANSCRIPT_FORMATS, parse_formats, "comma-separated formats the two transcript faults apply to",
         fault=True,
     )
+    addon_error_fraction: float = option(
+        0.0, parse_fraction, "fraction of done jobs whose requested add-ons fail (metadata.*_errors)", fault=True
+    )
     reject_fraction: float = option(0.0, parse_fraction, "fraction of jobs that end rejected", fault=True)
     reject_data_names: tuple[str, ...] = option(
         (), parse_globs, "comma-separated data_name globs of jobs that end rejected", fault=True

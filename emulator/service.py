@@ -168,6 +168,8 @@ class Service:
         entries = self.jobs.update(job_id, commit)
         if entries is None:
             return False
+        if transcript and transcripts.ADDON_ERROR_KEYS & transcript["metadata"].keys():
+            self.traffic.count("injected_addon_errors")  # counted once committed: a losing render is not
         notify_status = failure.notify_status if failure else NOTIFY_STATUS_SUCCESS
         self.notifier.job_finished(job_id, notify_status, entries)
         return True
@@ -177,7 +179,11 @@ class Service:
         job_info, config = self.jobs.read(job_id, lambda job: (job.info(), job.config))
         seconds, channels = (info.seconds, info.channels) if info else (0.0, 1)
         seed = transcripts.seed_for(audio_hash, config)
-        return transcripts.build_json_v2(job_info, config, seconds, channels, seed, iso_micros(time.time()))
+        document = transcripts.build_json_v2(job_info, config, seconds, channels, seed, iso_micros(time.time()))
+        failed_addons = transcripts.addon_errors(config)
+        if failed_addons and self.faults.addons_fail(job_id):
+            document["metadata"].update(failed_addons)
+        return document
 
     # --- deletion and expiry ------------------------------------------------------------------------
 

@@ -41,6 +41,15 @@ LANGUAGES = {
     "cmn": "Mandarin", "ar": "Arabic", "hi": "Hindi", "ru": "Russian", "auto": "Automatic",
 }
 NO_DELIMITER = {"ja", "cmn", "yue", "th"}
+# The add-ons whose failures RecognitionMetadata reports: config key -> (metadata key, error type).
+ADDON_ERRORS = {
+    "translation_config": ("translation_errors", "translation_failed"),
+    "summarization_config": ("summarization_errors", "summarization_failed"),
+    "sentiment_analysis_config": ("sentiment_analysis_errors", "sentiment_analysis_failed"),
+    "topic_detection_config": ("topic_detection_errors", "topic_detection_failed"),
+    "auto_chapters_config": ("auto_chapters_errors", "auto_chapters_failed"),
+}
+ADDON_ERROR_KEYS = frozenset(metadata_key for metadata_key, _ in ADDON_ERRORS.values())
 RIGHT_TO_LEFT = {"ar", "he", "fa", "ur"}
 
 
@@ -67,6 +76,16 @@ def build_json_v2(
         metadata["output_config"] = config["output_config"]
     results = _Speech(transcription, seconds, channels, random.Random(seed)).results()
     return {"format": FORMAT_VERSION, "job": job_info, "metadata": metadata, "results": results}
+
+
+def addon_errors(config: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """``metadata.<add-on>_errors`` for every add-on the config asks for, as when each of them failed."""
+    errors = {}
+    for config_key, (metadata_key, kind) in ADDON_ERRORS.items():
+        if config_key in config:
+            name = config_key.removesuffix("_config").replace("_", " ")
+            errors[metadata_key] = [{"type": kind, "message": f"{name.capitalize()} failed (injected fault)"}]
+    return errors
 
 
 def language_pack_info(language: str) -> dict[str, Any]:

@@ -347,3 +347,42 @@ def test_transcript_faults_are_seeded_per_job_format_and_read(make_emulator) -> 
     assert first == again and set(first) == {"ok", "truncated", "empty"}
     assert first != other
     assert pattern(7, also_srt=True) == first  # reads of srt do not shift the json-v2 faults
+
+
+ADDONS = {"translation_config": {"target_languages": ["de"]}, "summarization_config": {},
+          "sentiment_analysis_config": {}, "topic_detection_config": {}, "auto_chapters_config": {}}
+
+
+def test_addon_errors_leave_the_job_done_with_the_documented_metadata(make_emulator, receiver: Receiver) -> None:
+    emu = make_emulator(processing_seconds=0.05, addon_error_fraction=1.0)
+    hook = [{"url": receiver.url(), "contents": ["transcript"]}]
+    failing = submit_id(emu.url, notification_config=hook, **ADDONS)
+    plain = submit_id(emu.url)
+    [request] = receiver.wait(1)
+    assert request.query["status"] == ["success"] and request.body == emu.transcript_bytes(failing)
+    wait_for(lambda: emu.job(plain)["status"] == "done", message="the job without add-ons")
+    job = emu.job(failing)
+    assert job["status"] == "done" and "errors" not in job  # add-on failures live in the transcript only
+    metadata = raw_transcript(emu, failing).json()["metadata"]
+    assert {key: [error["type"] for error in value] for key, value in metadata.items() if key.endswith("_errors")} == {
+        "translation_errors": ["translation_failed"], "summarization_errors": ["summarization_failed"],
+        "sentiment_analysis_errors": ["sentiment_analysis_failed"],
+        "topic_detection_errors": ["topic_detection_failed"], "auto_chapters_errors": ["auto_chapters_failed"]}
+    assert all(error["message"] for key, value in metadata.items() if key.endswith("_errors") for error in value)
+    assert not [key for key in raw_transcript(emu, plain).json()["metadata"] if key.endswith("_errors")]
+    assert emu.stats()["injected_addon_errors"] == 1
+
+
+def test_addon_errors_only_for_the_addons_asked_for_and_seeded(make_emulator) -> None:
+    def failed(seed: int) -> list[bool]:
+        emu = make_emulator(seed=seed, processing_seconds=0.05, addon_error_fraction=0.5)
+        ids = [submit_id(emu.url, wav_bytes(0.3), translation_config={"target_languages": ["fr"]}) for _ in range(8)]
+        wait_for(lambda: all(emu.job(job_id)["status"] == "done" for job_id in ids), message="8 jobs done")
+        metadata = [raw_transcript(emu, job_id).json()["metadata"] for job_id in ids]
+        assert all(set(m) & {"summarization_errors", "auto_chapters_errors"} == set() for m in metadata)
+        flags = ["translation_errors" in m for m in metadata]
+        assert emu.stats()["injected_addon_errors"] == sum(flags)
+        return flags
+
+    first = failed(3)
+    assert first == failed(3) and set(first) == {True, False}

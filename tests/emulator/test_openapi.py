@@ -129,12 +129,21 @@ def test_real_job_answers_match_the_response_schemas(api: Emulator, fmt: str) ->
     """Fuzzing mostly meets unknown job ids; here the 200 answers of real jobs are validated too."""
     done = submit_id(api.url, wav_bytes(5), tracking={"title": "t", "reference": "r", "tags": ["x"], "details": {}})
     rejected = submit_id(api.url, b"not audio")
+    api.set_faults(addon_error_fraction=1.0)
+    try:  # every documented *_errors list in the transcript metadata
+        addons = submit_id(api.url, wav_bytes(2), translation_config={"target_languages": ["de"]},
+                           summarization_config={}, sentiment_analysis_config={}, topic_detection_config={},
+                           auto_chapters_config={})
+        wait_for(lambda: api.job(addons)["status"] == "done")
+    finally:
+        api.set_faults(addon_error_fraction=0.0)
     wait_for(lambda: api.job(done)["status"] == "done" and api.job(rejected)["status"] == "rejected")
     checks = [
         ("GET", "/jobs/{jobid}", f"/jobs/{done}", {}),
         ("GET", "/jobs/{jobid}", f"/jobs/{rejected}", {}),
         ("GET", "/jobs", "/jobs", {"include_deleted": "true", "limit": "100"}),
         ("GET", "/jobs/{jobid}/transcript", f"/jobs/{done}/transcript", {"format": fmt}),
+        ("GET", "/jobs/{jobid}/transcript", f"/jobs/{addons}/transcript", {"format": fmt}),
         ("GET", "/usage", "/usage", {}),
         ("DELETE", "/jobs/{jobid}", f"/jobs/{rejected}", {}),
     ]
