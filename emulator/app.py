@@ -1,7 +1,8 @@
 """The Flask application: the documented /v2 routes, plus the hooks every API request passes through.
 
 Order of the hooks for /v2 requests: counted in the stats, delayed by ``api_latency_ms``, bearer
-auth (401), documented rate limits (429), injected 429/503 faults, then the route (POST /v2/jobs
+auth (401), documented rate limits (429), injected 429/503/500 faults (on the routes
+``api_fault_routes`` names), then the route (POST /v2/jobs
 applies ``create_latency_ms`` and ``create_then_fail_fraction``, transcript downloads the truncate
 and empty transcript faults). Every answer gets a ``Request-Id`` header; errors are
 ``{"code", "error", "detail"}`` JSON with enum strings.
@@ -85,14 +86,14 @@ def _authenticate(service: Service) -> None:
 
 
 def _limit(service: Service) -> None:
-    """The documented rate limits first, then the injected 429/503 faults."""
+    """The documented rate limits first, then the injected 429/503/500 faults."""
     options = service.faults.options
     limits = {"get": options.rate_limit_get_per_second, "post_jobs": options.rate_limit_post_per_second}
     if not service.traffic.admit(request.method, _route(), limits):
         detail = (f"Rate limit exceeded: at most {options.rate_limit_post_per_second} job submissions and "
                   f"{options.rate_limit_get_per_second} GET requests per second")
         raise _too_many(detail, None if options.omit_retry_after else 1)
-    fault = service.faults.api_fault()
+    fault = service.faults.api_fault(f"{request.method} {_route()}")
     if fault == 429:
         service.traffic.count("injected_429")
         raise _too_many("Too many requests (injected fault)",
@@ -100,6 +101,9 @@ def _limit(service: Service) -> None:
     if fault == 503:
         service.traffic.count("injected_503")
         raise ApiError(503, "Internal Server Error", "Service temporarily unavailable (injected fault)")
+    if fault == 500:
+        service.traffic.count("injected_500")
+        raise ApiError(500, "Internal Server Error", "Internal error (injected fault)")
 
 
 def _too_many(detail: str, retry_after: int | None) -> ApiError:

@@ -50,16 +50,26 @@ class Faults:
     def _rng(self, *topic: object) -> random.Random:
         return random.Random(":".join(str(part) for part in (self.seed, *topic)))
 
-    def api_fault(self) -> int | None:
-        """429, 503 or None for the next API request, by the configured fractions."""
+    def api_fault(self, request: str) -> int | None:
+        """429, 503, 500 or None for the next API request (``"METHOD /v2/route"``), by the fractions.
+
+        Every request draws, whether or not ``api_fault_routes`` lets the fault apply to it, so
+        narrowing the routes never shifts the decisions of the requests that still match.
+        """
         with self._lock:
             self._api_calls += 1
             number, options = self._api_calls, self._options
         roll = self._rng("api", number).random()
+        if options.api_fault_routes and not any(
+            fnmatch.fnmatchcase(request, pattern) for pattern in options.api_fault_routes
+        ):
+            return None
         if roll < options.api_429_fraction:
             return 429
         if roll < options.api_429_fraction + options.api_503_fraction:
             return 503
+        if roll < options.api_429_fraction + options.api_503_fraction + options.api_500_fraction:
+            return 500
         return None
 
     def create_then_fail(self, job_id: str) -> bool:
@@ -172,6 +182,7 @@ class Traffic:
                 "requests": dict(sorted(self._requests.items())),
                 "injected_429": self._events["injected_429"],
                 "injected_503": self._events["injected_503"],
+                "injected_500": self._events["injected_500"],
                 "rate_limited": limited_get + limited_post,
                 "rate_limited_get": limited_get,
                 "rate_limited_post_jobs": limited_post,

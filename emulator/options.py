@@ -134,6 +134,11 @@ class EmulatorOptions:
     )
     api_429_fraction: float = option(0.0, parse_fraction, "fraction of API calls answered 429", fault=True)
     api_503_fraction: float = option(0.0, parse_fraction, "fraction of API calls answered 503", fault=True)
+    api_500_fraction: float = option(0.0, parse_fraction, "fraction of API calls answered 500", fault=True)
+    api_fault_routes: tuple[str, ...] = option(
+        (), parse_globs, "comma-separated 'METHOD /v2/route' globs the 429/503/500 faults apply to; none = all",
+        fault=True,
+    )
     retry_after_seconds: int = option(1, parse_count, "Retry-After value of a 429 (s)", fault=True)
     omit_retry_after: bool = option(False, parse_bool, "send 429s without Retry-After", fault=True)
     api_latency_ms: int = option(0, parse_count, "added latency of every API answer (ms)", fault=True)

@@ -107,6 +107,41 @@ def test_injected_503_and_mixed_fractions(make_emulator) -> None:
     assert 5 < codes.count(429) < 35 and 5 < codes.count(503) < 35 and codes.count(200) > 5
 
 
+def test_faults_limited_to_some_routes_fail_only_those(make_emulator) -> None:
+    """E.g. every DELETE answered 500, deleting nothing, while everything else works: a retry later succeeds."""
+    emu = make_emulator(processing_seconds=0.05, api_500_fraction=1.0, api_fault_routes=["DELETE /v2/jobs/*"])
+    job_id = submit_id(emu.url)
+    wait_for(lambda: emu.job(job_id)["status"] == "done", message="the job to finish")
+    assert requests.get(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10).status_code == 200
+    assert requests.get(f"{emu.url}/jobs/{job_id}/transcript", headers=AUTH, timeout=10).status_code == 200
+    failed = requests.delete(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10)
+    assert failed.status_code == 500 and failed.json() == {
+        "code": 500, "error": "Internal Server Error", "detail": "Internal error (injected fault)"}
+    assert emu.job(job_id)["status"] == "done" and emu.transcript_bytes(job_id)
+    assert emu.stats()["injected_500"] == 1
+    emu.set_faults(api_500_fraction=0.0)
+    deleted = requests.delete(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10)
+    assert deleted.status_code == 200 and deleted.json()["job"]["status"] == "deleted"
+    emu.set_faults(api_503_fraction=1.0, api_fault_routes=["GET /v2/jobs/{id}/transcript", "POST *"])
+    assert submit(emu.url).status_code == 503
+    assert requests.get(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10).status_code == 200
+    emu.set_faults(api_fault_routes=[])  # none named: every route again
+    assert requests.get(f"{emu.url}/jobs", headers=AUTH, timeout=10).status_code == 503
+
+
+def test_narrowing_the_fault_routes_keeps_the_decisions_of_the_others(make_emulator) -> None:
+    def codes(routes: list[str]) -> list[int]:
+        emu = make_emulator(seed=4, api_500_fraction=0.5, api_fault_routes=routes, rate_limit_get_per_second=0)
+        answers = []
+        for _ in range(12):
+            answers.append(requests.get(f"{emu.url}/usage", headers=AUTH, timeout=10).status_code)
+            requests.get(f"{emu.url}/jobs", headers=AUTH, timeout=10)
+        return answers
+
+    everywhere, only_usage = codes([]), codes(["GET /v2/usage"])
+    assert everywhere == only_usage and set(everywhere) == {200, 500}
+
+
 def test_api_latency(make_emulator) -> None:
     emu = make_emulator(api_latency_ms=300)
     started = time.monotonic()
