@@ -187,6 +187,22 @@ def test_delete_needs_force_while_running(make_emulator) -> None:
     assert_error(get(f"{emu.url}/jobs/{job_id}/transcript"), 404, "Job not found")
 
 
+def test_deleted_and_rejected_jobs_can_be_deleted_again(emu: Emulator) -> None:
+    """A repeated DELETE (a client retrying after a lost answer) is answered 200 with the deleted job."""
+    done, rejected = submit_id(emu.url), submit_id(emu.url, b"not audio", name="x.bin")
+    wait_for(lambda: {emu.job(done)["status"], emu.job(rejected)["status"]} == {"done", "rejected"},
+             message="both jobs to end")
+    for job_id in (done, rejected, done):
+        answer = requests.delete(f"{emu.url}/jobs/{job_id}", headers=AUTH, timeout=10)
+        assert answer.status_code == 200 and answer.json()["job"]["status"] == "deleted"
+        assert answer.json()["job"]["id"] == job_id
+    assert_error(get(f"{emu.url}/jobs/{done}/transcript"), 404, "Job not found")
+    assert get(f"{emu.url}/jobs").json()["jobs"] == []
+    listed = get(f"{emu.url}/jobs", include_deleted="true").json()["jobs"]
+    assert {job["id"]: job["status"] for job in listed} == {done: "deleted", rejected: "deleted"}
+    assert emu.job(rejected)["errors"]  # the reason the job was rejected outlives its deletion
+
+
 def test_delete_of_a_finished_job_keeps_usage(emu: Emulator) -> None:
     job_id = submit_id(emu.url, wav_bytes(7.2))
     wait_for(lambda: emu.job(job_id)["status"] == "done", message="done")
