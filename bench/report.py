@@ -19,6 +19,7 @@ from bench.stats import median, spread
 
 DOC = ROOT / "docs" / "benchmarks-results.md"
 S3_DOC = ROOT / "docs" / "benchmarks-s3.md"
+GUARD, GUARDED_SIZE = 0.5, 20_000  # at 20 KB, server.py keeps at least half the lean handler's throughput
 NAMES = {"ours": "ours: `python server.py`, sqlite", "ours-postgresql": "ours: `python server.py`, PostgreSQL",
          "lean": "lean durable handler (`bench/lean_app.py`)", "ours-s3": "ours, `TRANSCRIPTS_URL` (S3)"}
 
@@ -35,6 +36,8 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 def middle(runs: list[dict[str, Any]], key: str, digits: int = 0) -> str:
     """The median of one figure over the rounds, with the rounds' range beside it."""
     values = [run[key] for run in runs if run[key] is not None]
+    if not values:
+        return "—"
     low, high = spread(values)
     return f"{number(median(values), digits)} ({number(low, digits)}-{number(high, digits)})"
 
@@ -51,15 +54,20 @@ def heading(results: dict[str, Any], title: str, command: str) -> list[str]:
     return lines
 
 
+def ratio(runs: dict[str, list[dict[str, Any]]], top: str, bottom: str) -> float:
+    """Median rate of one target over another's, in the same rounds (nan when either is missing)."""
+    below = median([run["per_second"] for run in runs.get(bottom, [])])
+    return median([run["per_second"] for run in runs.get(top, [])]) / below if below else math.nan
+
+
 def ingest_table(runs: dict[str, list[dict[str, Any]]], base: str = "lean") -> list[str]:
     """One row per target; "of <base>" is the ratio of its median rate to the base target's, same rounds."""
-    lean = median([run["per_second"] for run in runs.get(base, [])])
     rows = []
     for name, own in runs.items():
         stored = [run["stored"] for run in own]
         answered = sum(run["all_statuses"].get("200", 0) for run in own)
         rows.append([NAMES[name], middle(own, "per_second"),
-                     number(median([run["per_second"] for run in own]) / lean, 2) if lean else "—",
+                     number(ratio(runs, name, base), 2),
                      number(median([run["p50_ms"] for run in own]), 1),
                      number(median([run["p99_ms"] for run in own]), 1),
                      str(sum(run["errors"] for run in own)), f"{sum(stored)}/{answered}"])
@@ -75,6 +83,10 @@ def ingest_section(part: dict[str, Any]) -> list[str]:
         plan = entry["plan"]
         lines += [f"### {label} bodies ({plan['rounds']} rounds of {plan['seconds']:g} s, {plan['concurrency']} "
                   "senders)", "", *ingest_table(entry["runs"])]
+        if plan["size"] == GUARDED_SIZE:
+            guard = ratio(entry["runs"], "ours", "lean")
+            lines += [f"Ours is **{number(guard, 2)}** of the lean handler (the guard: at least {GUARD}, "
+                      f"{'met' if guard >= GUARD else 'NOT MET'}).", ""]
     return lines
 
 

@@ -62,18 +62,15 @@ class Server:
         self.process = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout
-        while not self.healthy():
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    time.sleep(0.5)  # let every worker finish booting, not just the first to answer
+                    return self
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"{self.name} did not start; see {self.workdir / self.name}.log")
             time.sleep(0.1)
-        time.sleep(0.5)  # let every worker finish booting, not just the first to answer
-        return self
-
-    def healthy(self) -> bool:
-        with contextlib.suppress(requests.RequestException):
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        return False
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
