@@ -1,15 +1,9 @@
 """`python -m bench` (what `make bench` runs): every benchmark, then the results pages.
 
-    python -m bench                  # the full run, about 15 minutes on 2 cores
-    python -m bench --quick          # one short round of each, to try the machinery (report marked as such)
-    python -m bench --only ingest    # some benchmarks only; the results page keeps the others' last results
-    python -m bench --only history   # cost against history size: docs/benchmarks-history.md only
-    python -m bench --only s3        # ingest into S3 against local disk, 200 MB into S3: docs/benchmarks-s3.md only
-
-Raw results go to bench/results/ (not in git): one JSON file per run, and latest.json, which the pages are
-rendered from. History and S3 have pages of their own, so running one of them alone never rewrites
-docs/benchmarks-results.md from results this machine does not have. Scratch files live beside them and are
-removed.
+Options and what each page holds: docs/benchmarks.md, "Running it". Raw results go to bench/results/ (not
+in git): one JSON file per run, and latest.json, which the pages are rendered from. History and S3 have
+pages of their own, so running one of them alone never rewrites docs/benchmarks-results.md from results
+this machine does not have.
 """
 
 from __future__ import annotations
