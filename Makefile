@@ -41,7 +41,7 @@ soak: $(STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite; PostgreS
 	$(BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2
 	$(BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2 --storage s3
 
-bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md and its figure
+bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md, -history.md and -s3.md
 	$(BIN)/python -m bench
 
 lint: $(STAMP)  ## ruff

@@ -1,4 +1,4 @@
-"""Webhook ingest: notifications per second and latency, our server against the two baselines.
+"""Webhook ingest: notifications per second and latency, our server against the lean durable handler.
 
 Every round runs each target once, in a rotating order, so a machine that gets busier or quieter during
 the benchmark shifts all targets alike; each figure in the report is the median over the rounds. Every run
@@ -23,8 +23,8 @@ from bench import jobrows, targets
 from bench.bodies import ROOT
 from bench.stats import percentile
 
-TARGETS = ("ours", "ours-postgresql", "lean", "bare")
-BASELINE_IDS = 40_000  # the baselines need no rows, so ids enough for any run are free
+TARGETS = ("ours", "ours-postgresql", "lean")
+LEAN_IDS = 40_000  # the lean handler needs no rows, so ids enough for any run are free
 
 
 @dataclass(frozen=True)
@@ -34,74 +34,54 @@ class Plan:
     rounds: int
     seconds: float  # measured per run, after the warmup
     warmup: int  # answers not measured: workers importing, caches filling
-    pool: int  # job rows prepared per run of ours; a run that uses them all ends early (the report says so)
+    pool: int  # job rows prepared per run of ours; a run that uses them all ends early
     concurrency: int = 16  # twice the server's 8 threads, so it always has work queued
-    diagnose: bool = False  # also run the diagnostic variants (targets.DIAGNOSTICS)
 
 
 def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
     problem = jobrows.postgres_problem()
     chosen = [name for name in TARGETS if not (name == "ours-postgresql" and problem)]
     results: dict[str, Any] = {"targets": chosen, "postgresql_skipped": problem, "plans": {}}
-    # Every run's files stay until the end: on this machine's ext4, creating a file costs up to 1 ms more
-    # for a minute or more after thousands were deleted, and that would fall on whichever run came next.
+    # Every run's files stay until the end: on ext4, creating a file costs more for a minute or more after
+    # thousands were deleted, and that would fall on whichever run came next.
     kept = Path(tempfile.mkdtemp(prefix="ingest-runs-", dir=scratch))
     try:
         for plan in plans:
-            results["plans"][plan.label] = run_plan(plan, chosen, kept, log)
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+            for number in range(plan.rounds):
+                for name in chosen[number % len(chosen):] + chosen[:number % len(chosen)]:
+                    result = measure(name, plan, kept)
+                    runs[name].append(result)
+                    log(f"ingest {plan.label} round {number + 1}/{plan.rounds} {name}: "
+                        f"{result['per_second']:.0f}/s p99 {result['p99_ms']:.1f} ms {result['all_statuses']}")
+            results["plans"][plan.label] = {"plan": plan.__dict__, "runs": runs}
     finally:
         shutil.rmtree(kept, ignore_errors=True)
     return results
 
 
-def run_plan(plan: Plan, chosen: list[str], kept: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    names = [*chosen, *targets.DIAGNOSTICS] if plan.diagnose else chosen
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    for number in range(plan.rounds):
-        for name in names[number % len(names):] + names[:number % len(names)]:
-            result = measure(name, plan, kept)
-            runs[name].append(result)
-            log(f"ingest {plan.label} round {number + 1}/{plan.rounds} {name}: {result['per_second']:.0f}/s "
-                f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms {result['statuses']}, "
-                f"server CPU {result['cpu_ms_per_request']:.2f} ms per notification")
-    return {"plan": plan.__dict__, "runs": runs}
-
-
-def measure(name: str, plan: Plan, kept: Path) -> dict[str, Any]:
-    """One run, in a fresh directory under `kept` (removed with it, once every run is done)."""
+def measure(name: str, plan: Plan, kept: Path, **extra: str) -> dict[str, Any]:
+    """One run, in a fresh directory under `kept`; `extra`: more settings for our server (bench/s3.py)."""
     work = Path(tempfile.mkdtemp(prefix=f"ingest-{name}-", dir=kept))
-    ids = jobrows.new_ids(plan.pool if name.startswith("ours") else BASELINE_IDS)
-    with prepared(name, work, ids) as (server, stored):
+    ids = jobrows.new_ids(LEAN_IDS if name == "lean" else plan.pool)
+    with prepared(name, work, ids, extra) as (server, stored):
         with targets.running(server):
-            cpu_before = server.cpu_seconds()
             result = load(server, ids, plan, work)
-            cpu = server.cpu_seconds() - cpu_before
-        answered = max(1, sum(result["all_statuses"].values()))
-        result["cpu_ms_per_request"] = cpu * 1000 / answered
-        result["loadgen_cpu_ms_per_request"] = result["cpu_seconds"] * 1000 / answered
         result["stored"] = stored()
     return result
 
 
 @contextlib.contextmanager
-def prepared(name: str, work: Path, ids: list[str]) -> Iterator[tuple[targets.Server, Callable[[], int | None]]]:
-    """The server to load, and how to count what it durably stored (None: it stores nothing)."""
-    if name == "ours":
-        url = f"sqlite:///{work / 'jobs.db'}"
-        store = jobrows.create_running(url, ids)
-        yield targets.ours(work, url), lambda: jobrows.count_done(store)
-    elif name in targets.DIAGNOSTICS:
-        url = f"sqlite:///{work / 'jobs.db'}"
-        store = jobrows.create_running(url, ids)
-        yield targets.variant(work, url, name), lambda: jobrows.count_done(store)
-    elif name == "ours-postgresql":
-        with jobrows.fresh_schema(prefix="bench") as url:
-            store = jobrows.create_running(url, ids)
-            yield targets.ours(work, url, name=name), lambda: jobrows.count_done(store)
-    elif name == "lean":
+def prepared(name: str, work: Path, ids: list[str],
+             extra: dict[str, str]) -> Iterator[tuple[targets.Server, Callable[[], int]]]:
+    """The server to load, and how to count the jobs it durably stored."""
+    if name == "lean":
         yield targets.lean(work), lambda: lean_rows(work / "lean.db")
-    else:
-        yield targets.bare(work), lambda: None
+        return
+    with (jobrows.fresh_schema() if name == "ours-postgresql"
+          else contextlib.nullcontext(f"sqlite:///{work / 'jobs.db'}")) as url:
+        store = jobrows.create_running(url, ids)
+        yield targets.ours(work, url, name=name, **extra), lambda: jobrows.count_done(store)
 
 
 def lean_rows(path: Path) -> int:
@@ -118,7 +98,7 @@ def load(server: targets.Server, ids: list[str], plan: Plan, work: Path) -> dict
                "--warmup", str(plan.warmup), "--duration", str(plan.seconds), "--out", str(out)]
     subprocess.run(command, cwd=ROOT, check=True, timeout=plan.seconds + 300)
     result: dict[str, Any] = json.loads(out.read_text())
-    latencies = result["latencies_ms"]
+    latencies = result.pop("latencies_ms")
     result.update(p50_ms=percentile(latencies, 0.50), p99_ms=percentile(latencies, 0.99))
     result["errors"] = sum(count for status, count in result["all_statuses"].items() if status != "200")
     return result

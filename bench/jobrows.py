@@ -1,10 +1,8 @@
-"""Job rows for the server to finish, created through notification_flow.jobs.
+"""Job rows for the server to finish, created through notification_flow.jobs in one transaction.
 
 Every notification the load generator sends is for a job the database holds as `running`, as client.py
-leaves it, so the server does its full work: find the job, write `<job_id>.json`, mark it done. The rows
-are written in one transaction through the store's own database (one commit per row, as client.py makes
-them, would add minutes of setup to `make bench` and measure nothing). On PostgreSQL (TEST_DATABASE_URL,
-like the tests) every run gets a schema of its own, dropped afterwards.
+leaves it, so the server does its full work. On PostgreSQL (TEST_DATABASE_URL, like the tests) every run
+gets a schema of its own, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -57,8 +55,7 @@ def new_ids(count: int) -> list[str]:
 
 
 def reference_for(job_id: str) -> str:
-    """The reference of a benchmark row: derived from its job id, so the load generator can sign each
-    notification with that job's own token (notification_flow/auth.py) without reading the database."""
+    """Derived from the job id, so the load generator can sign with each job's own token unaided."""
     return f"bench{job_id}"
 
 

@@ -5,7 +5,7 @@
 It checks the job's bearer token, validates the id, parses the body as JSON, writes `<job_id>.json` through a
 temporary file with fsync and rename, and commits one sqlite row (WAL, synchronous=FULL, BEGIN IMMEDIATE,
 as notification_flow.jobs does). It does nothing else: no streaming (the body sits in memory), no
-duplicate check, no early-notification table, no log line, no directory fsync. Any receiver that keeps
+duplicate check, no log line, no directory fsync. Any receiver that keeps
 what it acknowledges pays at least this, so our server's throughput is quoted as a fraction of it.
 """
 

@@ -1,9 +1,9 @@
-"""Reconcile: cronjob.py recovering jobs whose notifications were lost, against the original example's loop.
+"""Reconcile: cronjob.py recovering jobs whose notifications were all lost, at the API's read limit.
 
-Each run gets a fresh emulator holding `count` finished jobs whose notifications were all dropped, and a
+Each round gets a fresh emulator holding `count` finished jobs whose notifications were all dropped, and a
 fresh database holding the same jobs as `running`. Then 50 ms of latency is added to every API answer and
-the documented limits are switched on (50 reads, 10 submissions per second), and the script under test
-runs as its own process. The two scripts alternate, first one then the other, round by round.
+the documented limits are switched on (50 reads, 10 submissions per second), and `python cronjob.py --all`
+runs as its own process.
 """
 
 from __future__ import annotations
@@ -28,29 +28,22 @@ from bench.targets import clean_env
 from emulator import Emulator, EmulatorOptions
 
 API_KEY = "bench-api-key"
-AUDIO = ROOT / "example.wav"
-SCRIPTS = {"cronjob.py": [str(ROOT / "cronjob.py"), "--all"], "original loop": ["-m", "bench.original_loop"]}
 LATENCY_MS = 50
 
 
 def run(count: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    names = list(SCRIPTS)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    runs = []
     for number in range(rounds):
-        for name in names[number % 2:] + names[:number % 2]:
-            result = measure(name, count, scratch)
-            runs[name].append(result)
-            log(f"reconcile round {number + 1}/{rounds} {name}: {result['seconds']:.1f} s, "
-                f"{result['reads_per_second']:.1f} reads/s (peak {result['max_gets_per_second']}), "
-                f"{result['calls_per_checked_job']:.2f} calls/job, {result['recovered']} recovered, "
-                f"{result['rate_limited']} rate-limited")
+        runs.append(result := measure(count, scratch))
+        log(f"reconcile round {number + 1}/{rounds}: {result['seconds']:.1f} s, {result['reads_per_second']:.1f} "
+            f"reads/s (peak {result['peak_reads']}), {result['recovered']} recovered")
     return {"jobs": count, "latency_ms": LATENCY_MS, "runs": runs}
 
 
-def measure(name: str, count: int, scratch: Path) -> dict[str, Any]:
+def measure(count: int, scratch: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="reconcile-", dir=scratch))
     options = EmulatorOptions(api_key=API_KEY, processing_seconds=0.05, drop_fraction=1.0, seed=1,
-                             rate_limit_post_per_second=0, rate_limit_get_per_second=0)
+                              rate_limit_post_per_second=0, rate_limit_get_per_second=0)
     try:
         with Emulator(options) as emulator:
             jobs = finished_jobs(emulator, count)
@@ -58,45 +51,30 @@ def measure(name: str, count: int, scratch: Path) -> dict[str, Any]:
             store = jobrows.create_running(url, list(jobs), references=list(jobs.values()))
             emulator.set_faults(api_latency_ms=LATENCY_MS, rate_limit_get_per_second=50,
                                 rate_limit_post_per_second=10)
-            result = run_script(name, emulator, url, work)
+            env = clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=emulator.url,
+                            DATABASE_URL=url, TRANSCRIPTS_DIR=str(work / "transcripts"))
+            calls_before = traffic.api_calls(emulator.stats())
+            with traffic.Watcher(emulator, "GET") as reads:
+                started = time.perf_counter()
+                finished = subprocess.run([sys.executable, str(ROOT / "cronjob.py"), "--all"], cwd=ROOT, env=env,
+                                          capture_output=True, text=True, timeout=900, check=False)
+                seconds = time.perf_counter() - started
             stats = emulator.stats()
-        result.update(count_outcomes(store, work / "transcripts"))
-        result["calls_per_job"] = result["api_calls"] / result["recovered"] if result["recovered"] else None
-        result["calls_per_checked_job"] = result["api_calls"] / count
-        result.update(max_gets_per_second=stats["max_gets_per_second"], rate_limited=stats["rate_limited_get"])
-        return result
+        stored = work / "transcripts"
+        recovered = sum(1 for job in store.jobs(status="done") if (stored / f"{job.job_id}.json").is_file())
+        calls = traffic.api_calls(stats) - calls_before
+        return {"seconds": seconds, "exit": finished.returncode, "reads_per_second": reads.per_second,
+                "peak_reads": stats["max_gets_per_second"], "rate_limited": stats["rate_limited_get"],
+                "recovered": recovered, "calls_per_job": calls / recovered if recovered else None}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_script(name: str, emulator: Emulator, database_url: str, work: Path) -> dict[str, Any]:
-    env = clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=emulator.url,
-                    DATABASE_URL=database_url, TRANSCRIPTS_DIR=str(work / "transcripts"))
-    calls_before = traffic.api_calls(emulator.stats())
-    watcher = traffic.Watcher(emulator, "GET")
-    watcher.start()
-    started = time.perf_counter()
-    finished = subprocess.run([sys.executable, *SCRIPTS[name]], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=900, check=False)
-    seconds = time.perf_counter() - started
-    reads = watcher.stop()
-    return {"seconds": seconds, "exit": finished.returncode, "output": finished.stdout.strip()[-300:],
-            "reads": reads["requests"], "busy_seconds": reads["busy_seconds"],
-            "reads_per_second": reads["per_second"], "api_calls": traffic.api_calls(emulator.stats()) - calls_before}
-
-
-def count_outcomes(store: Any, transcripts: Path) -> dict[str, int]:
-    """Jobs marked done, and of those the ones whose transcript is really on disk (what 'recovered' means)."""
-    done = store.jobs(status="done")
-    stored = sum(1 for job in done if (transcripts / f"{job.job_id}.json").is_file())
-    return {"marked_done": len(done), "recovered": stored}
-
-
 def finished_jobs(emulator: Emulator, count: int) -> dict[str, str]:
-    """`count` jobs submitted over HTTP (limits off), all finished and their notifications dropped:
+    """`count` jobs submitted over HTTP (limits off), all finished, their notifications dropped:
     {job id: tracking reference}."""
     references = [uuid.uuid4().hex for _ in range(count)]
-    audio = AUDIO.read_bytes()
+    audio = (ROOT / "example.wav").read_bytes()
     with ThreadPoolExecutor(8) as pool, requests.Session() as session:
         ids = list(pool.map(lambda reference: submit(session, emulator.url, audio, reference), references))
     deadline = time.monotonic() + 120

@@ -1,8 +1,8 @@
-"""Starting and stopping the servers under test, each in its own process group, and reading their memory.
+"""Starting and stopping the servers under test, each in its own process group.
 
-Our server runs exactly as a user runs it, `python server.py`, so with its defaults: gunicorn, one gthread
-worker per core, four threads each. The baselines run under the gunicorn command line with the same
-worker class, worker count, threads, timeout and keep-alive, so the comparison isolates the handler.
+Our server runs as a user runs it, `python server.py`, with its defaults: gunicorn, one gthread worker per
+core, four threads each. The lean handler runs under a gunicorn command line with the same worker class,
+worker count, threads, timeout and keep-alive, so the comparison isolates the handler.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,14 +26,10 @@ from bench.bodies import ROOT
 SECRET = secrets.token_hex(20)  # a fresh one per `make bench`, passed to each server and the load generator
 WORKERS = os.cpu_count() or 1
 THREADS = 4  # server.py's default --threads
-KEEPALIVE = 5  # notification_flow/wsgi.py
-# bench/variants.py, by target name: what the directory fsync costs
-DIAGNOSTICS = {"ours-no-dir-fsync": "no-dir-fsync"}
+KEEPALIVE = 5  # notification_flow/wsgi.py's
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -65,18 +62,15 @@ class Server:
         self.process = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout
-        while not self.healthy():
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    time.sleep(0.5)  # let every worker finish booting, not just the first to answer
+                    return self
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"{self.name} did not start; see {self.workdir / self.name}.log")
             time.sleep(0.1)
-        time.sleep(0.5)  # let every worker finish booting, not just the first to answer
-        return self
-
-    def healthy(self) -> bool:
-        with contextlib.suppress(requests.RequestException):
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        return False
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -92,24 +86,8 @@ class Server:
         """The master and its workers: every process in the group we started."""
         if self.process is None:
             return []
-        return [pid for pid in _all_pids() if _pgid(pid) == self.process.pid]
-
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU time used so far by the master and its live workers."""
-        return sum(_cpu_seconds(pid) for pid in self.pids())
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def _all_pids() -> Iterator[int]:
-    return (int(name) for name in os.listdir("/proc") if name.isdigit())
+        group = self.process.pid
+        return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if _pgid(pid) == group]
 
 
 def _pgid(pid: int) -> int | None:
@@ -141,20 +119,9 @@ def ours(workdir: Path, database_url: str, max_notification_mb: int = 512, name:
     return Server(name, [sys.executable, str(ROOT / "server.py"), "--port", "{port}"], env, workdir)
 
 
-def variant(workdir: Path, database_url: str, name: str) -> Server:
-    """Our server with one change applied in memory (bench/variants.py): diagnosis, never what ships."""
-    server = ours(workdir, database_url, name=name)
-    server.command = [sys.executable, "-m", "bench.variants", DIAGNOSTICS[name], "--port", "{port}"]
-    return server
-
-
 def lean(workdir: Path) -> Server:
     transcripts = workdir / "transcripts"
     transcripts.mkdir(parents=True, exist_ok=True)
     env = clean_env(workdir, WEBHOOK_SECRET=SECRET, TRANSCRIPTS_DIR=str(transcripts),
                     LEAN_DATABASE=str(workdir / "lean.db"))
     return Server("lean", gunicorn("bench.lean_app:app"), env, workdir)
-
-
-def bare(workdir: Path) -> Server:
-    return Server("bare", gunicorn("bench.bare_app:app"), clean_env(workdir), workdir)

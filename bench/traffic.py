@@ -1,8 +1,7 @@
-"""What the emulator saw of a run: request counts, the busy window, and the documented-limit peaks.
+"""What the emulator saw of a run: API calls, and requests of one method per second while the API was busy.
 
-The emulator's stats() count from its start, so each run gets its own emulator and this watcher takes a
-snapshot before the run and polls during it: the reads (or submissions) per second are then counted over
-the window in which the API was actually busy, not over the script's interpreter start-up.
+The rate is counted over the window in which the emulator's count of that method moved, polled while the
+script runs, so the script's interpreter start-up is not counted as time the API was idle.
 """
 
 from __future__ import annotations
@@ -24,33 +23,32 @@ def api_calls(stats: dict[str, Any]) -> int:
 
 
 class Watcher(threading.Thread):
-    """Polls emulator.stats() and remembers when the count of `method` requests first and last moved."""
+    """`with Watcher(emulator, "GET") as seen:` ... then `seen.per_second` and `seen.requests`."""
 
     def __init__(self, emulator: Any, method: str) -> None:
         super().__init__(daemon=True)
-        self.emulator, self.method = emulator, method
+        self.emulator, self.method, self.done = emulator, method, threading.Event()
         self.before = count(emulator.stats(), method)
-        self.first_change: float | None = None
-        self.last_change: float | None = None
-        self.first_count = self.last_count = self.before
-        self.done = threading.Event()
+        self.changes: list[tuple[float, int]] = []  # (when, count) at the first and the latest change
+        self.requests, self.per_second = 0, 0.0
 
     def run(self) -> None:
         seen = self.before
         while not self.done.is_set():
             now, current = time.monotonic(), count(self.emulator.stats(), self.method)
             if current != seen:
-                if self.first_change is None:
-                    self.first_change, self.first_count = now, current
-                self.last_change, self.last_count, seen = now, current, current
+                self.changes = [self.changes[0] if self.changes else (now, current), (now, current)]
+                seen = current
             self.done.wait(POLL_SECONDS)
 
-    def stop(self) -> dict[str, float]:
-        """Requests during the run; the busy window and the rate within it (requests seen after the first
-        poll that saw any, over the time from that poll to the last that saw a change)."""
+    def __enter__(self) -> Watcher:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
         self.done.set()
         self.join()
-        requests = count(self.emulator.stats(), self.method) - self.before
-        busy = (self.last_change - self.first_change) if self.first_change and self.last_change else 0.0
-        rate = (self.last_count - self.first_count) / busy if busy > 0 else 0.0
-        return {"requests": requests, "busy_seconds": busy, "per_second": rate}
+        self.requests = count(self.emulator.stats(), self.method) - self.before
+        if len(self.changes) == 2 and self.changes[1][0] > self.changes[0][0]:
+            (first_at, first), (last_at, last) = self.changes
+            self.per_second = (last - first) / (last_at - first_at)
