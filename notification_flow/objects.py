@@ -8,8 +8,8 @@ writes of one key exactly one succeeds, the other gets 412. A body is received i
 PUT or, above `MULTIPART_THRESHOLD`, in parts read straight from the file: memory stays flat whatever the size.
 
 A 412 is a duplicate. The stored object carries the SHA-256 of its bytes (object metadata), so a stored
-object that differs from what we received is seen and logged; if it is not a valid transcript at all it is
-replaced, conditionally on its ETag (`If-Match`), so two replacements never both win. Every S3 fault
+object that differs from what we received is seen, read and logged; if it is not a valid transcript at all it
+is replaced, conditionally on its ETag (`If-Match`), so two replacements never both win. Every S3 fault
 (throttling, 5xx, a connection that fails, a timeout) becomes `StorageUnavailable`, an OSError: the server
 answers 503 and Speechmatics retries; the reconciler tries again next pass. boto3's own retries are bounded
 (`ATTEMPTS`) and each one is logged.
@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from notification_flow import jsonv2
 from notification_flow.settings import SettingsError, split_s3_url
-from notification_flow.transcripts import IncomingFile, NotATranscript, TranscriptFiles, check_job_id
+from notification_flow.spool import IncomingFile, NotATranscript, Spool, check_job_id
 
 log = logging.getLogger("storage")
 T = TypeVar("T")
@@ -127,13 +127,13 @@ class _Slice:
         return self.length
 
 
-class TranscriptObjects:
-    """The same interface as TranscriptFiles, on objects: `location` is the object's `s3://` URL."""
+class TranscriptObjects(Spool):
+    """The same interface as TranscriptFiles, on objects: `location` is the object's `s3://` URL. The spool
+    (TRANSCRIPTS_DIR) is local: bodies being received, and unreadable ones kept."""
 
     def __init__(self, url: str, spool: Path | str, client: Any = None) -> None:
+        super().__init__(spool)
         self.bucket, self.prefix = split_s3_url("TRANSCRIPTS_URL", url)
-        self.spool = TranscriptFiles(spool)  # local: bodies being received, and unreadable ones kept
-        self.incoming, self.unreadable = self.spool.incoming, self.spool.unreadable
         self._client = client
         self._client_lock = threading.Lock()
 
@@ -145,22 +145,12 @@ class TranscriptObjects:
                 self._client = s3_client()
             return self._client
 
-    def ensure_directories(self) -> TranscriptObjects:
-        self.spool.ensure_directories()
-        return self
-
     def key_for(self, job_id: str) -> str:
         name = f"{check_job_id(job_id)}.json"
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def location(self, job_id: str) -> str:
         return f"s3://{self.bucket}/{self.key_for(job_id)}"
-
-    def incoming_file(self, limit: int | None = None) -> contextlib.AbstractContextManager[IncomingFile]:
-        return self.spool.incoming_file(limit)
-
-    def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
-        return self.spool.keep_unreadable(job_id, incoming)
 
     def _call(self, operation: str, call: Callable[[], T], allowed: tuple[int, ...] = ()) -> T | None:
         """Run one S3 call; None for an answer with an `allowed` status (404, 412), StorageUnavailable for
@@ -185,16 +175,16 @@ class TranscriptObjects:
         found = self.head(self.key_for(job_id))
         return found is not None and found["ContentLength"] > 0
 
-    def is_valid(self, job_id: str, expected_size: int | None = None) -> bool:
+    def is_valid(self, job_id: str) -> bool:
+        """Whether the object holds this job's complete transcript, read to its end."""
         found = self.head(self.key_for(job_id))
-        return found is not None and self._holds_transcript(job_id, found, expected_size)
+        return found is not None and self._holds_transcript(job_id, found)
 
-    def _holds_transcript(self, job_id: str, found: dict[str, Any], expected_size: int | None) -> bool:
-        """Whether the object HEAD described is this job's complete transcript; one of the size expected is
-        taken to be, as locally. Otherwise it is read into the spool and parsed to the end."""
-        size = found["ContentLength"]
-        if size == 0 or size == expected_size:
-            return size > 0
+    def _holds_transcript(self, job_id: str, found: dict[str, Any]) -> bool:
+        """Whether the object HEAD described is this job's complete transcript: read into the spool and parsed
+        to the end (a damaged object can have any size)."""
+        if found["ContentLength"] == 0:
+            return False
         with self.incoming_file() as copy:
             body = self._call("GetObject", lambda: self.client.get_object(
                 Bucket=self.bucket, Key=self.key_for(job_id), IfMatch=found["ETag"])["Body"], (404, 412))
@@ -202,7 +192,7 @@ class TranscriptObjects:
                 return False
             with contextlib.closing(body):
                 self._call("GetObject", lambda: copy.copy_from(body))
-            return jsonv2.is_transcript_of(copy.reader(), copy.size, job_id)
+            return jsonv2.is_transcript_of(copy.reader(), job_id)
 
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
         """Store the transcript as `PREFIX/<job_id>.json` unless it is there; True if this call wrote it.
@@ -226,7 +216,7 @@ class TranscriptObjects:
                 continue
             if (found.get("Metadata") or {}).get(SHA_KEY) == digest and found["ContentLength"] == incoming.size:
                 return False
-            if self._holds_transcript(job_id, found, None):
+            if self._holds_transcript(job_id, found):
                 log.warning("transcript %s: divergence: the stored object (%d bytes, sha256 %s) differs from the "
                             "one received (%d bytes, sha256 %s); the stored one is kept", job_id,
                             found["ContentLength"], (found.get("Metadata") or {}).get(SHA_KEY, "unknown"),
@@ -274,12 +264,12 @@ class TranscriptObjects:
 
     def check_ready(self) -> None:
         """For /readyz: the spool takes a file and the bucket answers; OSError (StorageUnavailable) if not."""
-        self.spool.check_ready()
+        super().check_ready()
         self._call("HeadBucket", lambda: self.client.head_bucket(Bucket=self.bucket))
 
     def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int:
         """The spool's leftovers, and multipart uploads a killed process left unfinished for an hour."""
-        removed = self.spool.remove_leftovers(incoming_seconds, unreadable_seconds)
+        removed = super().remove_leftovers(incoming_seconds, unreadable_seconds)
         try:
             return removed + self._abort_stale_uploads(incoming_seconds)
         except StorageUnavailable as error:  # housekeeping: the next pass tries again
@@ -330,7 +320,7 @@ class TranscriptObjects:
         key = f"{self.prefix}/.probe-{uuid.uuid4().hex}" if self.prefix else f".probe-{uuid.uuid4().hex}"
         # In a directory of its own, not the spool: a store refused at start-up leaves nothing behind here.
         with tempfile.TemporaryDirectory(prefix="transcripts-probe-") as scratch, \
-                TranscriptFiles(scratch).ensure_directories().incoming_file() as incoming:
+                Spool(scratch).ensure_directories().incoming_file() as incoming:
             incoming.write(b"{}")
             incoming.finish()
             try:
