@@ -12,18 +12,21 @@ object that differs from what we received is seen, read and logged; if it is not
 is replaced, conditionally on its ETag (`If-Match`), so two replacements never both win. Every S3 fault
 (throttling, 5xx, a connection that fails, a timeout) becomes `StorageUnavailable`, an OSError: the server
 answers 503 and Speechmatics retries; the reconciler tries again next pass. boto3's own retries are bounded
-(`ATTEMPTS`) and each one is logged.
+(`ATTEMPTS`) and each one is logged. Multipart uploads a killed process left unfinished are aborted by the
+housekeeping, only under our own prefix and of our own key pattern, judged by the store's clock; with no
+prefix the bucket may be shared, so none is aborted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -31,16 +34,18 @@ from typing import Any, BinaryIO, TypeVar
 
 from notification_flow import jsonv2
 from notification_flow.settings import SettingsError, split_s3_url
-from notification_flow.spool import IncomingFile, NotATranscript, Spool, check_job_id
+from notification_flow.spool import JOB_ID_PATTERN, IncomingFile, NotATranscript, Spool, check_job_id
 
 log = logging.getLogger("storage")
 T = TypeVar("T")
 MB = 1024 * 1024
 MULTIPART_THRESHOLD = 16 * MB  # bodies above this go up in parts: no single request carries 200 MB
 PART_SIZE = 16 * MB  # S3's minimum is 5 MB (but the last part); 16 MB keeps a 512 MB body to 32 parts
-ATTEMPTS = 3  # boto3's tries of one request (standard mode: throttling, 5xx and connection errors)
+ATTEMPTS = 3  # boto3's tries of one request, the first included (throttling, 5xx and connection errors)
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60
 SHA_KEY = "sha256"  # object metadata: the SHA-256 of the transcript's bytes, to tell a divergent duplicate
+# The names we write under our prefix: transcripts, and the start-up check's probe.
+OUR_NAME = re.compile(rf"(?:{JOB_ID_PATTERN.pattern}\.json|\.probe-[0-9a-f]{{32}})")
 
 
 class StorageUnavailable(OSError):
@@ -62,7 +67,7 @@ def s3_client(session: Any = None) -> Any:
     from botocore.config import Config
 
     config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT, max_pool_connections=32,
-                    retries={"mode": "standard", "max_attempts": ATTEMPTS})
+                    retries={"mode": "standard", "total_max_attempts": ATTEMPTS})
     client = (session or boto3.session.Session()).client("s3", config=config)
     client.meta.events.register("needs-retry.s3", _remember_problem)
     client.meta.events.register("request-created.s3", _log_retry)
@@ -277,13 +282,18 @@ class TranscriptObjects(Spool):
             return removed
 
     def _abort_stale_uploads(self, seconds: float) -> int:
-        cutoff, aborted = time.time() - seconds, 0
-        prefix = f"{self.prefix}/" if self.prefix else ""
+        """Abort our uploads begun more than `seconds` ago by the store's clock (its answer's Date): ours are
+        under our prefix and named as we name objects. With no prefix, none is known to be ours."""
+        if not self.prefix:
+            return 0
+        prefix, aborted = f"{self.prefix}/", 0
         pages = self._call("ListMultipartUploads", lambda: list(self.client.get_paginator(
             "list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)))
         for page in pages or []:
+            store_now = _store_time(page)
             for upload in page.get("Uploads") or []:
-                if upload["Initiated"].timestamp() < cutoff:
+                ours = OUR_NAME.fullmatch(upload["Key"].removeprefix(prefix))
+                if ours and store_now is not None and upload["Initiated"].timestamp() < store_now - seconds:
                     self._call("AbortMultipartUpload", lambda upload=upload: self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]), (404,))
                     aborted += 1
@@ -339,6 +349,14 @@ class TranscriptObjects(Spool):
             raise StorageConfigError(f"TRANSCRIPTS_URL: the store at {self.client.meta.endpoint_url} does not honour "
                                      "conditional writes (If-None-Match: *), so a duplicate could overwrite a "
                                      "transcript; use a store that does (AWS S3 since 2024-08, SeaweedFS)")
+
+
+def _store_time(answer: dict[str, Any]) -> float | None:
+    """The store's own time when it answered (its Date header), or None if it did not say."""
+    date = ((answer.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
+    with contextlib.suppress(TypeError, ValueError):
+        return email.utils.parsedate_to_datetime(date).timestamp() if date else None
+    return None
 
 
 def _sha256(incoming: IncomingFile) -> str:
