@@ -22,6 +22,7 @@ TRANSCRIPT_KEYS = {"format", "job", "results"}  # json-v2's top level
 MAX_DEPTH = 64  # how deeply a document may nest: the path followed stays small whatever the body
 # The job's fields: under `job` in a transcript, at the top level in a jobinfo body.
 JOB_FIELDS = {"id", "created_at", "data_name", "duration", "tracking", "errors", "status"}
+FOLLOWED = JOB_FIELDS | {"job"}  # the top-level keys whose strings are looked at
 ERROR_FIELD = "errors.item.message"
 # How the service words the failures of notification delivery it appends to a job's `errors`.
 NOTIFICATION_ERRORS = ("Error in sending notification", "unable to send notification", "Sending notification failed")
@@ -74,7 +75,7 @@ def _follow(source: BinaryIO) -> tuple[set[str], dict[str, str], dict[str, str]]
             path.append("item")  # a map's entries are renamed by their keys as they come
         elif event in ("end_map", "end_array"):
             path.pop()
-        elif event == "string" and path:
+        elif event == "string" and path and path[0] in FOLLOWED:
             _keep(top, path, value)
             if path[0] == "job" and len(path) > 1:
                 _keep(job, path[1:], value)

@@ -5,7 +5,7 @@ directory's: the first writer wins, a duplicate writes nothing, a reader never s
 with a conditional write (`If-None-Match: *`, on PutObject and on CompleteMultipartUpload): of two concurrent
 writes of one key exactly one succeeds, the other gets 412. A body is received into a local spool file first
 (TRANSCRIPTS_DIR/.incoming), checked to be this job's complete json-v2, then streamed from that file, in one
-PUT or, above `MULTIPART_THRESHOLD`, in parts read straight from the file: memory stays flat whatever the size.
+PUT or, above `MULTIPART_THRESHOLD`, in parts read from the file one at a time: memory does not grow with the size.
 
 A 412 is a duplicate. The stored object carries the SHA-256 of its bytes (object metadata), so a stored
 object that differs from what we received is seen, read and logged; if it is not a valid transcript at all it
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import io
 import logging
 import os
 import re
@@ -105,31 +106,6 @@ def _describe(error: Exception) -> str:
 def _status(error: Exception) -> int | None:
     response = getattr(error, "response", None)
     return (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") if isinstance(response, dict) else None
-
-
-class _Slice:
-    """A read-only window of a file, read with pread: one part of a multipart upload, streamed, never held."""
-
-    def __init__(self, fd: int, start: int, length: int) -> None:
-        self.fd, self.start, self.length, self.position = fd, start, length, 0
-
-    def read(self, size: int = -1) -> bytes:
-        left = self.length - self.position
-        size = left if size is None or size < 0 else min(size, left)
-        data = os.pread(self.fd, size, self.start + self.position) if size > 0 else b""
-        self.position += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.position, 2: self.length}[whence]
-        self.position = max(0, min(self.length, base + offset))
-        return self.position
-
-    def tell(self) -> int:
-        return self.position
-
-    def __len__(self) -> int:
-        return self.length
 
 
 class TranscriptObjects(Spool):
@@ -251,7 +227,7 @@ class TranscriptObjects(Spool):
             parts = []
             fd = incoming.file.fileno()
             for number, start in enumerate(range(0, incoming.size, PART_SIZE), start=1):
-                part = _Slice(fd, start, min(PART_SIZE, incoming.size - start))
+                part = io.BytesIO(os.pread(fd, PART_SIZE, start))  # one part in memory at a time, whatever the size
                 answer = self._call("UploadPart", lambda part=part, number=number: client.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part))
                 assert answer is not None
