@@ -26,6 +26,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import uuid
@@ -172,7 +173,7 @@ class TranscriptObjects(Spool):
             if body is None:
                 return False
             with contextlib.closing(body):
-                self._call("GetObject", lambda: copy.copy_from(body))
+                self._call("GetObject", lambda: shutil.copyfileobj(body, copy))
             return jsonv2.is_transcript_of(copy.reader(), job_id)
 
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:

@@ -10,6 +10,7 @@ Each JSON document is checked on its own: one that names another job is refused,
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,7 +73,9 @@ def read_body(request: Request, job_id: str, transcripts: TranscriptStore,
     understood is kept in TRANSCRIPTS_DIR/.unreadable for an operator, then UnreadableBody is raised."""
     with contextlib.ExitStack() as cleanup:
         def spooled(source: BinaryIO) -> IncomingFile:
-            return cleanup.enter_context(transcripts.incoming_file(limit)).copy_from(source)
+            incoming = cleanup.enter_context(transcripts.incoming_file(limit))
+            shutil.copyfileobj(source, incoming)
+            return incoming
 
         def read_json(incoming: IncomingFile) -> NotificationBody:
             try:

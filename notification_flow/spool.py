@@ -66,11 +66,6 @@ class IncomingFile:
         self.size = 0
         self.checked_for = None
 
-    def copy_from(self, source: BinaryIO, chunk_size: int = 1 << 16) -> IncomingFile:
-        while chunk := source.read(chunk_size):
-            self.write(chunk)
-        return self
-
     def finish(self) -> None:
         """Make the bytes durable before anyone can link to them."""
         self.file.flush()
