@@ -41,8 +41,8 @@ from notification_flow.spool import JOB_ID_PATTERN, IncomingFile, NotATranscript
 log = logging.getLogger("storage")
 T = TypeVar("T")
 MB = 1024 * 1024
-MULTIPART_THRESHOLD = 16 * MB  # bodies above this go up in parts: no single request carries 200 MB
-PART_SIZE = 16 * MB  # S3's minimum is 5 MB (but the last part); 16 MB keeps a 512 MB body to 32 parts
+MULTIPART_THRESHOLD = 16 * MB  # bodies above this go up in parts: no single request carries a large body
+PART_SIZE = 16 * MB  # above S3's smallest part, and few parts for the largest body allowed
 ATTEMPTS = 3  # boto3's tries of one request, the first included (throttling, 5xx and connection errors)
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60
 SHA_KEY = "sha256"  # object metadata: the SHA-256 of the transcript's bytes, to tell a divergent duplicate
