@@ -207,3 +207,11 @@ def test_a_transcripts_fields_come_from_its_job_alone(name: str, data: bytes, wa
     top_keys, info = read(data)
     assert top_keys >= jsonv2.TRANSCRIPT_KEYS
     assert info == want
+
+
+@pytest.mark.parametrize("padding", [0, 2 * 1024 * 1024], ids=["small", "over two megabytes"])
+def test_one_document_gets_one_answer_whatever_its_size(padding: int) -> None:
+    data = document(FORMAT, '"job":{"id":"650krlru2e"}', RESULTS, f'"padding":"{" " * padding}"',
+                    '"job":{"id":"second"}')
+    assert read(data)[1] == {"id": "second"}
+    assert not jsonv2.is_transcript_of(io.BytesIO(data), JOB_ID)
