@@ -5,25 +5,30 @@ directory's: the first writer wins, a duplicate writes nothing, a reader never s
 with a conditional write (`If-None-Match: *`, on PutObject and on CompleteMultipartUpload): of two concurrent
 writes of one key exactly one succeeds, the other gets 412. A body is received into a local spool file first
 (TRANSCRIPTS_DIR/.incoming), checked to be this job's complete json-v2, then streamed from that file, in one
-PUT or, above `MULTIPART_THRESHOLD`, in parts read straight from the file: memory stays flat whatever the size.
+PUT or, above `MULTIPART_THRESHOLD`, in parts read from the file one at a time: memory does not grow with the size.
 
 A 412 is a duplicate. The stored object carries the SHA-256 of its bytes (object metadata), so a stored
-object that differs from what we received is seen and logged; if it is not a valid transcript at all it is
-replaced, conditionally on its ETag (`If-Match`), so two replacements never both win. Every S3 fault
+object that differs from what we received is seen, read and logged; if it is not a valid transcript at all it
+is replaced, conditionally on its ETag (`If-Match`), so two replacements never both win. Every S3 fault
 (throttling, 5xx, a connection that fails, a timeout) becomes `StorageUnavailable`, an OSError: the server
 answers 503 and Speechmatics retries; the reconciler tries again next pass. boto3's own retries are bounded
-(`ATTEMPTS`) and each one is logged.
+(`ATTEMPTS`) and each one is logged. Multipart uploads a killed process left unfinished are aborted by the
+housekeeping, only under our own prefix and of our own key pattern, judged by the store's clock; with no
+prefix the bucket may be shared, so none is aborted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
+import io
 import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -31,16 +36,18 @@ from typing import Any, BinaryIO, TypeVar
 
 from notification_flow import jsonv2
 from notification_flow.settings import SettingsError, split_s3_url
-from notification_flow.transcripts import IncomingFile, NotATranscript, TranscriptFiles, check_job_id
+from notification_flow.spool import JOB_ID_PATTERN, IncomingFile, NotATranscript, Spool, check_job_id
 
 log = logging.getLogger("storage")
 T = TypeVar("T")
 MB = 1024 * 1024
-MULTIPART_THRESHOLD = 16 * MB  # bodies above this go up in parts: no single request carries 200 MB
-PART_SIZE = 16 * MB  # S3's minimum is 5 MB (but the last part); 16 MB keeps a 512 MB body to 32 parts
-ATTEMPTS = 3  # boto3's tries of one request (standard mode: throttling, 5xx and connection errors)
+MULTIPART_THRESHOLD = 16 * MB  # bodies above this go up in parts: no single request carries a large body
+PART_SIZE = 16 * MB  # above S3's smallest part, and few parts for the largest body allowed
+ATTEMPTS = 3  # boto3's tries of one request, the first included (throttling, 5xx and connection errors)
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60
 SHA_KEY = "sha256"  # object metadata: the SHA-256 of the transcript's bytes, to tell a divergent duplicate
+# The names we write under our prefix: transcripts, and the start-up check's probe.
+OUR_NAME = re.compile(rf"(?:{JOB_ID_PATTERN.pattern}\.json|\.probe-[0-9a-f]{{32}})")
 
 
 class StorageUnavailable(OSError):
@@ -62,7 +69,7 @@ def s3_client(session: Any = None) -> Any:
     from botocore.config import Config
 
     config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT, max_pool_connections=32,
-                    retries={"mode": "standard", "max_attempts": ATTEMPTS})
+                    retries={"mode": "standard", "total_max_attempts": ATTEMPTS})
     client = (session or boto3.session.Session()).client("s3", config=config)
     client.meta.events.register("needs-retry.s3", _remember_problem)
     client.meta.events.register("request-created.s3", _log_retry)
@@ -102,38 +109,13 @@ def _status(error: Exception) -> int | None:
     return (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") if isinstance(response, dict) else None
 
 
-class _Slice:
-    """A read-only window of a file, read with pread: one part of a multipart upload, streamed, never held."""
-
-    def __init__(self, fd: int, start: int, length: int) -> None:
-        self.fd, self.start, self.length, self.position = fd, start, length, 0
-
-    def read(self, size: int = -1) -> bytes:
-        left = self.length - self.position
-        size = left if size is None or size < 0 else min(size, left)
-        data = os.pread(self.fd, size, self.start + self.position) if size > 0 else b""
-        self.position += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.position, 2: self.length}[whence]
-        self.position = max(0, min(self.length, base + offset))
-        return self.position
-
-    def tell(self) -> int:
-        return self.position
-
-    def __len__(self) -> int:
-        return self.length
-
-
-class TranscriptObjects:
-    """The same interface as TranscriptFiles, on objects: `location` is the object's `s3://` URL."""
+class TranscriptObjects(Spool):
+    """The same interface as TranscriptFiles, on objects: `location` is the object's `s3://` URL. The spool
+    (TRANSCRIPTS_DIR) is local: bodies being received, and unreadable ones kept."""
 
     def __init__(self, url: str, spool: Path | str, client: Any = None) -> None:
+        super().__init__(spool)
         self.bucket, self.prefix = split_s3_url("TRANSCRIPTS_URL", url)
-        self.spool = TranscriptFiles(spool)  # local: bodies being received, and unreadable ones kept
-        self.incoming, self.unreadable = self.spool.incoming, self.spool.unreadable
         self._client = client
         self._client_lock = threading.Lock()
 
@@ -145,22 +127,12 @@ class TranscriptObjects:
                 self._client = s3_client()
             return self._client
 
-    def ensure_directories(self) -> TranscriptObjects:
-        self.spool.ensure_directories()
-        return self
-
     def key_for(self, job_id: str) -> str:
         name = f"{check_job_id(job_id)}.json"
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def location(self, job_id: str) -> str:
         return f"s3://{self.bucket}/{self.key_for(job_id)}"
-
-    def incoming_file(self, limit: int | None = None) -> contextlib.AbstractContextManager[IncomingFile]:
-        return self.spool.incoming_file(limit)
-
-    def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
-        return self.spool.keep_unreadable(job_id, incoming)
 
     def _call(self, operation: str, call: Callable[[], T], allowed: tuple[int, ...] = ()) -> T | None:
         """Run one S3 call; None for an answer with an `allowed` status (404, 412), StorageUnavailable for
@@ -185,24 +157,24 @@ class TranscriptObjects:
         found = self.head(self.key_for(job_id))
         return found is not None and found["ContentLength"] > 0
 
-    def is_valid(self, job_id: str, expected_size: int | None = None) -> bool:
+    def is_valid(self, job_id: str) -> bool:
+        """Whether the object holds this job's complete transcript, read to its end."""
         found = self.head(self.key_for(job_id))
-        return found is not None and self._holds_transcript(job_id, found, expected_size)
+        return found is not None and self._holds_transcript(job_id, found)
 
-    def _holds_transcript(self, job_id: str, found: dict[str, Any], expected_size: int | None) -> bool:
-        """Whether the object HEAD described is this job's complete transcript; one of the size expected is
-        taken to be, as locally. Otherwise it is read into the spool and parsed to the end."""
-        size = found["ContentLength"]
-        if size == 0 or size == expected_size:
-            return size > 0
+    def _holds_transcript(self, job_id: str, found: dict[str, Any]) -> bool:
+        """Whether the object HEAD described is this job's complete transcript: read into the spool and parsed
+        to the end (a damaged object can have any size)."""
+        if found["ContentLength"] == 0:
+            return False
         with self.incoming_file() as copy:
             body = self._call("GetObject", lambda: self.client.get_object(
                 Bucket=self.bucket, Key=self.key_for(job_id), IfMatch=found["ETag"])["Body"], (404, 412))
             if body is None:
                 return False
             with contextlib.closing(body):
-                self._call("GetObject", lambda: copy.copy_from(body))
-            return jsonv2.is_transcript_of(copy.reader(), copy.size, job_id)
+                self._call("GetObject", lambda: shutil.copyfileobj(body, copy))
+            return jsonv2.is_transcript_of(copy.reader(), job_id)
 
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
         """Store the transcript as `PREFIX/<job_id>.json` unless it is there; True if this call wrote it.
@@ -226,7 +198,7 @@ class TranscriptObjects:
                 continue
             if (found.get("Metadata") or {}).get(SHA_KEY) == digest and found["ContentLength"] == incoming.size:
                 return False
-            if self._holds_transcript(job_id, found, None):
+            if self._holds_transcript(job_id, found):
                 log.warning("transcript %s: divergence: the stored object (%d bytes, sha256 %s) differs from the "
                             "one received (%d bytes, sha256 %s); the stored one is kept", job_id,
                             found["ContentLength"], (found.get("Metadata") or {}).get(SHA_KEY, "unknown"),
@@ -256,7 +228,7 @@ class TranscriptObjects:
             parts = []
             fd = incoming.file.fileno()
             for number, start in enumerate(range(0, incoming.size, PART_SIZE), start=1):
-                part = _Slice(fd, start, min(PART_SIZE, incoming.size - start))
+                part = io.BytesIO(os.pread(fd, PART_SIZE, start))  # one part in memory at a time, whatever the size
                 answer = self._call("UploadPart", lambda part=part, number=number: client.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part))
                 assert answer is not None
@@ -274,12 +246,12 @@ class TranscriptObjects:
 
     def check_ready(self) -> None:
         """For /readyz: the spool takes a file and the bucket answers; OSError (StorageUnavailable) if not."""
-        self.spool.check_ready()
+        super().check_ready()
         self._call("HeadBucket", lambda: self.client.head_bucket(Bucket=self.bucket))
 
     def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int:
         """The spool's leftovers, and multipart uploads a killed process left unfinished for an hour."""
-        removed = self.spool.remove_leftovers(incoming_seconds, unreadable_seconds)
+        removed = super().remove_leftovers(incoming_seconds, unreadable_seconds)
         try:
             return removed + self._abort_stale_uploads(incoming_seconds)
         except StorageUnavailable as error:  # housekeeping: the next pass tries again
@@ -287,13 +259,18 @@ class TranscriptObjects:
             return removed
 
     def _abort_stale_uploads(self, seconds: float) -> int:
-        cutoff, aborted = time.time() - seconds, 0
-        prefix = f"{self.prefix}/" if self.prefix else ""
+        """Abort our uploads begun more than `seconds` ago by the store's clock (its answer's Date): ours are
+        under our prefix and named as we name objects. With no prefix, none is known to be ours."""
+        if not self.prefix:
+            return 0
+        prefix, aborted = f"{self.prefix}/", 0
         pages = self._call("ListMultipartUploads", lambda: list(self.client.get_paginator(
             "list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)))
         for page in pages or []:
+            store_now = _store_time(page)
             for upload in page.get("Uploads") or []:
-                if upload["Initiated"].timestamp() < cutoff:
+                ours = OUR_NAME.fullmatch(upload["Key"].removeprefix(prefix))
+                if ours and store_now is not None and upload["Initiated"].timestamp() < store_now - seconds:
                     self._call("AbortMultipartUpload", lambda upload=upload: self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]), (404,))
                     aborted += 1
@@ -330,7 +307,7 @@ class TranscriptObjects:
         key = f"{self.prefix}/.probe-{uuid.uuid4().hex}" if self.prefix else f".probe-{uuid.uuid4().hex}"
         # In a directory of its own, not the spool: a store refused at start-up leaves nothing behind here.
         with tempfile.TemporaryDirectory(prefix="transcripts-probe-") as scratch, \
-                TranscriptFiles(scratch).ensure_directories().incoming_file() as incoming:
+                Spool(scratch).ensure_directories().incoming_file() as incoming:
             incoming.write(b"{}")
             incoming.finish()
             try:
@@ -349,6 +326,14 @@ class TranscriptObjects:
             raise StorageConfigError(f"TRANSCRIPTS_URL: the store at {self.client.meta.endpoint_url} does not honour "
                                      "conditional writes (If-None-Match: *), so a duplicate could overwrite a "
                                      "transcript; use a store that does (AWS S3 since 2024-08, SeaweedFS)")
+
+
+def _store_time(answer: dict[str, Any]) -> float | None:
+    """The store's own time when it answered (its Date header), or None if it did not say."""
+    date = ((answer.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
+    with contextlib.suppress(TypeError, ValueError):
+        return email.utils.parsedate_to_datetime(date).timestamp() if date else None
+    return None
 
 
 def _sha256(incoming: IncomingFile) -> str:

@@ -4,7 +4,7 @@ process-level flow in test_s3.py cannot aim at one by one.
 Concurrent writers of one transcript: in one PUT exactly one writes it; in parts the object is whole and no
 upload is left (SeaweedFS does not make the multipart condition atomic). A duplicate that differs
 from the stored object is logged as a divergence and writes nothing. A stored object that is not a valid
-transcript is replaced.
+transcript is replaced. Housekeeping aborts only our own stale uploads.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,6 +24,7 @@ from notification_flow import objects
 from notification_flow.objects import TranscriptObjects
 from notification_flow.payloads import check_transcript
 from seaweed import SeaweedFS
+from tests.integration.support import wait_for
 
 
 def transcript(job_id: str, words: int = 10, spacing: str = "") -> bytes:
@@ -116,3 +119,36 @@ def test_a_stored_object_that_is_not_a_transcript_is_replaced(store: TranscriptO
         assert publish(store, job_id, body) is True
     assert stored(store, job_id) == body and store.is_valid(job_id)
     assert any("replaced a stored object" in r.getMessage() for r in caplog.records)
+
+
+def test_housekeeping_aborts_only_our_stale_uploads_by_the_stores_clock(seaweedfs: SeaweedFS, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another application may share the bucket: only an upload under our prefix, named as we name objects,
+    is ours to abort, and only once it is old by the store's clock (ours may be hours off)."""
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweedfs.new_bucket(f"h-{uuid.uuid4().hex[:24]}")
+    client = seaweedfs.client()
+    ours, keys = "t/abcdefgh12.json", {"t/abcdefgh12.json", "t/their-video.mp4", "abcdefgh34.json", "other/big.bin"}
+    for key in keys:
+        client.create_multipart_upload(Bucket=bucket, Key=key)
+
+    def listed() -> set[str]:
+        return {upload["Key"] for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads") or []}
+
+    whole_bucket = TranscriptObjects(f"s3://{bucket}", tmp_path / "a").ensure_directories()
+    prefixed = TranscriptObjects(f"s3://{bucket}/t", tmp_path / "b").ensure_directories()
+    local = time.time
+    monkeypatch.setattr(objects, "time", SimpleNamespace(time=lambda: local() + 7200), raising=False)
+    assert whole_bucket.remove_leftovers() == 0 and prefixed.remove_leftovers() == 0  # fresh by the store's clock
+    assert listed() == keys
+
+    monkeypatch.setattr(objects, "time", SimpleNamespace(time=lambda: local() - 7200), raising=False)
+
+    def ours_aborted() -> bool:
+        whole_bucket.remove_leftovers(incoming_seconds=1)  # with no prefix, no upload is known to be ours
+        prefixed.remove_leftovers(incoming_seconds=1)
+        return ours not in listed()
+
+    wait_for(ours_aborted, timeout=15, message="our upload to be a second old by the store's clock and aborted")
+    assert listed() == keys - {ours}

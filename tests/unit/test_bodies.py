@@ -1,4 +1,4 @@
-"""Unit tests of notification_flow.payloads.read_body: every documented notification body shape, whole and streamed."""
+"""Unit tests of notification_flow.payloads.read_body: every documented notification body shape."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import flask
 import pytest
 
-from notification_flow import jsonv2
 from notification_flow.payloads import NotificationBody, UnreadableBody, read_body, request_class
-from notification_flow.transcripts import BodyTooLarge, TranscriptFiles
+from notification_flow.spool import BodyTooLarge
+from notification_flow.transcripts import TranscriptFiles
 from tests.unit.support import held_open
 
 DOCS_TRANSCRIPT = Path(__file__).parents[1] / "emulator" / "fixtures" / "transcript-json-v2-docs-example.json"
@@ -45,18 +45,9 @@ TXT = b"Hello, this is an example transcript.\n"
 SRT = b"1\n00:00:00,000 --> 00:00:02,000\nHello, this is an example.\n"
 
 
-@pytest.fixture(params=["unnamed", "named"])
-def spool(request: pytest.FixtureRequest) -> str:
-    """Bodies spooled to unnamed files (O_TMPFILE), or to named `.part` files as where that is not supported."""
-    return str(request.param)
-
-
 @pytest.fixture
-def transcripts(tmp_path: Path, spool: str) -> TranscriptFiles:
-    files = TranscriptFiles(tmp_path / "transcripts").ensure_directories()
-    if spool == "named":
-        files._unnamed = False
-    return files
+def transcripts(tmp_path: Path) -> TranscriptFiles:
+    return TranscriptFiles(tmp_path / "transcripts").ensure_directories()
 
 
 @pytest.fixture
@@ -66,16 +57,8 @@ def app(transcripts: TranscriptFiles) -> flask.Flask:
     return app
 
 
-@pytest.fixture(params=["whole", "streamed"])
-def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Parse bodies whole (json.load) or, with the in-memory threshold lowered, streamed (ijson)."""
-    if request.param == "streamed":
-        monkeypatch.setattr(jsonv2, "IN_MEMORY_BYTES", 16)
-    return str(request.param)
-
-
 def leftovers(transcripts: TranscriptFiles) -> list[str]:
-    """Temporary files in .incoming: named there, or held open by this process without a name."""
+    """Temporary files in .incoming: named there, or held open by this process (werkzeug's multipart parts)."""
     return sorted({*map(str, transcripts.incoming.iterdir()), *held_open(transcripts.incoming)})
 
 
@@ -154,32 +137,19 @@ def test_every_body_shape(app: flask.Flask, transcripts: TranscriptFiles, shape:
     assert list(transcripts.unreadable.iterdir()) == []
 
 
-@pytest.mark.parametrize("shape", [name for name in SHAPES
-                                   if "JSON" in name or "multipart" in name or "PUT" in name])
-def test_a_streamed_parse_gives_the_same_result_as_a_whole_one(app: flask.Flask, transcripts: TranscriptFiles,
-                                                               monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
-    request = SHAPES[shape][0]
-    whole = read(app, transcripts, **copy.deepcopy(request))
-    monkeypatch.setattr(jsonv2, "IN_MEMORY_BYTES", 16)
-    streamed = read(app, transcripts, **copy.deepcopy(request))
-    assert vars(streamed) == vars(whole)
-    assert leftovers(transcripts) == []
-
-
-def test_a_whole_json_transcript_is_kept_byte_for_byte(app: flask.Flask, transcripts: TranscriptFiles,
-                                                       mode: str) -> None:
+def test_a_whole_json_transcript_is_kept_byte_for_byte(app: flask.Flask, transcripts: TranscriptFiles) -> None:
     body = transcript_bytes()
     assert read(app, transcripts, data=body, content_type=JSON).transcript == body
 
 
-def test_only_job_fields_are_kept(app: flask.Flask, transcripts: TranscriptFiles, mode: str) -> None:
+def test_only_job_fields_are_kept(app: flask.Flask, transcripts: TranscriptFiles) -> None:
     seen = read(app, transcripts, data=transcript_bytes(), content_type=JSON)
     assert seen.info == {"id": JOB_ID, "created_at": "2025-06-30T11:43:54.135Z", "data_name": "example.wav",
                          "tracking.reference": REFERENCE, "tracking.title": "a title"}
 
 
 @pytest.mark.parametrize("sample", sorted(path.name for path in SAMPLES.glob("transcript-json-v2-*.json")))
-def test_real_transcripts_are_recognised(app: flask.Flask, transcripts: TranscriptFiles, mode: str,
+def test_real_transcripts_are_recognised(app: flask.Flask, transcripts: TranscriptFiles,
                                          sample: str) -> None:
     document = json.loads((SAMPLES / sample).read_text())
     body = (SAMPLES / sample).read_bytes()
@@ -189,7 +159,7 @@ def test_real_transcripts_are_recognised(app: flask.Flask, transcripts: Transcri
     assert seen.reference is None
 
 
-def test_a_failure_jobinfo_carries_its_error(app: flask.Flask, transcripts: TranscriptFiles, mode: str) -> None:
+def test_a_failure_jobinfo_carries_its_error(app: flask.Flask, transcripts: TranscriptFiles) -> None:
     body = jobinfo_bytes(status="rejected", errors=[{"timestamp": "2025-06-30T11:44:00.000Z",
                                                      "message": "Job rejected due to invalid audio"}])
     seen = read(app, transcripts, data=body, content_type=JSON)
@@ -198,8 +168,8 @@ def test_a_failure_jobinfo_carries_its_error(app: flask.Flask, transcripts: Tran
     assert seen.reference == REFERENCE
 
 
-def test_the_error_is_the_real_reason_not_a_later_delivery_error(app: flask.Flask, transcripts: TranscriptFiles,
-                                                                 mode: str) -> None:
+def test_the_error_is_the_real_reason_not_a_later_delivery_error(app: flask.Flask,
+                                                                 transcripts: TranscriptFiles) -> None:
     body = jobinfo_bytes(status="rejected", errors=[
         {"message": "Job rejected due to invalid audio"},
         {"message": "Error in sending notification: connection refused, retrying"}])
@@ -207,7 +177,7 @@ def test_the_error_is_the_real_reason_not_a_later_delivery_error(app: flask.Flas
 
 
 @pytest.mark.parametrize("cut", [1, 100, 2000, -1])
-def test_a_truncated_json_body_is_refused_and_kept_once(app: flask.Flask, transcripts: TranscriptFiles, mode: str,
+def test_a_truncated_json_body_is_refused_and_kept_once(app: flask.Flask, transcripts: TranscriptFiles,
                                                         cut: int) -> None:
     body = transcript_bytes()[:cut]
     for _ in range(2):  # Speechmatics retries: still one copy
@@ -219,7 +189,7 @@ def test_a_truncated_json_body_is_refused_and_kept_once(app: flask.Flask, transc
 
 
 def test_a_body_nested_too_deeply_is_refused_and_kept(app: flask.Flask, transcripts: TranscriptFiles) -> None:
-    """Not a RecursionError, which would answer 500 and keep nothing (checked in memory: ijson has no limit)."""
+    """Refused as what it is, not an error that would answer 500 and keep nothing."""
     body = b'{"id": "' + JOB_ID.encode() + b'", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(UnreadableBody, match="nested too deeply"):
         read(app, transcripts, data=body, content_type=JSON)
@@ -227,14 +197,14 @@ def test_a_body_nested_too_deeply_is_refused_and_kept(app: flask.Flask, transcri
     assert leftovers(transcripts) == []
 
 
-def test_a_truncated_transcript_part_is_refused(app: flask.Flask, transcripts: TranscriptFiles, mode: str) -> None:
+def test_a_truncated_transcript_part_is_refused(app: flask.Flask, transcripts: TranscriptFiles) -> None:
     with pytest.raises(UnreadableBody):
         read(app, transcripts, **multipart(("transcript", transcript_bytes()[:-10], "transcript.json", JSON)))
     assert leftovers(transcripts) == []
 
 
 @pytest.mark.parametrize("body", [b"[1, 2, 3]", b'"a string"', b"42", b"null", b"true", b"\xff\xfe{}"])
-def test_json_that_is_not_an_object_is_refused(app: flask.Flask, transcripts: TranscriptFiles, mode: str,
+def test_json_that_is_not_an_object_is_refused(app: flask.Flask, transcripts: TranscriptFiles,
                                                body: bytes) -> None:
     with pytest.raises(UnreadableBody):
         read(app, transcripts, data=body, content_type=JSON)
@@ -242,8 +212,7 @@ def test_json_that_is_not_an_object_is_refused(app: flask.Flask, transcripts: Tr
 
 
 def test_an_object_that_is_neither_transcript_nor_jobinfo_holds_nothing(app: flask.Flask,
-                                                                        transcripts: TranscriptFiles,
-                                                                        mode: str) -> None:
+                                                                        transcripts: TranscriptFiles) -> None:
     seen = read(app, transcripts, data=b'{"hello": "world", "format": "2.9"}', content_type=JSON)
     assert (seen.transcript, seen.job_id, seen.reference) == (None, None, None)
 
@@ -252,9 +221,11 @@ def test_an_object_that_is_neither_transcript_nor_jobinfo_holds_nothing(app: fla
     ({"data": transcript_bytes(job_id="otherjob99"), "content_type": JSON}, True),
     ({"data": jobinfo_bytes(job_id="otherjob99"), "content_type": JSON}, False),
     (multipart(("transcript", transcript_bytes(job_id="otherjob99"), "transcript.json", JSON)), True),
-    (multipart(TRANSCRIPT_PART, ("jobinfo", jobinfo_bytes(job_id="otherjob99"), "jobinfo.json", JSON)), True),
+    (multipart(TRANSCRIPT_PART, ("jobinfo", jobinfo_bytes(job_id="otherjob99"), "jobinfo.json", JSON)), False),
+    (multipart(("transcript", transcript_bytes(job_id="otherjob99"), "transcript.json", JSON), JOBINFO_PART), True),
+    (multipart(JOBINFO_PART, ("transcript", transcript_bytes(job_id="otherjob99"), "transcript.json", JSON)), True),
 ])
-def test_a_body_for_another_job_is_refused(app: flask.Flask, transcripts: TranscriptFiles, mode: str,
+def test_a_body_for_another_job_is_refused(app: flask.Flask, transcripts: TranscriptFiles,
                                            request_args: dict[str, Any], kept: bool) -> None:
     with pytest.raises(UnreadableBody, match="otherjob99"):
         read(app, transcripts, **copy.deepcopy(request_args))
@@ -275,7 +246,7 @@ def test_a_body_over_the_limit_is_refused(app: flask.Flask, transcripts: Transcr
 
 def big_transcript() -> bytes:
     document = transcript_document()
-    copies = 2 * jsonv2.IN_MEMORY_BYTES // len(json.dumps(document["results"])) + 1
+    copies = 2 * 1024 * 1024 // len(json.dumps(document["results"])) + 1
     document["results"] = document["results"] * copies
     return json.dumps(document).encode()
 
@@ -286,9 +257,9 @@ def big() -> bytes:
 
 
 @pytest.mark.parametrize("shape", ["json", "multipart"])
-def test_a_transcript_over_a_megabyte_is_streamed_to_the_same_result(app: flask.Flask, transcripts: TranscriptFiles,
-                                                                     big: bytes, shape: str) -> None:
-    assert len(big) > jsonv2.IN_MEMORY_BYTES
+def test_a_large_transcript_gives_the_same_result(app: flask.Flask, transcripts: TranscriptFiles,
+                                                  big: bytes, shape: str) -> None:
+    assert len(big) > 2 * 1024 * 1024
     small = read(app, transcripts, data=transcript_bytes(), content_type=JSON)
     request_args = ({"data": big, "content_type": JSON} if shape == "json"
                     else multipart(("transcript", big, "transcript.json", JSON)))
@@ -298,24 +269,21 @@ def test_a_transcript_over_a_megabyte_is_streamed_to_the_same_result(app: flask.
     assert leftovers(transcripts) == []
 
 
-def test_a_truncated_transcript_over_a_megabyte_is_refused(app: flask.Flask, transcripts: TranscriptFiles,
+def test_a_truncated_large_transcript_is_refused(app: flask.Flask, transcripts: TranscriptFiles,
                                                            big: bytes) -> None:
     with pytest.raises(UnreadableBody):
         read(app, transcripts, data=big[:-3], content_type=JSON)
     assert (transcripts.unreadable / f"{JOB_ID}.body").read_bytes() == big[:-3]
 
 
-def test_temporary_files_exist_during_the_block_and_are_gone_after(app: flask.Flask, transcripts: TranscriptFiles,
-                                                                   spool: str) -> None:
+def test_temporary_files_exist_during_the_block_and_are_gone_after(app: flask.Flask,
+                                                                   transcripts: TranscriptFiles) -> None:
     with app.test_request_context("/webhook", method="POST", **multipart(TRANSCRIPT_PART, JOBINFO_PART)), \
             read_body(flask.request, JOB_ID, transcripts, LIMIT) as body:
         assert body.transcript is not None
         held = os.readlink(f"/proc/self/fd/{body.transcript.file.fileno()}")
         assert Path(held).parent == transcripts.incoming
-        if spool == "named":
-            assert body.transcript.name == held and Path(held).exists()
-        else:
-            assert body.transcript.name is None and held.endswith(" (deleted)")  # O_TMPFILE: it has no name
+        assert body.transcript.name == held and Path(held).exists()
         during = held_open(transcripts.incoming)
     assert len(during) >= 1
     assert body.transcript.file.closed

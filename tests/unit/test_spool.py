@@ -1,31 +1,28 @@
-"""The spool in TRANSCRIPTS_DIR/.incoming: a body is written to a file there, then linked to `<job_id>.json`.
+"""The spool in TRANSCRIPTS_DIR/.incoming: a body is written to a `.part` file there, then linked to `<job_id>.json`.
 
-Where the filesystem allows, that file has no name (O_TMPFILE), so a killed process leaves nothing behind;
-elsewhere it is a `.part` file. Both ways must publish the same bytes with the same rules.
+A link never replaces: a duplicate writes nothing, unless what is there is not this job's transcript.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from notification_flow.transcripts import IncomingFile, NotATranscript, TranscriptFiles
+from notification_flow.spool import IncomingFile, NotATranscript
+from notification_flow.transcripts import TranscriptFiles
 from tests.unit.support import held_open
 
 JOB_ID = "650krlru2e"
 BODY = json.dumps({"format": "2.9", "job": {"id": JOB_ID}, "results": []}).encode()
 
 
-@pytest.fixture(params=["unnamed", "named"])
-def files(request: pytest.FixtureRequest, tmp_path: Path) -> TranscriptFiles:
-    files = TranscriptFiles(tmp_path / "transcripts").ensure_directories()
-    if request.param == "named":
-        files._unnamed = False  # as on a filesystem without O_TMPFILE (NFS)
-    return files
+@pytest.fixture
+def files(tmp_path: Path) -> TranscriptFiles:
+    return TranscriptFiles(tmp_path / "transcripts").ensure_directories()
 
 
 def received(incoming: IncomingFile, body: bytes = BODY, job_id: str = JOB_ID) -> IncomingFile:
@@ -34,30 +31,19 @@ def received(incoming: IncomingFile, body: bytes = BODY, job_id: str = JOB_ID) -
     return incoming
 
 
-def test_unnamed_files_are_used_where_the_filesystem_allows(tmp_path: Path) -> None:
-    files = TranscriptFiles(tmp_path / "transcripts").ensure_directories()
+def test_a_body_is_spooled_to_a_named_part_file(files: TranscriptFiles) -> None:
     with files.incoming_file() as incoming:
-        assert incoming.name is None
-        assert os.listdir(files.incoming) == []  # nothing named, not even while it is written
-        assert held_open(files.incoming) != []
+        assert Path(incoming.name).parent == files.incoming and incoming.name.endswith(".part")
+        assert os.listdir(files.incoming) == [Path(incoming.name).name]
+    assert os.listdir(files.incoming) == []
 
 
-def test_where_unnamed_files_fail_named_ones_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_open = os.open
-
-    def no_tmpfile(path: object, flags: int, *args: object, **kwargs: object) -> int:
-        if flags & os.O_TMPFILE == os.O_TMPFILE:
-            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "open", no_tmpfile)
-    files = TranscriptFiles(tmp_path / "transcripts").ensure_directories()
+def test_a_retried_download_starts_the_file_again(files: TranscriptFiles) -> None:
     with files.incoming_file() as incoming:
-        assert incoming.name is not None and Path(incoming.name).parent == files.incoming
-        assert files.publish(JOB_ID, received(incoming))
-    assert (files.directory / f"{JOB_ID}.json").read_bytes() == BODY
-
-
+        incoming.write(b"half of it")
+        incoming.restart()
+        incoming.write(BODY)
+        assert incoming.size == len(BODY) and incoming.reader().read() == BODY
 def test_a_published_body_is_the_file_and_nothing_is_left(files: TranscriptFiles) -> None:
     with files.incoming_file() as incoming:
         assert files.publish(JOB_ID, received(incoming)) is True
@@ -112,16 +98,25 @@ def test_a_discarded_body_leaves_nothing(files: TranscriptFiles) -> None:
     assert held_open(files.incoming) == []
 
 
-def test_a_store_that_only_spools_holds_no_descriptor(tmp_path: Path) -> None:
-    """One descriptor of /proc/self/fd serves every store of a process: the S3 check's scratch store, which
-    spools a probe and is dropped, leaves nothing open."""
-    def spool_once(number: int) -> None:
-        files = TranscriptFiles(tmp_path / f"transcripts{number}").ensure_directories()
-        with files.incoming_file() as incoming:
-            incoming.write(BODY)
-            incoming.finish()
-    spool_once(0)  # the process's first store opens the shared one
-    before = len(os.listdir("/proc/self/fd"))
-    for number in range(1, 11):
-        spool_once(number)
-    assert len(os.listdir("/proc/self/fd")) == before
+def test_a_damaged_file_of_the_transcripts_size_is_replaced_and_not_valid(files: TranscriptFiles) -> None:
+    """The repair sweep asks `is_valid`: a file of the right size is not yet the right file."""
+    (files.directory / f"{JOB_ID}.json").write_bytes(b"\x00" * len(BODY))
+    assert files.exists(JOB_ID) and not files.is_valid(JOB_ID)
+    with files.incoming_file() as incoming:
+        assert files.publish(JOB_ID, received(incoming)) is True
+    assert (files.directory / f"{JOB_ID}.json").read_bytes() == BODY and files.is_valid(JOB_ID)
+
+
+def test_another_jobs_transcript_is_not_valid(files: TranscriptFiles) -> None:
+    (files.directory / f"{JOB_ID}.json").write_bytes(BODY.replace(JOB_ID.encode(), b"otherjob99"))
+    assert not files.is_valid(JOB_ID)
+    assert not files.is_valid("nothing000")
+
+
+def test_leftovers_of_a_killed_worker_are_swept(files: TranscriptFiles) -> None:
+    left = files.incoming / "tmpkilled.part"
+    left.write_bytes(b"half a bo")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    with files.incoming_file() as current:
+        assert files.remove_leftovers() == 1
+        assert os.listdir(files.incoming) == [Path(current.name).name]  # one being written stays
