@@ -1,9 +1,10 @@
 """Log lines as text (the default) or, with LOG_FORMAT=json, one JSON object per line for a log collector.
 
 Structured fields ride on a record as `extra={"fields": {...}}`: the text format shows them through its
-message as before, the JSON format as keys of their own, so a collector never parses a message. JSON escapes
-whatever a field holds, so request input in a field cannot forge a line; no secret or transcript text is ever
-put in one.
+message as before, the JSON format as keys of their own, so a collector never parses a message. JSON lines are
+ASCII: every other character is a `\\uXXXX` escape, so request input in a field can neither forge a line nor
+end one for a reader that splits on Unicode line ends (NEL, U+2028); no secret or transcript text is ever put
+in one.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return json.dumps(entry, default=str)
 
 
 def formatter() -> logging.Formatter:
@@ -83,7 +84,7 @@ def emit(stream: Any = None, /, message: str = "", **fields: Any) -> None:
     stream = stream or sys.stdout
     if json_wanted():
         line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "info",
-                           "message": message, **fields}, default=str, ensure_ascii=False)
+                           "message": message, **fields}, default=str)
     else:
         line = message
     print(line, file=stream, flush=True)
@@ -103,5 +104,5 @@ def error_line(message: str) -> str:
     log collector reads every line a script writes."""
     if json_wanted():
         return json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "error",
-                           "message": message}, ensure_ascii=False)
+                           "message": message})
     return f"error: {message}"

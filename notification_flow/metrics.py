@@ -36,7 +36,9 @@ _JOB_PATH = re.compile(r"/jobs/[^/]+")
 @contextlib.contextmanager
 def multiprocess_directory() -> Iterator[str]:
     """A fresh directory for the workers' metric files: an existing PROMETHEUS_MULTIPROC_DIR is emptied (old
-    files would add a dead run's counts), otherwise a temporary one is made and removed afterwards."""
+    files would add a dead run's counts), otherwise a temporary one is made and removed afterwards, by this
+    process alone: a gunicorn worker, forked inside this block, leaves it too when it exits."""
+    owner = os.getpid()
     given = os.environ.get(MULTIPROC_ENV)
     path = given or tempfile.mkdtemp(prefix="transcribe-metrics-")
     os.makedirs(path, exist_ok=True)
@@ -48,7 +50,7 @@ def multiprocess_directory() -> Iterator[str]:
     try:
         yield path
     finally:
-        if not given:
+        if not given and os.getpid() == owner:
             shutil.rmtree(path, ignore_errors=True)
 
 
