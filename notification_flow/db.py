@@ -220,6 +220,16 @@ class SqliteDatabase(_PerThreadConnections):
     def __init__(self, database_url: str) -> None:
         super().__init__()
         self.path = Path(unquote(database_url[len("sqlite:///"):]))
+        self.opened: tuple[int, int] | None = None  # (device, inode) of the file this process opened first
+
+    def connection(self) -> sqlite3.Connection:
+        """Refused once the path no longer names the file this process opened: commits into a deleted file
+        reach nobody, and a new file at the path has no schema. A restart opens whatever is there then."""
+        if self.opened is not None and _identity(self.path) != self.opened:
+            raise StoreUnavailable(f"DATABASE_URL: {self.path} was deleted or replaced while in use; restart")
+        conn = super().connection()
+        self.opened = self.opened or _identity(self.path)
+        return conn
 
     def connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
@@ -262,6 +272,14 @@ class SqliteDatabase(_PerThreadConnections):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreUnavailable(str(error)) from error
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class _PostgresTransaction(_Clocked):

@@ -197,9 +197,16 @@ class TranscriptFiles:
         return f"{self._prefix}{check_job_id(job_id)}.json"
 
     def check_ready(self) -> None:
-        """For /readyz: OSError unless the directory takes a file now."""
-        with tempfile.TemporaryFile(dir=self.incoming) as probe:
+        """For /readyz: OSError unless a transcript could be published now. The probe does what publishing
+        does, a file in `.incoming` linked into the directory, so that the two fail together."""
+        with tempfile.NamedTemporaryFile(dir=self.incoming, prefix="ready-", suffix=".part") as probe:
             probe.write(b"ready")
+            probe.flush()
+            linked = self.directory / f".ready-{os.getpid()}-{threading.get_ident()}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(linked)  # left by a probe killed between its link and unlink
+            os.link(probe.name, linked)
+            os.unlink(linked)
 
     def exists(self, job_id: str) -> bool:
         """A file, and not an empty one (no transcript is empty). One stat: the repair sweep asks this of
