@@ -143,7 +143,7 @@ def submit_all(paths: list[Path], settings: Settings, store: JobStore, args: arg
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="Exit codes: 0 every file submitted, 1 some were not, 2 bad settings or arguments "
-                           "(or --list with no job database).")
+                           "(or --list with no job database), 75 the database is unavailable (try again).")
     parser.add_argument("audio", nargs="*", type=Path, help=f"audio files (default: {SAMPLE_AUDIO.name})")
     parser.add_argument("--language", help="language code (default: en)")
     parser.add_argument("--model", help="model, e.g. standard or enhanced")
