@@ -132,6 +132,17 @@ def test_gunicorn_cmd_args_are_applied_over_our_defaults(monkeypatch: pytest.Mon
     assert app.cfg.timeout == 300 and app.cfg.accesslog == "-" and app.cfg.workers == 2
 
 
+def test_gunicorns_control_socket_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Its default path is one per home, shared by every server there; GUNICORN_CMD_ARGS may name one."""
+    from notification_flow.wsgi import _Gunicorn, gunicorn_options
+
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "")
+    assert _Gunicorn(lambda: None, gunicorn_options("127.0.0.1", 8080, 1, 1)).cfg.control_socket_disable
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", f"--control-socket {tmp_path / 'gunicorn.ctl'}")
+    asked = _Gunicorn(lambda: None, gunicorn_options("127.0.0.1", 8080, 1, 1)).cfg
+    assert not asked.control_socket_disable and asked.control_socket == str(tmp_path / "gunicorn.ctl")
+
+
 def test_empty_and_unreadable_audio_are_named(tmp_path: Path) -> None:
     empty, missing, good = tmp_path / "empty.wav", tmp_path / "missing.wav", tmp_path / "good.wav"
     empty.write_bytes(b"")

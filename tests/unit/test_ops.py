@@ -129,6 +129,15 @@ def test_servers_api_calls_are_counted_by_endpoint_and_answer(tmp_path: Path, st
     assert found['transcribe_api_calls_total{answer="5xx",endpoint="GET /jobs/{id}/transcript"}'] == 1
 
 
+def test_an_api_call_that_got_no_answer_is_counted_as_none(tmp_path: Path, store: JobStore) -> None:
+    """Nothing listens on the API's port: the fetch fails unanswered, counted `none`, and Speechmatics retries."""
+    app = server.create_app(make_settings(tmp_path, SPEECHMATICS_API_KEY="key", SPEECHMATICS_BATCH_URL=
+                                          "http://127.0.0.1:9/v2"))
+    client = app.test_client()
+    assert notify(client, body=b"").status_code == 503
+    assert samples(client)['transcribe_api_calls_total{answer="none",endpoint="GET /jobs/{id}/transcript"}'] == 1
+
+
 def test_facts_count_only_open_jobs(store: JobStore) -> None:
     store.add_submission("other-reference", "b.wav")
     facts = database_facts(store)
