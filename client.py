@@ -36,6 +36,9 @@ EXIT_NOT_ALL_SUBMITTED = 1
 EXIT_NO_DATABASE = 2
 
 
+MAX_NOTIFICATION_URLS = 3  # per job, the API's limit; client.py adds one of its own
+
+
 class RowClosed(Exception):
     """cronjob.py closed our row (it judged us dead): creating the job now would make an orphan."""
 
@@ -56,6 +59,21 @@ def job_config(settings: Settings, reference: str, args: argparse.Namespace) -> 
     })
     job.setdefault("tracking", {})["reference"] = reference
     return job
+
+
+def config_problem(config: dict[str, Any]) -> str | None:
+    """Why a --config-file cannot take what job_config adds to it, or None: checked whole before any row is
+    recorded, so a wrong shape is one line and exit 2, never a traceback after the intent was written."""
+    for key in ("transcription_config", "tracking"):
+        if key in config and not isinstance(config[key], dict):
+            return f"{key} must be a JSON object"
+    notifications = config.get("notification_config", [])
+    if not isinstance(notifications, list) or not all(isinstance(item, dict) for item in notifications):
+        return "notification_config must be a list of JSON objects"
+    if len(notifications) >= MAX_NOTIFICATION_URLS:
+        return (f"notification_config has {len(notifications)} entries; Speechmatics takes at most "
+                f"{MAX_NOTIFICATION_URLS} and client.py adds its own")
+    return None
 
 
 def submit(path: Path, settings: Settings, store: JobStore, api: SpeechmaticsAPI,
@@ -125,7 +143,7 @@ def submit_all(paths: list[Path], settings: Settings, store: JobStore, args: arg
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="Exit codes: 0 every file submitted, 1 some were not, 2 bad settings or arguments "
-                           "(or --list with no job database).")
+                           "(or --list with no job database), 75 the database is unavailable (try again).")
     parser.add_argument("audio", nargs="*", type=Path, help=f"audio files (default: {SAMPLE_AUDIO.name})")
     parser.add_argument("--language", help="language code (default: en)")
     parser.add_argument("--model", help="model, e.g. standard or enhanced")
@@ -146,6 +164,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 1 <= args.concurrency <= 10:
         parser.error("--concurrency must be between 1 and 10")
     args.extra_config = read_json_object(parser, "--config-file", args.config_file)
+    problem = config_problem(args.extra_config)
+    if problem:
+        parser.error(f"--config-file {args.config_file}: {problem}")
     return args
 
 

@@ -15,9 +15,9 @@ import contextlib
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -29,11 +29,12 @@ from notification_flow.jobs import Notification, StoreUnavailable, open_store
 from notification_flow.lifecycle import NotificationOutcome as Outcome
 from notification_flow.lifecycle import NotificationStatus
 from notification_flow.logs import log_notification, printable
+from notification_flow.metrics import Metrics
 from notification_flow.payloads import NotificationBody, UnreadableBody, check_transcript, read_body, request_class
 from notification_flow.retry import RetryPolicy
 from notification_flow.settings import Settings, add_arguments, load_settings
 from notification_flow.transcripts import BodyTooLarge, IncomingFile, InvalidJobId, NotATranscript, open_transcripts
-from notification_flow.wsgi import add_server_arguments
+from notification_flow.wsgi import add_server_arguments, serve, stop_cleanly_until_serving
 
 log = logging.getLogger("server")
 
@@ -41,8 +42,9 @@ log = logging.getLogger("server")
 @dataclass(frozen=True)
 class Answer:
     code: int
-    outcome: Outcome
+    outcome: str  # an Outcome, or the name of an HTTP error
     stored: str = "-"  # the file this notification wrote, for the log
+    reference: str | None = None  # the job's reference, for the log
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -55,15 +57,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     receiver = Receiver(settings)
     app.request_class = request_class(receiver.transcripts)
     app.add_url_rule(settings.webhook_path, "notification", receiver.receive, methods=["POST", "PUT"])
-    ops.register(app, receiver, settings)  # /healthz, /readyz, /metrics
-    app.register_error_handler(HTTPException, lambda error: reply(error.code or 500, error.name))
-    app.register_error_handler(Exception, receiver.unexpected)
+    app.register_blueprint(ops.endpoints(receiver.store, receiver.transcripts, receiver.metrics, settings))
+    app.register_error_handler(HTTPException, lambda error: (jsonify(outcome=error.name), error.code or 500))
     return app
-
-
-def reply(code: int, outcome: str) -> tuple[Response, int]:
-    g.outcome = outcome  # for the metrics (ops.py), which then need not read the answer back
-    return ops.outcome_response(outcome), code
 
 
 class Receiver:
@@ -72,18 +68,28 @@ class Receiver:
         self.store = open_store(settings.database_url, migrate_schema=False)  # connects on first use
         self.guard = Guard(settings, self.store)
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
+        self.metrics = Metrics(self.store)
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
         self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10,
                                     retry=RetryPolicy(attempts=1, max_wait=0)) if settings.api_key else None)
 
     def receive(self) -> tuple[Response, int]:
+        """Every notification's answer, its one log line and its count, whatever `handle` made of it."""
         started = time.monotonic()
         job_id, status = request.args.get("id", "-")[:40], request.args.get("status", "-")[:20]
-        answer = self.handle(job_id, status)
+        try:
+            answer = self.handle(job_id, status)
+        except HTTPException as error:  # werkzeug's own refusals while the body is read
+            answer = Answer(error.code or 500, error.name)
+        except Exception:  # never a stack trace; a 500 makes Speechmatics retry, and the log has the details
+            log.exception("notification job=%s: unexpected error", printable(job_id))
+            answer = Answer(500, "internal error")
+        seconds = time.monotonic() - started
+        self.metrics.observe_notification(answer.outcome, answer.code, seconds)
         log_notification(log, job_id=job_id, status=status, outcome=answer.outcome, code=answer.code,
-                         stored=answer.stored, duration_seconds=round(time.monotonic() - started, 4),
-                         remote_addr=request.remote_addr, reference=g.get("reference"))
-        return reply(answer.code, answer.outcome)
+                         stored=answer.stored, duration_seconds=round(seconds, 4),
+                         remote_addr=request.remote_addr, reference=answer.reference)
+        return jsonify(outcome=answer.outcome), answer.code
 
     def handle(self, job_id: str, status: str) -> Answer:
         if self.guard.address_refused(request):
@@ -107,10 +113,10 @@ class Receiver:
             return Answer(413, Outcome.BODY_TOO_LARGE)
         try:
             with read_body(request, job_id, self.transcripts, self.settings.max_notification_bytes) as body:
-                reference = g.reference = credential.reference or body.reference  # the token's row outranks the body
-                if notified is NotificationStatus.SUCCESS:
-                    return self.on_success(job_id, body, reference)
-                return self.on_failure(job_id, notified, body, reference)
+                reference = credential.reference or body.reference  # the token's row outranks the body
+                answer = (self.on_success(job_id, body, reference) if notified is NotificationStatus.SUCCESS
+                          else self.on_failure(job_id, notified, body, reference))
+                return replace(answer, reference=reference)
         except BodyTooLarge:
             return Answer(413, Outcome.BODY_TOO_LARGE)
         except UnreadableBody as error:
@@ -131,7 +137,7 @@ class Receiver:
             return Answer(202, self.store.record_notification(job_id, notification))
         with self.transcripts.incoming_file() as incoming:
             try:
-                self.api.download_transcript(job_id, incoming)
+                self.metrics.api_call("GET /jobs/{id}/transcript", self.api.download_transcript, job_id, incoming)
                 check_transcript(incoming, job_id)
             except (ApiError, NotATranscript) as error:
                 log.warning("notification job=%s transcript fetch failed: %s", job_id, error)
@@ -142,6 +148,8 @@ class Receiver:
         """Write <job_id>.json, then record the job done: in that order, so `done` always has its file. The
         file is linked only if absent, so a duplicate or late notification writes nothing."""
         written = self.transcripts.publish(job_id, transcript)
+        if written:
+            self.metrics.transcript_written()
         notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id), reference=reference)
         return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")
 
@@ -158,19 +166,15 @@ class Receiver:
 
     def reason_from_api(self, job_id: str) -> str | None:
         with contextlib.suppress(ApiError):
-            return rejection_reason(self.api.job(job_id)) if self.api else None
+            return rejection_reason(self.metrics.api_call("GET /jobs/{id}", self.api.job, job_id)) if self.api else None
         return None
-
-    def unexpected(self, error: Exception) -> tuple[Response, int]:
-        """Never show a stack trace; a 500 makes Speechmatics retry, and the log has the details."""
-        log.exception("unexpected error handling %s %s", printable(request.method), printable(request.path))
-        return reply(500, "internal error")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                           epilog="Exit codes: 0 stopped cleanly, 2 bad settings or arguments. gunicorn's own "
-                           "options may be given in GUNICORN_CMD_ARGS; they win over these.")
+                           epilog="Exit codes: 0 stopped cleanly, 2 bad settings or arguments, 75 the database or "
+                           "transcript storage is unavailable (try again). gunicorn's own options may be given in "
+                           "GUNICORN_CMD_ARGS; they win over these.")
     add_server_arguments(parser)
     add_arguments(parser, "webhook_secret", "webhook_secret_previous", "database_url", "transcripts_dir",
                   "transcripts_url", "webhook_path", "max_notification_mb", "allowed_regions", "trusted_proxies",
@@ -179,6 +183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_cleanly_until_serving()
     args = parse_args(argv)
     setup_logging()
     with exit_on_bad_settings():
@@ -186,13 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         transcripts = open_transcripts(settings, check=True)  # one that cannot work: refused first, one line
         open_store(settings.database_url)  # create or migrate the schema once, before any worker starts
         transcripts.ensure_directories()
-    from notification_flow.metrics import multiprocess_directory
-    from notification_flow.wsgi import serve  # gunicorn, only once the settings are good
-
-    ops.warn_if_exposed(args.host)
-    with multiprocess_directory():  # the workers' metric files, summed by /metrics
-        serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers,
-              threads=args.threads)
+    serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers, threads=args.threads)
     return 0
 
 

@@ -31,21 +31,17 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 @contextlib.contextmanager
 def exit_on_bad_settings() -> Iterator[None]:
-    """A missing or invalid setting ends the script with one line naming it, before anything is written."""
+    """A missing or invalid setting ends the script with one line naming it (exit 2), before anything is
+    written; a database or transcript storage that is unavailable now, with one line too (exit 75)."""
     try:
         yield
-    except SettingsError as error:
-        for message in error.messages:  # every bad setting at once, one line each
+    except (SettingsError, StoreConfigError) as error:
+        for message in getattr(error, "messages", [str(error)]):  # every bad setting at once, one line each
             print(error_line(message), file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTINGS) from None
-    except StoreConfigError as error:
-        print(error_line(str(error)), file=sys.stderr)
-        raise SystemExit(EXIT_BAD_SETTINGS) from None
-    except StoreUnavailable as error:  # locked or busy right now: worth trying again, not a bad setting
-        print(error_line(f"the database is unavailable, try again: {error}"), file=sys.stderr)
-        raise SystemExit(EXIT_UNAVAILABLE) from None
-    except StorageUnavailable as error:  # S3 unreachable, throttled or failing now: not a bad setting either
-        print(error_line(f"transcript storage is unavailable, try again: {error}"), file=sys.stderr)
+    except (StoreUnavailable, StorageUnavailable) as error:  # down, busy or failing now: not a bad setting
+        what = "the database" if isinstance(error, StoreUnavailable) else "transcript storage"
+        print(error_line(f"{what} is unavailable, try again: {error}"), file=sys.stderr)
         raise SystemExit(EXIT_UNAVAILABLE) from None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -85,7 +86,7 @@ def open_database(database_url: str) -> Database:
 def database_exists(database_url: str) -> bool:
     """Whether DATABASE_URL names a job database already made (by migrate), found without creating anything:
     sqlite's file is looked for, not opened; PostgreSQL is asked whether the schema's table exists.
-    Raises StoreConfigError if PostgreSQL cannot be reached."""
+    Raises StoreConfigError if DATABASE_URL is wrong, StoreUnavailable if PostgreSQL cannot be reached now."""
     database = open_database(database_url)
     if isinstance(database, SqliteDatabase):
         if not database.path.is_file():
@@ -124,7 +125,7 @@ def describe_database(database_url: str) -> str:
 
 def migrate(database: Database) -> int:
     """Apply the migrations this database has not seen, under a lock so that concurrent starts are safe.
-    Raises StoreConfigError, naming DATABASE_URL, if the database cannot be reached at all."""
+    Raises StoreConfigError, naming DATABASE_URL, if it is wrong; StoreUnavailable if it cannot be reached now."""
     database.connect()
     with database.transaction(schema_lock=True) as tx:
         tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -219,6 +220,16 @@ class SqliteDatabase(_PerThreadConnections):
     def __init__(self, database_url: str) -> None:
         super().__init__()
         self.path = Path(unquote(database_url[len("sqlite:///"):]))
+        self.opened: tuple[int, int] | None = None  # (device, inode) of the file this process opened first
+
+    def connection(self) -> sqlite3.Connection:
+        """Refused once the path no longer names the file this process opened: commits into a deleted file
+        reach nobody, and a new file at the path has no schema. A restart opens whatever is there then."""
+        if self.opened is not None and _identity(self.path) != self.opened:
+            raise StoreUnavailable(f"DATABASE_URL: {self.path} was deleted or replaced while in use; restart")
+        conn = super().connection()
+        self.opened = self.opened or _identity(self.path)
+        return conn
 
     def connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
@@ -261,6 +272,14 @@ class SqliteDatabase(_PerThreadConnections):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreUnavailable(str(error)) from error
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class _PostgresTransaction(_Clocked):
@@ -311,9 +330,11 @@ class PostgresDatabase(_PerThreadConnections):
             conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
             conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_SECONDS}s'")
             return conn
-        except psycopg.OperationalError as error:
-            where = describe_database(self.database_url)
-            raise StoreConfigError(f"DATABASE_URL: cannot connect to {where}: {_first_line(error)}") from error
+        except psycopg.Error as error:
+            problem = f"DATABASE_URL: cannot connect to {describe_database(self.database_url)}: {_first_line(error)}"
+            if _BAD_SETTING.search(str(error)):
+                raise StoreConfigError(problem) from error
+            raise StoreUnavailable(problem) from error  # down, unreachable or no such database yet: try again
 
     def _is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
@@ -341,6 +362,10 @@ class PostgresDatabase(_PerThreadConnections):
             if conn.broken or conn.closed:
                 self.forget()
             raise StoreUnavailable(_first_line(error)) from error
+
+
+# What libpq says when the URL itself is wrong (refused before connecting) or the server refuses who we are.
+_BAD_SETTING = re.compile(r"connection is bad|invalid|authentication|password|role \"[^\"]*\" does not exist|pg_hba")
 
 
 def _first_line(error: Exception) -> str:

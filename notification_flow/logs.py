@@ -1,9 +1,10 @@
 """Log lines as text (the default) or, with LOG_FORMAT=json, one JSON object per line for a log collector.
 
 Structured fields ride on a record as `extra={"fields": {...}}`: the text format shows them through its
-message as before, the JSON format as keys of their own, so a collector never parses a message. JSON escapes
-whatever a field holds, so request input in a field cannot forge a line; no secret or transcript text is ever
-put in one.
+message as before, the JSON format as keys of their own, so a collector never parses a message. JSON lines are
+ASCII: every other character is a `\\uXXXX` escape, so request input in a field can neither forge a line nor
+end one for a reader that splits on Unicode line ends (NEL, U+2028); no secret or transcript text is ever put
+in one.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# Neither format shows a caller's file, line or function, so logging need not walk the stack to find them for
-# every record (the Logging HOWTO's "Optimization" section): a tenth of a notification's own instructions.
-logging._srcfile = None
 
 
 def printable(text: str) -> str:
@@ -46,14 +44,17 @@ class JsonFormatter(logging.Formatter):
     """`{"time", "level", "logger", "message", ...fields}`; an exception becomes one escaped string."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
-            "pid": record.process}
-        entry.update(getattr(record, "fields", None) or {})
+        entry = {"logger": record.name, "pid": record.process, **(getattr(record, "fields", None) or {})}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return json_line(record.getMessage(), record.levelname.lower(), entry, record.created)
+
+
+def json_line(message: str, level: str, fields: dict[str, Any], created: float | None = None) -> str:
+    """`{"time", "level", "message", ...fields}`, in ASCII: every other character is escaped."""
+    moment = datetime.fromtimestamp(created, UTC) if created is not None else datetime.now(UTC)
+    return json.dumps({"time": moment.isoformat(timespec="milliseconds"), "level": level, "message": message,
+                       **fields}, default=str)
 
 
 def formatter() -> logging.Formatter:
@@ -80,13 +81,7 @@ def gunicorn_logconfig(access: bool = False) -> dict[str, Any]:
 
 def emit(stream: Any = None, /, message: str = "", **fields: Any) -> None:
     """A line a script prints as its result (cronjob.py's summary): the text alone, or a JSON object."""
-    stream = stream or sys.stdout
-    if json_wanted():
-        line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "info",
-                           "message": message, **fields}, default=str, ensure_ascii=False)
-    else:
-        line = message
-    print(line, file=stream, flush=True)
+    print(json_line(message, "info", fields) if json_wanted() else message, file=stream or sys.stdout, flush=True)
 
 
 def log_notification(log: logging.Logger, **fields: Any) -> None:
@@ -101,7 +96,4 @@ def log_notification(log: logging.Logger, **fields: Any) -> None:
 def error_line(message: str) -> str:
     """A script's one-line error before it exits: `error: ...`, or with LOG_FORMAT=json a JSON object, so a
     log collector reads every line a script writes."""
-    if json_wanted():
-        return json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "error",
-                           "message": message}, ensure_ascii=False)
-    return f"error: {message}"
+    return json_line(message, "error", {}) if json_wanted() else f"error: {message}"

@@ -15,13 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
-from notification_flow.api import RETENTION_SECONDS
+from notification_flow.api import RETENTION_SECONDS, ApiError
 from notification_flow.db import StoreUnavailable
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import OPEN_STATES, State
@@ -30,13 +29,15 @@ from notification_flow.passes import last_pass
 log = logging.getLogger("server")
 PREFIX = "transcribe_"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_JOB_PATH = re.compile(r"/jobs/[^/]+")
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
 def multiprocess_directory() -> Iterator[str]:
     """A fresh directory for the workers' metric files: an existing PROMETHEUS_MULTIPROC_DIR is emptied (old
-    files would add a dead run's counts), otherwise a temporary one is made and removed afterwards."""
+    files would add a dead run's counts), otherwise a temporary one is made and removed afterwards, by this
+    process alone: a gunicorn worker, forked inside this block, leaves it too when it exits."""
+    owner = os.getpid()
     given = os.environ.get(MULTIPROC_ENV)
     path = given or tempfile.mkdtemp(prefix="transcribe-metrics-")
     os.makedirs(path, exist_ok=True)
@@ -48,16 +49,8 @@ def multiprocess_directory() -> Iterator[str]:
     try:
         yield path
     finally:
-        if not given:
+        if not given and os.getpid() == owner:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def worker_exited(pid: int) -> None:
-    """gunicorn's child_exit hook: a dead worker's live gauges must not be summed any more."""
-    if os.environ.get(MULTIPROC_ENV):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)
 
 
 class Metrics:
@@ -66,7 +59,6 @@ class Metrics:
     def __init__(self, store: JobStore) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
-        self.store = store
         self.registry = CollectorRegistry()  # one per app, so that several apps in one process never clash
         self.notifications = Counter(f"{PREFIX}notifications_total", "Notifications answered, by outcome and "
                                      "HTTP status", ["outcome", "code"], registry=self.registry)
@@ -77,41 +69,43 @@ class Metrics:
                                    "server", registry=self.registry)
         self.api_calls = Counter(f"{PREFIX}api_calls_total", "Speechmatics API calls made by the server, by "
                                  "endpoint and answer class", ["endpoint", "answer"], registry=self.registry)
+        self.database = DatabaseCollector(store)
+        self.registry.register(self.database)
 
     def observe_notification(self, outcome: str, code: int, seconds: float) -> None:
-        self.notifications.labels(outcome=outcome, code=str(code)).inc()
+        self.notifications.labels(outcome=str(outcome), code=str(code)).inc()
         self.handling.observe(seconds)
 
-    def counting_writes(self, publish: Callable[..., bool]) -> Callable[..., bool]:
-        """Wrap `TranscriptFiles.publish`, which says whether it wrote the file (duplicates write nothing)."""
-        def counted(*args: Any, **kwargs: Any) -> bool:
-            written = publish(*args, **kwargs)
-            if written:
-                self.transcripts.inc()
-            return written
-        return counted
+    def transcript_written(self) -> None:
+        self.transcripts.inc()
 
-    def count_api_answer(self, response: Any) -> None:
-        """An httpx response hook: `GET /v2/jobs/{id}/transcript` → endpoint `GET /jobs/{id}/transcript`."""
-        path = _JOB_PATH.sub("/jobs/{id}", response.request.url.path.split("/v2", 1)[-1])
-        answer = "429" if response.status_code == 429 else f"{response.status_code // 100}xx"
-        self.api_calls.labels(endpoint=f"{response.request.method} {path}", answer=answer).inc()
+    def api_call(self, endpoint: str, call: Callable[..., T], *args: Any) -> T:
+        """Make one call to the API, e.g. `GET /jobs/{id}/transcript`, counted by endpoint and by the class
+        of its answer (`none` when there was none)."""
+        status: int | None = 200
+        try:
+            return call(*args)
+        except ApiError as error:
+            status = error.status
+            raise
+        finally:
+            answer = "none" if status is None else "429" if status == 429 else f"{status // 100}xx"
+            self.api_calls.labels(endpoint=endpoint, answer=answer).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of this process's counters (or every worker's) and the database's gauges."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+        registry = self.registry
         if os.environ.get(MULTIPROC_ENV):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-        else:
-            registry = self.registry
-        text = generate_latest(registry) + generate_latest(_DatabaseRegistry(self.store))
-        return text, CONTENT_TYPE_LATEST
+            registry.register(self.database)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-class _DatabaseRegistry:
-    """A registry-like object whose one collector reads the database; generate_latest only calls collect()."""
+class DatabaseCollector:
+    """A Prometheus custom collector: the gauges read from the database at each scrape."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
@@ -143,10 +137,6 @@ class _DatabaseRegistry:
                                        "we have not stored (7 days after creation); absent when there is none")
             expiry.add_metric([], facts["expires_in"])
             yield expiry
-        early = GaugeMetricFamily(f"{PREFIX}early_notifications", "Notifications kept for a job id not recorded "
-                                  "yet")
-        early.add_metric([], facts["early"])
-        yield early
         failed = GaugeMetricFamily(f"{PREFIX}submissions_failed_last_hour", "Jobs recorded submit_failed in the "
                                    "last hour (client.py is not scraped: this is how its failures show)")
         failed.add_metric([], facts["submit_failed"])
@@ -174,12 +164,11 @@ def _pass_metrics(summary: dict[str, Any] | None) -> Iterator[Any]:
 
 
 def database_facts(store: JobStore) -> dict[str, Any]:
-    """One read-only transaction: counts and ages of unfinished jobs, early notifications, the last pass."""
+    """One read-only transaction: counts and ages of unfinished jobs, recent failed submissions, the last pass."""
     with store.database.transaction(write=False) as tx:
         now = tx.now()
         rows = tx.execute("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "
                           "WHERE status IN ($1, $2) GROUP BY status", *OPEN_STATES)
-        early = tx.execute("SELECT COUNT(*) AS n FROM early_notifications")[0]["n"]
         failed = tx.execute("SELECT COUNT(*) AS n FROM jobs WHERE status = $1 AND updated_at > $2",  # indexed
                             State.SUBMIT_FAILED, now - 3600)[0]["n"]
         summary = last_pass(tx)
@@ -188,4 +177,4 @@ def database_facts(store: JobStore) -> dict[str, Any]:
     return {"open": {row["status"]: int(row["n"]) for row in rows},
             "oldest_open_age": max(0.0, now - min(oldest.values())) if oldest else 0.0,
             "expires_in": None if running is None else running + RETENTION_SECONDS - now,
-            "early": int(early), "submit_failed": int(failed), "pass": summary}
+            "submit_failed": int(failed), "pass": summary}

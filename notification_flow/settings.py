@@ -54,7 +54,10 @@ def _secret(name: str, value: str) -> str:
 
 
 def _database_url(name: str, value: str) -> str:
-    scheme = urlsplit(value).scheme
+    try:
+        scheme = urlsplit(value).scheme
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        scheme = ""
     if scheme == "sqlite" and value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
         return value
     if scheme in ("postgresql", "postgres"):

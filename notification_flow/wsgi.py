@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger
 
 from notification_flow.cli import number_in
 from notification_flow.logs import gunicorn_logconfig
-from notification_flow.metrics import worker_exited
+from notification_flow.metrics import multiprocess_directory
+
+log = logging.getLogger("server")
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,15 +30,25 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=number_in(int, 1), default=4, help="threads per worker (default: 4)")
 
 
-class AccessLogWhenAsked(Logger):  # type: ignore[misc]
-    """gunicorn's logger, minus an access line's fields built for every request and thrown away.
+def stop_cleanly_until_serving() -> None:
+    """SIGTERM or SIGINT before gunicorn has taken them over: exit 0 through every `finally` (the metrics
+    directory is removed), as a stop once serving does, rather than die by the signal or in a traceback."""
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
 
-    gunicorn builds them whenever a logging configuration is given, as ours always is (its lines in
-    LOG_FORMAT), even with no access log: a twentieth of a notification's CPU. server.py logs its own line."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if self.cfg.accesslog:
-            super().access(resp, req, environ, request_time)
+
+def warn_if_exposed(host: str) -> None:
+    """Said once at start-up: a server on a non-loopback address is meant to sit behind a TLS proxy."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        log.warning("listening on %s: expecting a TLS reverse proxy in front (see deploy/nginx); set "
+                    "TRUSTED_PROXIES to the number of proxies", host)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -54,13 +68,17 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key.lower(), value)
         if self.cfg.accesslog:  # asked for in GUNICORN_CMD_ARGS: let gunicorn's access lines through
             self.cfg.set("logconfig_dict", gunicorn_logconfig(access=True))
+        if env_args.control_socket is not None:  # asked for: where it was asked, and only then
+            self.cfg.set("control_socket_disable", False)
 
     def load(self) -> Any:
         return self.app_factory()  # in each worker, after the fork: no connection crosses processes
 
 
 def serve(app_factory: Callable[[], Any], host: str, port: int, workers: int, threads: int) -> None:
-    _Gunicorn(app_factory, gunicorn_options(host, port, workers, threads)).run()
+    warn_if_exposed(host)
+    with multiprocess_directory():  # the workers' metric files, summed by /metrics
+        _Gunicorn(app_factory, gunicorn_options(host, port, workers, threads)).run()
 
 
 def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
@@ -75,6 +93,7 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict[s
         "accesslog": None,
         "errorlog": "-",
         "logconfig_dict": gunicorn_logconfig(),  # gunicorn's own lines in LOG_FORMAT too
-        "logger_class": "notification_flow.wsgi.AccessLogWhenAsked",
-        "child_exit": lambda _arbiter, worker: worker_exited(worker.pid),
+        # gunicornc's socket would be one path in $HOME shared by every server on the host (an ERROR where the
+        # home is not writable): off, unless GUNICORN_CMD_ARGS names one with --control-socket
+        "control_socket_disable": True,
     }

@@ -135,6 +135,26 @@ def test_bad_arguments_exit_2(stack: Stack, argument: str) -> None:
     assert not (stack.tmp / "jobs.db").exists() or listed(stack) == []
 
 
+THREE_URLS = [{"url": f"https://example.com/{n}"} for n in range(3)]
+
+
+@pytest.mark.parametrize("config", [
+    {"transcription_config": "en"}, {"transcription_config": ["en"]}, {"notification_config": {"url": "x"}},
+    {"notification_config": ["https://example.com/hook"]}, {"notification_config": THREE_URLS},
+    {"tracking": "reference"}, {"tracking": ["reference"]},
+], ids=["transcription str", "transcription list", "notification dict", "notification of str", "four urls",
+        "tracking str", "tracking list"])
+def test_a_config_file_of_the_wrong_shape_is_one_line_exit_2_and_writes_nothing(stack: Stack, config: dict) -> None:
+    """Checked whole before the row is recorded; the API takes at most three notification URLs, and we add one."""
+    path = stack.tmp / "config.json"
+    path.write_text(json.dumps(config))
+    result = stack.client("--config-file", str(path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --config-file"), lines
+    assert stack.store().jobs() == [] and created_jobs(stack) == []
+
+
 @pytest.mark.emulator(api_503_fraction=0.3, rate_limit_post_per_second=0)
 def test_an_answered_5xx_is_retried_only_after_checking_no_job_was_made(stack: Stack) -> None:
     audio = [stack.tmp / f"clip{i}.wav" for i in range(8)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import socket
 import ssl
@@ -47,6 +48,27 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         text = (DEPLOY / "systemd" / name).read_text()
         for option in ("ProtectSystem=strict", "ReadWritePaths=", "PrivateTmp=yes", "ProtectHome=yes"):
             assert option in text, (name, option)
+
+
+def unit_settings(name: str) -> tuple[dict[str, str], list[str]]:
+    """A service unit's Environment= assignments, and its ReadWritePaths."""
+    lines = (DEPLOY / "systemd" / name).read_text().splitlines()
+    environment = dict(item.split("=", 1) for line in lines if line.startswith("Environment=")
+                       for item in shlex.split(line[len("Environment="):]))
+    writable = [path for line in lines if line.startswith("ReadWritePaths=") for path in line.split("=", 1)[1].split()]
+    return environment, writable
+
+
+@pytest.mark.parametrize("name", ["transcribe-server.service", "transcribe-reconcile.service"])
+def test_the_units_database_and_transcripts_are_absolute_paths_they_may_write(name: str) -> None:
+    """Under ProtectSystem=strict only ReadWritePaths are writable: the default sqlite:///jobs.db, relative to
+    WorkingDirectory, would be read-only, so the units name an absolute one (the environment file may override)."""
+    environment, writable = unit_settings(name)
+    database = environment["DATABASE_URL"]
+    assert database.startswith("sqlite:////"), database
+    for path in (database[len("sqlite:///"):], environment["TRANSCRIPTS_DIR"]):
+        assert Path(path).is_absolute() and any(Path(path).is_relative_to(place) for place in writable), path
+    assert unit_settings("transcribe-server.service")[0]["DATABASE_URL"] == database  # both read one database
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

@@ -192,7 +192,7 @@ def test_server_honours_gunicorn_cmd_args(stack: Stack) -> None:
 def test_a_postgresql_connection_error_names_host_port_and_database_not_the_password(stack: Stack) -> None:
     port = free_port()
     result = stack.cronjob(DATABASE_URL=f"postgresql://someone:hunter2secret@127.0.0.1:{port}/jobs_here")
-    assert result.returncode == 2
+    assert result.returncode == 75  # down, not a bad setting: try again
     [line] = result.stderr.strip().splitlines()
     assert "127.0.0.1" in line and str(port) in line and "jobs_here" in line and "DATABASE_URL" in line
     assert "hunter2secret" not in result.stderr

@@ -5,12 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from notification_flow.jobs import open_store
 from notification_flow.settings import SETTINGS
-from tests.integration.support import ROOT, SECRET, script_env
+from tests.integration.support import POSTGRES_URL, ROOT, SECRET, free_port, postgres_problem, script_env
 
 GOOD = {"SPEECHMATICS_API_KEY": "key", "WEBHOOK_URL": "https://example.com/webhook", "WEBHOOK_SECRET": SECRET}
 
@@ -30,8 +31,8 @@ def run(script: str, tmp_path: Path, *args: str, **env: str) -> subprocess.Compl
     ("client.py", {**GOOD, "SPEECHMATICS_TIMEOUT": "soon"}, "SPEECHMATICS_TIMEOUT"),
     ("client.py", {**GOOD, "DATABASE_URL": "mysql://db/jobs"}, "DATABASE_URL"),
     ("client.py", {**GOOD, "DATABASE_URL": "sqlite:///no/such/dir/jobs.db"}, "DATABASE_URL"),
-    ("client.py", {**GOOD, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/test"}, "DATABASE_URL"),
-    ("cronjob.py", {**GOOD, "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/no_such_database"}, "DATABASE_URL"),
+    ("client.py", {**GOOD, "DATABASE_URL": "postgresql://postgres@127.0.0.1:notaport/test"}, "DATABASE_URL"),
+    ("cronjob.py", {**GOOD, "DATABASE_URL": "postgresql://[::1/test"}, "DATABASE_URL"),
     ("server.py", {**GOOD, "DATABASE_URL": "postgresql://nobody:wrong@127.0.0.1:5432/test"}, "DATABASE_URL"),
     ("server.py", {**GOOD, "WEBHOOK_SECRET": ""}, "WEBHOOK_SECRET"),
     ("server.py", {**GOOD, "MAX_NOTIFICATION_MB": "0"}, "MAX_NOTIFICATION_MB"),
@@ -47,6 +48,25 @@ def test_bad_setting_is_one_line_naming_it_with_exit_2(tmp_path: Path, script: s
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
     assert SECRET not in result.stderr
+    assert list(tmp_path.iterdir()) == [], "nothing may be written"
+
+
+def unavailable_databases() -> list[str]:
+    """A server that is down (nothing listens on the port) and a database that does not exist on a live one."""
+    missing = urlsplit(POSTGRES_URL)._replace(path="/no_such_database").geturl()
+    return [f"postgresql://postgres@127.0.0.1:{free_port()}/test", missing]
+
+
+@pytest.mark.parametrize("script", ["cronjob.py", "server.py", "client.py"])
+@pytest.mark.parametrize("which", [0, 1], ids=["server down", "database missing"])
+def test_a_database_that_is_down_or_missing_exits_75_to_try_again(tmp_path: Path, script: str, which: int) -> None:
+    """An outage is EX_TEMPFAIL (75: systemd or cron tries again), never 2, which says a setting is wrong."""
+    if which == 1 and postgres_problem():
+        pytest.skip(postgres_problem() or "")
+    result = run(script, tmp_path, **{**GOOD, "DATABASE_URL": unavailable_databases()[which]})
+    assert result.returncode == 75, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the database is unavailable, try again"), lines
     assert list(tmp_path.iterdir()) == [], "nothing may be written"
 
 

@@ -132,21 +132,15 @@ def test_gunicorn_cmd_args_are_applied_over_our_defaults(monkeypatch: pytest.Mon
     assert app.cfg.timeout == 300 and app.cfg.accesslog == "-" and app.cfg.workers == 2
 
 
-def test_access_lines_are_built_only_when_an_access_log_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    """gunicorn builds every request's access fields whenever a logging configuration is given (ours always
-    is): with no access log asked for, ours builds none; with one, gunicorn's line is written as before."""
-    from notification_flow.wsgi import AccessLogWhenAsked, _Gunicorn, gunicorn_options
+def test_gunicorns_control_socket_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Its default path is one per home, shared by every server there; GUNICORN_CMD_ARGS may name one."""
+    from notification_flow.wsgi import _Gunicorn, gunicorn_options
 
-    built: list[int] = []
-    monkeypatch.setattr(AccessLogWhenAsked, "atoms", lambda self, *args: built.append(1) or {})
-    for cmd_args, expected in (("", 0), ("--access-logfile -", 1)):
-        monkeypatch.setenv("GUNICORN_CMD_ARGS", cmd_args)
-        app = _Gunicorn(lambda: None, gunicorn_options("127.0.0.1", 8080, workers=1, threads=1))
-        logger = app.cfg.logger_class(app.cfg)
-        assert isinstance(logger, AccessLogWhenAsked)
-        built.clear()
-        logger.access(None, None, {}, None)
-        assert len(built) == expected, cmd_args
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "")
+    assert _Gunicorn(lambda: None, gunicorn_options("127.0.0.1", 8080, 1, 1)).cfg.control_socket_disable
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", f"--control-socket {tmp_path / 'gunicorn.ctl'}")
+    asked = _Gunicorn(lambda: None, gunicorn_options("127.0.0.1", 8080, 1, 1)).cfg
+    assert not asked.control_socket_disable and asked.control_socket == str(tmp_path / "gunicorn.ctl")
 
 
 def test_empty_and_unreadable_audio_are_named(tmp_path: Path) -> None:
