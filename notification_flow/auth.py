@@ -11,9 +11,9 @@ server accepts it for the notification of the row it names (whose job id must be
 or not recorded yet, and then the notification joins that row). Anyone who reads a token can at most
 notify for that one job, which is the job they could already read.
 
-Jobs submitted before per-job tokens carry the plain `Bearer <secret>`. It is accepted only for a row that
-existed when the database was migrated to per-job tokens (the `per_job_tokens` table records that moment):
-Speechmatics keeps a job for 7 days, so this ends by itself a week after the upgrade.
+Jobs submitted by the version of 2026-11-30 carry the plain `Bearer <secret>`, shown to every reader of the
+account's jobs: it is refused, the secret must be replaced on upgrading, and cronjob.py recovers those jobs as
+it recovers any lost notification.
 
 Every comparison is constant-time, and every secret is tried whatever the first answer, so timing does not
 reveal which one matched. `WEBHOOK_SECRET_PREVIOUS` still verifies during a rotation.
@@ -64,19 +64,16 @@ REFUSALS = {NotificationOutcome.UNAUTHENTICATED: 401,  # no valid credential at 
 
 @dataclass(frozen=True)
 class Credential:
-    """What an Authorization header proved: a per-job token's row, or the shared secret of older jobs."""
+    """What an Authorization header proved: the row a per-job token names; the notification belongs to it."""
 
-    reference: str | None  # the row a per-job token names: the notification belongs to it
-    shared_secret: bool = False
+    reference: str
 
 
 class Guard:
     def __init__(self, settings: Settings, store: JobStore) -> None:
         self.secrets = [secret for secret in (settings.webhook_secret, settings.webhook_secret_previous) if secret]
-        self.plain = [f"Bearer {secret}".encode() for secret in self.secrets]
         self.allowed_ips = {ip for region in settings.allowed_regions for ip in EGRESS_IPS[region]}
         self.store = store
-        self._tokens_since: float | None = None
 
     def address_refused(self, request: Request) -> bool:
         return bool(self.allowed_ips) and request.remote_addr not in self.allowed_ips
@@ -85,19 +82,10 @@ class Guard:
         """The credential the request carries, if it is one of ours (checked without the database); else None."""
         presented = request.headers.get("Authorization", "").encode("utf-8", "replace")
         reference = self._signed_reference(presented)
-        if reference is not None:
-            return Credential(reference)
-        if any([hmac.compare_digest(presented, expected) for expected in self.plain]):
-            return Credential(None, shared_secret=True)
-        return None
+        return Credential(reference) if reference is not None else None
 
     def refusal(self, credential: Credential, job_id: str) -> NotificationOutcome | None:
         """Why this credential may not notify about `job_id`, or None. Reads the store (StoreUnavailable)."""
-        if credential.reference is None:  # the shared secret: only for a job submitted before per-job tokens
-            job = self.store.find(job_id)
-            if job is not None and job.created_at <= self.tokens_since():
-                return None
-            return NotificationOutcome.UNAUTHENTICATED
         found, row_job_id = self.store.job_id_by_reference(credential.reference)
         if not found:
             return NotificationOutcome.UNAUTHENTICATED  # signed by us, but for no row we have
@@ -122,9 +110,3 @@ class Guard:
             return None
         matches = [hmac.compare_digest(fields[2], _signature(secret, reference).encode()) for secret in self.secrets]
         return reference if any(matches) else None
-
-    def tokens_since(self) -> float:
-        """When per-job tokens began in this database: rows created after it never carried the shared secret."""
-        if self._tokens_since is None:
-            self._tokens_since = self.store.per_job_tokens_since()
-        return self._tokens_since

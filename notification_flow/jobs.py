@@ -439,12 +439,6 @@ class JobStore:
             after = (rows[-1]["created_at"], rows[-1]["reference"])
             left = None if left is None else left - len(rows)
 
-    def per_job_tokens_since(self) -> float:
-        """The creation time of the last row made before per-job tokens (0 on a database that began with them)."""
-        with self.database.transaction(write=False) as tx:
-            rows = tx.execute("SELECT MAX(introduced_at) AS moment FROM per_job_tokens")
-        return float(rows[0]["moment"] or 0.0)
-
     def ping(self) -> None:
         with self.database.transaction(write=False) as tx:
             tx.execute("SELECT 1 AS alive")

@@ -11,7 +11,6 @@ import flask.testing
 import pytest
 
 import server
-from notification_flow import db as db_module
 from notification_flow import settings as settings_module
 from notification_flow.auth import job_token
 from notification_flow.jobs import JobStore, open_store
@@ -134,25 +133,6 @@ def test_a_token_of_a_row_without_a_job_id_joins_it_even_with_an_empty_body(clie
     store.add_submission("d" * 32, "d.wav")
     assert notify(client, body=b"", headers=token_header("d" * 32)).status_code == 403
     assert store.find_by_reference("d" * 32).job_id is None
-
-
-def test_the_shared_secret_is_accepted_only_for_jobs_made_before_per_job_tokens(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    with monkeypatch.context() as before_the_upgrade:
-        before_the_upgrade.setattr(db_module, "MIGRATIONS", db_module.MIGRATIONS[:1])
-        old = open_store(url)
-        old.add_submission("e" * 32, "old.wav")
-        old.record_created("e" * 32, "oldjob0001")
-    store = open_store(url)  # the upgrade: per-job tokens begin now
-    store.add_submission("f" * 32, "new.wav")
-    store.record_created("f" * 32, "newjob0001")
-    client = server.create_app(make_settings(tmp_path)).test_client()
-    shared = {"Authorization": f"Bearer {SECRET}"}
-    refused = notify(client, job_id="newjob0001", body=transcript_bytes("newjob0001"), headers=shared)
-    assert refused.status_code == 401 and store.find("newjob0001").status == State.RUNNING
-    accepted = notify(client, job_id="oldjob0001", body=transcript_bytes("oldjob0001"), headers=shared)
-    assert accepted.status_code == 200 and store.find("oldjob0001").status == State.DONE
 
 
 @pytest.mark.parametrize("remote, code", [("127.0.0.1", 403), ("40.74.41.91", 200)])

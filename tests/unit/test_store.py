@@ -262,11 +262,6 @@ def test_migrations_run_once_however_often_asked(fresh_store: JobStore) -> None:
         assert tx.execute("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == len(MIGRATIONS)  # each once
 
 
-def test_per_job_tokens_begin_after_the_last_row_made_before_them(fresh_store: JobStore) -> None:
-    """A fresh database never accepted the shared secret: no row predates per-job tokens."""
-    assert fresh_store.per_job_tokens_since() == 0.0
-
-
 def test_placeholders_pass_question_marks_through_untouched(fresh_store: JobStore) -> None:
     fresh_store.add_submission(REF, "what?.wav")
     assert fresh_store.find_by_reference(REF).audio == "what?.wav"
