@@ -21,7 +21,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -48,11 +47,6 @@ class Transaction(Protocol):
 
     def execute(self, sql: str, *params: Any) -> list[Row]: ...
 
-    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        """The rows as plain sequences, in the order selected: for reads of thousands of rows at a time,
-        where building a dict a row costs more than reading it."""
-        ...
-
     def now(self) -> float:
         """The database's clock, in epoch seconds."""
         ...
@@ -69,10 +63,6 @@ class Database(Protocol):
 
     def transaction(self, write: bool = True, schema_lock: bool = False) -> contextlib.AbstractContextManager[
         Transaction]: ...
-
-    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        """One read-only statement, a transaction of its own; rows as plain sequences."""
-        ...
 
 
 def open_database(database_url: str) -> Database:
@@ -160,11 +150,8 @@ class _PerThreadConnections:
 
 
 def _named(params: Sequence[Any]) -> dict[str, Any]:
-    """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ... An enum member goes as its value:
-    sqlite3 would bind it as text all the same, but only after probing it for an adapter, which raises and
-    catches an AttributeError for every such parameter of every statement."""
-    return {str(number): value.value if isinstance(value, Enum) else value
-            for number, value in enumerate(params, start=1)}
+    """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ..."""
+    return {str(number): value for number, value in enumerate(params, start=1)}
 
 
 class _Clocked:
@@ -181,16 +168,6 @@ class _Clocked:
             self._now = float(self.execute(f"SELECT {self.CLOCK} AS now")[0]["now"])
         return self._now
 
-    def now_in_sql(self, placeholder: str) -> tuple[str, float | None]:
-        """The transaction's time inside a statement, without a statement of its own to read it first: SQL
-        and the value to bind to `placeholder`. The statement must return the time it wrote, for `saw_now`."""
-        return f"COALESCE(CAST({placeholder} AS DOUBLE PRECISION), {self.CLOCK})", self._now
-
-    def saw_now(self, value: float) -> None:
-        """The time a statement built by `now_in_sql` wrote: the transaction's time from then on."""
-        if self._now is None:
-            self._now = float(value)
-
 
 class _SqliteTransaction(_Clocked):
     # julianday has millisecond precision and exists in every sqlite Python ships with.
@@ -205,9 +182,6 @@ class _SqliteTransaction(_Clocked):
         rows = [dict(row) for row in cursor.fetchall()] if cursor.description else []
         self.rowcount = cursor.rowcount
         return rows
-
-    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        return self.conn.execute(sql, _named(params)).fetchall()  # sqlite3.Row: a sequence already
 
     def lock_job_id(self, job_id: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this transaction the only writer."""
@@ -232,16 +206,6 @@ class SqliteDatabase(_PerThreadConnections):
         except sqlite3.Error as error:
             raise StoreConfigError(f"DATABASE_URL: cannot open {self.path}: {error}") from error
         return conn
-
-    def exists(self) -> bool:
-        return self.path.is_file()
-
-    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        """In autocommit mode a lone statement is its own transaction: no BEGIN and COMMIT around it."""
-        try:
-            return self.connection().execute(sql, _named(params)).fetchall()
-        except (StoreConfigError, sqlite3.OperationalError) as error:
-            raise StoreUnavailable(str(error)) from error
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_SqliteTransaction]:
@@ -275,19 +239,9 @@ class _PostgresTransaction(_Clocked):
         self.rowcount = self.cursor.rowcount
         return list(self.cursor.fetchall()) if self.cursor.description else []
 
-    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        from psycopg.rows import dict_row, tuple_row
-
-        self.cursor.row_factory = tuple_row
-        try:
-            self.cursor.execute(sql, params)
-            return list(self.cursor.fetchall())
-        finally:
-            self.cursor.row_factory = dict_row
-
     def lock_job_id(self, job_id: str) -> None:
-        """Serialise everything done to one job id, so a notification and the id's recording never miss
-        each other under READ COMMITTED."""
+        """Serialise the recording of one job id, so two rows claiming it under READ COMMITTED never both
+        see it free."""
         self.cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (job_id,))
 
 
@@ -317,10 +271,6 @@ class PostgresDatabase(_PerThreadConnections):
 
     def _is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
-
-    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        with self.transaction(write=False) as tx:
-            return tx.values(sql, *params)
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_PostgresTransaction]:

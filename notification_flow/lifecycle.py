@@ -13,7 +13,6 @@ outcome of conflicting notifications never depends on their order.
 
 from __future__ import annotations
 
-import functools
 from enum import StrEnum
 
 
@@ -58,21 +57,6 @@ def next_state(state: State | str, event: Event) -> State | None:
     return TRANSITIONS.get((State(state), event))
 
 
-def sources(event: Event) -> tuple[State, ...]:
-    """The states `event` may move a job out of."""
-    return tuple(state for state, on in TRANSITIONS if on is event)
-
-
-@functools.cache  # the table never changes, and every notification asks
-def moves(event: Event) -> tuple[tuple[State, tuple[State, ...]], ...]:
-    """Where `event` takes a job, with the states it takes one there from (the table, read by target)."""
-    targets: dict[State, tuple[State, ...]] = {}
-    for (state, on), target in TRANSITIONS.items():
-        if on is event:
-            targets[target] = (*targets.get(target, ()), state)
-    return tuple(targets.items())
-
-
 class NotificationStatus(StrEnum):
     """The `status` query parameter Speechmatics appends to the notification URL."""
 
@@ -93,7 +77,6 @@ class NotificationOutcome(StrEnum):
     REJECTED = "rejected"  # the job is recorded as rejected
     DUPLICATE = "duplicate"  # nothing left to do: the job was already final (or the transcript stored)
     WAITING = "waiting"  # success without a transcript we could get: cronjob.py fetches it
-    KEPT = "kept"  # the job id is not recorded yet: kept, and applied when it is
     UNAUTHENTICATED = "unauthenticated"
     WRONG_JOB = "token of another job"
     ADDRESS_NOT_ALLOWED = "address not allowed"

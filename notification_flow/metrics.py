@@ -143,10 +143,6 @@ class _DatabaseRegistry:
                                        "we have not stored (7 days after creation); absent when there is none")
             expiry.add_metric([], facts["expires_in"])
             yield expiry
-        early = GaugeMetricFamily(f"{PREFIX}early_notifications", "Notifications kept for a job id not recorded "
-                                  "yet")
-        early.add_metric([], facts["early"])
-        yield early
         failed = GaugeMetricFamily(f"{PREFIX}submissions_failed_last_hour", "Jobs recorded submit_failed in the "
                                    "last hour (client.py is not scraped: this is how its failures show)")
         failed.add_metric([], facts["submit_failed"])
@@ -174,12 +170,11 @@ def _pass_metrics(summary: dict[str, Any] | None) -> Iterator[Any]:
 
 
 def database_facts(store: JobStore) -> dict[str, Any]:
-    """One read-only transaction: counts and ages of unfinished jobs, early notifications, the last pass."""
+    """One read-only transaction: counts and ages of unfinished jobs, the last pass."""
     with store.database.transaction(write=False) as tx:
         now = tx.now()
         rows = tx.execute("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "
                           "WHERE status IN ($1, $2) GROUP BY status", *OPEN_STATES)
-        early = tx.execute("SELECT COUNT(*) AS n FROM early_notifications")[0]["n"]
         failed = tx.execute("SELECT COUNT(*) AS n FROM jobs WHERE status = $1 AND updated_at > $2",  # indexed
                             State.SUBMIT_FAILED, now - 3600)[0]["n"]
         summary = last_pass(tx)
@@ -188,4 +183,4 @@ def database_facts(store: JobStore) -> dict[str, Any]:
     return {"open": {row["status"]: int(row["n"]) for row in rows},
             "oldest_open_age": max(0.0, now - min(oldest.values())) if oldest else 0.0,
             "expires_in": None if running is None else running + RETENTION_SECONDS - now,
-            "early": int(early), "submit_failed": int(failed), "pass": summary}
+            "submit_failed": int(failed), "pass": summary}

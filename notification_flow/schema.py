@@ -76,4 +76,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # one credential: per-job tokens only, so nothing needs to know when they began (auth.py)
         "DROP TABLE per_job_tokens",
     ),
+    (  # every authenticated notification names a row with its job id: nothing waits for an id (jobs.py)
+        "DROP TABLE early_notifications",
+    ),
 )

@@ -17,9 +17,40 @@ from tests.integration.support import SECRET, Stack, create_job, transcript_file
 PREVIOUS = "previous-webhook-secret-0123456789"
 
 
+def held_notification(stack: Stack, job_id: str) -> str:
+    held = wait_for(lambda: [h for h in stack.emulator.held() if h["job_id"] == job_id], message=job_id)
+    return held[0]["key"]
+
+
 def post(stack: Stack, job_id: str, authorization: str, body: bytes) -> requests.Response:
     return requests.post(stack.webhook_url, params={"id": job_id, "status": "success"}, data=body, timeout=30,
                          headers={"Authorization": authorization, "Content-Type": "application/json"})
+
+
+def test_a_token_of_a_row_without_a_job_id_cannot_claim_another_job(served: Stack) -> None:
+    """Two submissions whose answers were lost: both rows `submitting`, no job id. A's token, which anyone who
+    reads A's config has, presented for B's id is refused and writes nothing; both real notifications then
+    finish their own rows (the server asks the API which row a job belongs to)."""
+    served.emulator.set_faults(hold_notifications=True)
+    store = served.store()
+    ids = {}
+    for reference in (a := uuid.uuid4().hex, b := uuid.uuid4().hex):
+        store.add_submission(reference, "example.wav")
+        ids[reference] = create_job(served, reference, {"contents": ["transcript"]})
+    keys = {reference: held_notification(served, job_id) for reference, job_id in ids.items()}
+    before = {job.reference: job for job in store.jobs()}
+
+    attack = post(served, ids[b], f"Bearer {job_token(SECRET, a)}", b'{"format": "2.9", "results": []}')
+    assert attack.status_code == 403, attack.text
+    assert transcript_files(served.transcripts) == []
+    assert {job.reference: job for job in store.jobs()} == before
+
+    for key in keys.values():
+        assert served.emulator.deliver(key)["outcome"] == 200
+    for reference, job_id in ids.items():
+        job = store.find_by_reference(reference)
+        assert (job.job_id, job.status) == (job_id, "done")
+        assert (served.transcripts / f"{job_id}.json").read_bytes() == served.emulator.transcript_bytes(job_id)
 
 
 def test_only_tokens_of_the_current_and_previous_secret_are_accepted(stack: Stack, tmp_path: Path,
