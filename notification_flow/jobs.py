@@ -10,6 +10,7 @@ Each method is one short transaction; times come from the database's clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -312,28 +313,16 @@ class JobStore:
         """Jobs newest first, optionally of one status and created at or after `since`, at most `limit`
         (None: all). Read in batches of `batch` rows, each its own short transaction, continuing after the
         last row by (created_at, reference): memory stays flat and no transaction is held while printing."""
-        conditions, params = [], []
-        if status:
-            params.append(status)
-            conditions.append(f"status = ${len(params)}")
-        if since is not None:
-            params.append(since)
-            conditions.append(f"created_at >= ${len(params)}")
-        after: tuple[float, str] | None = None
-        left = limit
+        of_status = "status = $5 AND " if status else ""
+        sql = (f"SELECT * FROM jobs WHERE {of_status}created_at >= $1 AND (created_at, reference) < ($2, $3) "  # noqa: S608
+               "ORDER BY created_at DESC, reference DESC LIMIT $4")
+        of_this_status = [status] if status else []
+        after, left = (math.inf, ""), limit
         while left is None or left > 0:
             size = batch if left is None else min(batch, left)
-            where = list(conditions)
-            values = list(params)
-            if after is not None:
-                where.append(f"(created_at, reference) < (${len(values) + 1}, ${len(values) + 2})")
-                values += list(after)
-            sql = ("SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608
-                   + f" ORDER BY created_at DESC, reference DESC LIMIT ${len(values) + 1}")
             with self.database.transaction(write=False) as tx:
-                rows = tx.execute(sql, *values, size)
-            for row in rows:
-                yield Job.from_row(row)
+                rows = tx.execute(sql, -math.inf if since is None else since, *after, size, *of_this_status)
+            yield from map(Job.from_row, rows)
             if len(rows) < size:
                 return
             after = (rows[-1]["created_at"], rows[-1]["reference"])
