@@ -61,7 +61,7 @@ def _signature(secret: str, reference: str) -> str:
 REFUSALS = {NotificationOutcome.UNAUTHENTICATED: 401,  # no valid credential at all, or for no row of ours
             NotificationOutcome.WRONG_JOB: 403,  # a valid token, but of another job
             NotificationOutcome.ADDRESS_NOT_ALLOWED: 403,
-            NotificationOutcome.UNAVAILABLE: 503}  # whose job it is cannot be asked now
+            NotificationOutcome.UNPROVEN: 503}  # whose job it is cannot be asked now: Speechmatics retries
 
 
 class Guard:
@@ -91,11 +91,11 @@ class Guard:
         if job.job_id is not None:
             return None if job.job_id == job_id else NotificationOutcome.WRONG_JOB
         if self.api is None:
-            return NotificationOutcome.UNAVAILABLE
+            return NotificationOutcome.UNPROVEN
         try:
             owner = reference_of(self.api.job(job_id))
         except ApiError:
-            return NotificationOutcome.UNAVAILABLE
+            return NotificationOutcome.UNPROVEN
         if owner != reference or self.store.record_created(reference, job_id) is None:
             return NotificationOutcome.WRONG_JOB  # another row's job, or one already recorded elsewhere
         return None

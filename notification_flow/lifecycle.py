@@ -6,7 +6,7 @@ whatever order notifications, listings and the client's own answer arrive, a job
 table. The README's state list is checked against it by a test.
 
 Two moves look backwards and are deliberate, because they follow evidence that outranks what came before:
-a job that Speechmatics turns out to have (its reference seen in a notification or a listing) is adopted
+a job that Speechmatics turns out to have (its reference seen in a listing or the API's answer) is adopted
 even after we recorded that no job was created, and a valid transcript outranks a failure report, so the
 outcome of conflicting notifications never depends on their order.
 """
@@ -86,6 +86,7 @@ class NotificationOutcome(StrEnum):
     UNREADABLE_BODY = "unreadable body"
     NOT_FETCHED_YET = "transcript not fetched yet"
     UNAVAILABLE = "temporarily unavailable"
+    UNPROVEN = "job id not proven yet"  # the token's row has no job id, and the API cannot say whose it is now
 
 
 class ReconcileOutcome(StrEnum):

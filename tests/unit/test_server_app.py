@@ -129,7 +129,7 @@ def test_a_token_of_a_row_without_a_job_id_is_503_without_the_api_to_ask(client:
     store.add_submission("c" * 32, "c.wav")  # client.py has not recorded the id yet
     for status, body in (("success", transcript_bytes("joined0001")), ("error", b""), ("success", b"")):
         response = notify(client, job_id="joined0001", status=status, body=body, headers=token_header("c" * 32))
-        assert response.status_code == 503, response.get_json()
+        assert (response.status_code, response.get_json()) == (503, {"outcome": "job id not proven yet"})
     assert stored_files(tmp_path) == []
     job = store.find_by_reference("c" * 32)
     assert (job.job_id, job.status) == (None, State.SUBMITTING)
@@ -371,7 +371,7 @@ def test_a_row_without_a_job_id_takes_one_only_on_the_apis_word(tmp_path: Path, 
     guard = Guard(make_settings(tmp_path), store, api)  # type: ignore[arg-type]
     assert guard.refusal("d" * 32, "cjob000001") is NotificationOutcome.WRONG_JOB  # c's job, says the API
     assert guard.refusal("d" * 32, "other00001") is NotificationOutcome.WRONG_JOB  # not a reference at all
-    assert guard.refusal("d" * 32, "failing001") is NotificationOutcome.UNAVAILABLE
+    assert guard.refusal("d" * 32, "failing001") is NotificationOutcome.UNPROVEN
     assert guard.refusal("d" * 32, JOB_ID) is NotificationOutcome.WRONG_JOB  # the API is wrong: REFERENCE has it
     assert store.find_by_reference("d" * 32).job_id is None
     assert guard.refusal("c" * 32, "cjob000001") is None
