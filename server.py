@@ -66,12 +66,12 @@ class Receiver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = open_store(settings.database_url, migrate_schema=False)  # connects on first use
-        self.guard = Guard(settings, self.store)
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
         self.metrics = Metrics(self.store)
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
         self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10,
                                     retry=RetryPolicy(attempts=1, max_wait=0)) if settings.api_key else None)
+        self.guard = Guard(settings, self.store, self.api)
 
     def receive(self) -> tuple[Response, int]:
         """Every notification's answer, its one log line and its count, whatever `handle` made of it."""
@@ -94,13 +94,13 @@ class Receiver:
     def handle(self, job_id: str, status: str) -> Answer:
         if self.guard.address_refused(request):
             return Answer(403, Outcome.ADDRESS_NOT_ALLOWED)
-        credential = self.guard.authenticate(request)
-        if credential is None:
+        reference = self.guard.authenticate(request)  # the row a per-job token names
+        if reference is None:
             return Answer(401, Outcome.UNAUTHENTICATED)
         try:
             self.transcripts.location(job_id)  # a job id that can never leave the directory, or InvalidJobId
             notified = NotificationStatus(status)
-            refusal = self.guard.refusal(credential, job_id)  # a token proves one job: this one, or none
+            refusal = self.guard.refusal(reference, job_id)  # a token proves one job: this one, or none
         except InvalidJobId:
             return Answer(400, Outcome.INVALID_JOB_ID)
         except ValueError:
@@ -113,9 +113,8 @@ class Receiver:
             return Answer(413, Outcome.BODY_TOO_LARGE)
         try:
             with read_body(request, job_id, self.transcripts, self.settings.max_notification_bytes) as body:
-                reference = credential.reference or body.reference  # the token's row outranks the body
-                answer = (self.on_success(job_id, body, reference) if notified is NotificationStatus.SUCCESS
-                          else self.on_failure(job_id, notified, body, reference))
+                answer = (self.on_success(job_id, body) if notified is NotificationStatus.SUCCESS
+                          else self.on_failure(job_id, notified, body))
                 return replace(answer, reference=reference)
         except BodyTooLarge:
             return Answer(413, Outcome.BODY_TOO_LARGE)
@@ -126,15 +125,14 @@ class Receiver:
             log.warning("notification job=%s could not be stored now: %s", job_id, error)
             return Answer(503, Outcome.UNAVAILABLE)
 
-    def on_success(self, job_id: str, body: NotificationBody, reference: str | None) -> Answer:
+    def on_success(self, job_id: str, body: NotificationBody) -> Answer:
         if body.transcript is not None:
-            return self.publish(job_id, body.transcript, reference)
+            return self.publish(job_id, body.transcript)
         # No json-v2 in the body (txt, srt, jobinfo or nothing): fetch it, unless nothing can change the job.
         if self.is_terminal(job_id):
             return Answer(200, Outcome.DUPLICATE)
         if self.api is None:  # cronjob.py will fetch it
-            notification = Notification(NotificationStatus.SUCCESS, reference=reference)
-            return Answer(202, self.store.record_notification(job_id, notification))
+            return Answer(202, self.store.record_notification(job_id, Notification(NotificationStatus.SUCCESS)))
         with self.transcripts.incoming_file() as incoming:
             try:
                 self.metrics.api_call("GET /jobs/{id}/transcript", self.api.download_transcript, job_id, incoming)
@@ -142,24 +140,22 @@ class Receiver:
             except (ApiError, NotATranscript) as error:
                 log.warning("notification job=%s transcript fetch failed: %s", job_id, error)
                 return Answer(503, Outcome.NOT_FETCHED_YET)
-            return self.publish(job_id, incoming, reference)
+            return self.publish(job_id, incoming)
 
-    def publish(self, job_id: str, transcript: IncomingFile, reference: str | None) -> Answer:
+    def publish(self, job_id: str, transcript: IncomingFile) -> Answer:
         """Write <job_id>.json, then record the job done: in that order, so `done` always has its file. The
         file is linked only if absent, so a duplicate or late notification writes nothing."""
         written = self.transcripts.publish(job_id, transcript)
         if written:
             self.metrics.transcript_written()
-        notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id), reference=reference)
+        notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id))
         return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")
 
-    def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody,
-                   reference: str | None) -> Answer:
+    def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody) -> Answer:
         if self.is_terminal(job_id):
             return Answer(200, Outcome.DUPLICATE)
         reason = body.error or self.reason_from_api(job_id) or f"Speechmatics reported {status}"
-        notification = Notification(status, error=reason, reference=reference)
-        return Answer(200, self.store.record_notification(job_id, notification))
+        return Answer(200, self.store.record_notification(job_id, Notification(status, error=reason)))
 
     def is_terminal(self, job_id: str) -> bool:
         return (job := self.store.find(job_id)) is not None and job.is_terminal

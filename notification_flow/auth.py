@@ -7,13 +7,14 @@ account's jobs. So `WEBHOOK_SECRET` never leaves our machines; each job carries 
     Authorization: Bearer v1.<reference>.<base64url(HMAC-SHA256(WEBHOOK_SECRET, "v1.<reference>"))>
 
 where `<reference>` is the job's row (sent as `tracking.reference` too). A token proves only that job: the
-server accepts it for the notification of the row it names (whose job id must be the notification's `id`,
-or not recorded yet, and then the notification joins that row). Anyone who reads a token can at most
-notify for that one job, which is the job they could already read.
+server accepts it for the notification of the row it names, whose job id must be the notification's `id`.
+A row whose id is not recorded yet takes the notification's `id` only if the API says that job carries the
+row's reference. Anyone who reads a token can at most notify for that one job, which is the job they could
+already read.
 
-Jobs submitted before per-job tokens carry the plain `Bearer <secret>`. It is accepted only for a row that
-existed when the database was migrated to per-job tokens (the `per_job_tokens` table records that moment):
-Speechmatics keeps a job for 7 days, so this ends by itself a week after the upgrade.
+Jobs submitted by the version of 2026-11-30 carry the plain `Bearer <secret>`, shown to every reader of the
+account's jobs: it is refused, the secret must be replaced on upgrading, and cronjob.py recovers those jobs as
+it recovers any lost notification.
 
 Every comparison is constant-time, and every secret is tried whatever the first answer, so timing does not
 reveal which one matched. `WEBHOOK_SECRET_PREVIOUS` still verifies during a rotation.
@@ -25,9 +26,9 @@ import base64
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from notification_flow.api import ApiError, SpeechmaticsAPI, reference_of
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import NotificationOutcome
 from notification_flow.settings import EGRESS_IPS, Settings
@@ -59,55 +60,45 @@ def _signature(secret: str, reference: str) -> str:
 # Why a notification is refused, and the status it is answered with.
 REFUSALS = {NotificationOutcome.UNAUTHENTICATED: 401,  # no valid credential at all, or for no row of ours
             NotificationOutcome.WRONG_JOB: 403,  # a valid token, but of another job
-            NotificationOutcome.ADDRESS_NOT_ALLOWED: 403}
-
-
-@dataclass(frozen=True)
-class Credential:
-    """What an Authorization header proved: a per-job token's row, or the shared secret of older jobs."""
-
-    reference: str | None  # the row a per-job token names: the notification belongs to it
-    shared_secret: bool = False
+            NotificationOutcome.ADDRESS_NOT_ALLOWED: 403,
+            NotificationOutcome.UNPROVEN: 503}  # whose job it is cannot be asked now: Speechmatics retries
 
 
 class Guard:
-    def __init__(self, settings: Settings, store: JobStore) -> None:
+    def __init__(self, settings: Settings, store: JobStore, api: SpeechmaticsAPI | None) -> None:
         self.secrets = [secret for secret in (settings.webhook_secret, settings.webhook_secret_previous) if secret]
-        self.plain = [f"Bearer {secret}".encode() for secret in self.secrets]
         self.allowed_ips = {ip for region in settings.allowed_regions for ip in EGRESS_IPS[region]}
         self.store = store
-        self._tokens_since: float | None = None
+        self.api = api  # asked whose a job is, when a token's row has no job id yet
 
     def address_refused(self, request: Request) -> bool:
         return bool(self.allowed_ips) and request.remote_addr not in self.allowed_ips
 
-    def authenticate(self, request: Request) -> Credential | None:
-        """The credential the request carries, if it is one of ours (checked without the database); else None."""
-        presented = request.headers.get("Authorization", "").encode("utf-8", "replace")
-        reference = self._signed_reference(presented)
-        if reference is not None:
-            return Credential(reference)
-        if any([hmac.compare_digest(presented, expected) for expected in self.plain]):
-            return Credential(None, shared_secret=True)
-        return None
+    def authenticate(self, request: Request) -> str | None:
+        """The row a correctly signed token names (checked without the database); None if there is none."""
+        return self._signed_reference(request.headers.get("Authorization", "").encode("utf-8", "replace"))
 
-    def refusal(self, credential: Credential, job_id: str) -> NotificationOutcome | None:
-        """Why this credential may not notify about `job_id`, or None. Reads the store (StoreUnavailable)."""
-        if credential.reference is None:  # the shared secret: only for a job submitted before per-job tokens
-            job = self.store.find(job_id)
-            if job is not None and job.created_at <= self.tokens_since():
-                return None
-            return NotificationOutcome.UNAUTHENTICATED
-        found, row_job_id = self.store.job_id_by_reference(credential.reference)
-        if not found:
+    def refusal(self, reference: str, job_id: str) -> NotificationOutcome | None:
+        """Why the token of row `reference` may not notify about `job_id`, or None if it may.
+
+        A row without a job id yet (client.py's answer is late or was lost) takes this one only on the API's
+        word that the job carries this reference, never on the notification's: the row then records the id.
+        Without that word the answer is "not now" (Speechmatics retries; client.py or cronjob.py records the
+        id meanwhile). Reads and may write the store (StoreUnavailable)."""
+        job = self.store.find_by_reference(reference)
+        if job is None:
             return NotificationOutcome.UNAUTHENTICATED  # signed by us, but for no row we have
-        if row_job_id == job_id:
-            return None
-        if row_job_id is None:  # the id recorded nowhere yet, or (the client was quicker) on this very row
-            holder = self.store.find(job_id)
-            if holder is None or holder.reference == credential.reference:
-                return None
-        return NotificationOutcome.WRONG_JOB
+        if job.job_id is not None:
+            return None if job.job_id == job_id else NotificationOutcome.WRONG_JOB
+        if self.api is None:
+            return NotificationOutcome.UNPROVEN
+        try:
+            owner = reference_of(self.api.job(job_id))
+        except ApiError:
+            return NotificationOutcome.UNPROVEN
+        if owner != reference or self.store.record_created(reference, job_id) is None:
+            return NotificationOutcome.WRONG_JOB  # another row's job, or one already recorded elsewhere
+        return None
 
     def _signed_reference(self, presented: bytes) -> str | None:
         """The reference of a well-formed, correctly signed token; None otherwise."""
@@ -122,9 +113,3 @@ class Guard:
             return None
         matches = [hmac.compare_digest(fields[2], _signature(secret, reference).encode()) for secret in self.secrets]
         return reference if any(matches) else None
-
-    def tokens_since(self) -> float:
-        """When per-job tokens began in this database: rows created after it never carried the shared secret."""
-        if self._tokens_since is None:
-            self._tokens_since = self.store.per_job_tokens_since()
-        return self._tokens_since

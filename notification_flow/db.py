@@ -4,7 +4,7 @@ Queries are written once, with `$1, $2, ...` placeholders: PostgreSQL's own (psy
 through untouched) and, to sqlite, named parameters, so one text serves both and none is ever rewritten.
 
 sqlite runs in WAL mode with ``BEGIN IMMEDIATE`` (a writer takes the write lock before reading, so two writers
-never deadlock on an upgrade) and a busy timeout. PostgreSQL serialises work on one job id with a
+never deadlock on an upgrade) and a busy timeout. PostgreSQL serialises recording one job id with a
 transaction-scoped advisory lock. Lock timeouts, deadlocks and lost connections surface as
 ``StoreUnavailable``, which the server answers with 503 so that Speechmatics tries again. Connections are
 opened lazily, one per thread and process, so a gunicorn worker boots even while the database is down.
@@ -21,10 +21,9 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from enum import Enum
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from notification_flow.schema import MIGRATIONS
@@ -44,36 +43,53 @@ class StoreConfigError(Exception):
     """DATABASE_URL cannot be used (bad path, unreachable host, unknown database)."""
 
 
-class Transaction(Protocol):
-    rowcount: int
+class Transaction:
+    """One transaction on either backend; every time it writes is one reading of the database's clock."""
 
-    def execute(self, sql: str, *params: Any) -> list[Row]: ...
+    CLOCK: str  # the SQL expression of the time now, in epoch seconds
+    rowcount = 0
+    _now: float | None = None
 
-    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        """The rows as plain sequences, in the order selected: for reads of thousands of rows at a time,
-        where building a dict a row costs more than reading it."""
-        ...
+    def execute(self, sql: str, *params: Any) -> list[Row]:
+        raise NotImplementedError
 
     def now(self) -> float:
-        """The database's clock, in epoch seconds."""
-        ...
+        """The database's clock, in epoch seconds, read once per transaction."""
+        if self._now is None:
+            self._now = float(self.execute(f"SELECT {self.CLOCK} AS now")[0]["now"])
+        return self._now
 
     def lock_job_id(self, job_id: str) -> None:
-        """Serialise every change to one job id (a no-op where the transaction already excludes writers)."""
-        ...
+        """Serialise the recording of one job id (nothing to do where a transaction already excludes writers)."""
 
 
-class Database(Protocol):
-    skip_locked: str  # appended to the lease query where the backend can skip rows others hold
+class Database:
+    """A backend: one connection per thread and process, cheap to reuse, never shared across a fork."""
 
-    def connect(self) -> Any: ...
+    skip_locked = ""  # appended to the lease query where the backend can skip rows others hold
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def connect(self) -> Any:
+        raise NotImplementedError
 
     def transaction(self, write: bool = True, schema_lock: bool = False) -> contextlib.AbstractContextManager[
-        Transaction]: ...
+            Transaction]:
+        raise NotImplementedError
 
-    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        """One read-only statement, a transaction of its own; rows as plain sequences."""
-        ...
+    def connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid() or self._is_broken(conn):
+            conn = self._local.conn = self.connect()
+            self._local.pid = os.getpid()
+        return conn
+
+    def forget(self) -> None:
+        self._local.conn = None
+
+    def _is_broken(self, conn: Any) -> bool:
+        return False
 
 
 def open_database(database_url: str) -> Database:
@@ -137,86 +153,22 @@ def migrate(database: Database) -> int:
     return len(MIGRATIONS)
 
 
-class _PerThreadConnections:
-    """One connection per thread and process: cheap to reuse, never shared across a fork."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid() or self._is_broken(conn):
-            conn = self._local.conn = self.connect()
-            self._local.pid = os.getpid()
-        return conn
-
-    def forget(self) -> None:
-        self._local.conn = None
-
-    def connect(self) -> Any:
-        raise NotImplementedError
-
-    def _is_broken(self, conn: Any) -> bool:
-        return False
-
-
-def _named(params: Sequence[Any]) -> dict[str, Any]:
-    """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ... An enum member goes as its value:
-    sqlite3 would bind it as text all the same, but only after probing it for an adapter, which raises and
-    catches an AttributeError for every such parameter of every statement."""
-    return {str(number): value.value if isinstance(value, Enum) else value
-            for number, value in enumerate(params, start=1)}
-
-
-class _Clocked:
-    """The database's clock, read once per transaction: every time one transaction writes is the same."""
-
-    CLOCK: str  # the SQL expression of the time now, in epoch seconds
-    _now: float | None = None
-
-    def execute(self, sql: str, *params: Any) -> list[Row]:
-        raise NotImplementedError
-
-    def now(self) -> float:
-        if self._now is None:
-            self._now = float(self.execute(f"SELECT {self.CLOCK} AS now")[0]["now"])
-        return self._now
-
-    def now_in_sql(self, placeholder: str) -> tuple[str, float | None]:
-        """The transaction's time inside a statement, without a statement of its own to read it first: SQL
-        and the value to bind to `placeholder`. The statement must return the time it wrote, for `saw_now`."""
-        return f"COALESCE(CAST({placeholder} AS DOUBLE PRECISION), {self.CLOCK})", self._now
-
-    def saw_now(self, value: float) -> None:
-        """The time a statement built by `now_in_sql` wrote: the transaction's time from then on."""
-        if self._now is None:
-            self._now = float(value)
-
-
-class _SqliteTransaction(_Clocked):
+class _SqliteTransaction(Transaction):
     # julianday has millisecond precision and exists in every sqlite Python ships with.
     CLOCK = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.rowcount = 0
 
     def execute(self, sql: str, *params: Any) -> list[Row]:
-        cursor = self.conn.execute(sql, _named(params))
+        """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ..."""
+        cursor = self.conn.execute(sql, {str(number): value for number, value in enumerate(params, start=1)})
         rows = [dict(row) for row in cursor.fetchall()] if cursor.description else []
         self.rowcount = cursor.rowcount
         return rows
 
-    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        return self.conn.execute(sql, _named(params)).fetchall()  # sqlite3.Row: a sequence already
 
-    def lock_job_id(self, job_id: str) -> None:
-        """Nothing to do: BEGIN IMMEDIATE already made this transaction the only writer."""
-
-
-class SqliteDatabase(_PerThreadConnections):
-    skip_locked = ""
-
+class SqliteDatabase(Database):
     def __init__(self, database_url: str) -> None:
         super().__init__()
         self.path = Path(unquote(database_url[len("sqlite:///"):]))
@@ -243,16 +195,6 @@ class SqliteDatabase(_PerThreadConnections):
         except sqlite3.Error as error:
             raise StoreConfigError(f"DATABASE_URL: cannot open {self.path}: {error}") from error
         return conn
-
-    def exists(self) -> bool:
-        return self.path.is_file()
-
-    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        """In autocommit mode a lone statement is its own transaction: no BEGIN and COMMIT around it."""
-        try:
-            return self.connection().execute(sql, _named(params)).fetchall()
-        except (StoreConfigError, sqlite3.OperationalError) as error:
-            raise StoreUnavailable(str(error)) from error
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_SqliteTransaction]:
@@ -282,35 +224,24 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-class _PostgresTransaction(_Clocked):
+class _PostgresTransaction(Transaction):
     CLOCK = "extract(epoch FROM clock_timestamp())::float8"
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
-        self.rowcount = 0
 
     def execute(self, sql: str, *params: Any) -> list[Row]:
         self.cursor.execute(sql, params)
         self.rowcount = self.cursor.rowcount
         return list(self.cursor.fetchall()) if self.cursor.description else []
 
-    def values(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        from psycopg.rows import dict_row, tuple_row
-
-        self.cursor.row_factory = tuple_row
-        try:
-            self.cursor.execute(sql, params)
-            return list(self.cursor.fetchall())
-        finally:
-            self.cursor.row_factory = dict_row
-
     def lock_job_id(self, job_id: str) -> None:
-        """Serialise everything done to one job id, so a notification and the id's recording never miss
-        each other under READ COMMITTED."""
+        """Serialise the recording of one job id, so two rows claiming it under READ COMMITTED never both
+        see it free."""
         self.cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (job_id,))
 
 
-class PostgresDatabase(_PerThreadConnections):
+class PostgresDatabase(Database):
     skip_locked = "FOR UPDATE SKIP LOCKED"
     SCHEMA_LOCK = 4_711_2024
 
@@ -338,10 +269,6 @@ class PostgresDatabase(_PerThreadConnections):
 
     def _is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
-
-    def read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        with self.transaction(write=False) as tx:
-            return tx.values(sql, *params)
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_PostgresTransaction]:

@@ -1,18 +1,16 @@
-"""The job store: every job and every notification that came before its job, changed only along the lifecycle.
+"""The job store: every job, changed only along the lifecycle.
 
 A state changes in one place, `_move`, which asks `lifecycle.next_state` and then updates the row only if
-its state is still the one it read (a compare-and-set), so no two processes can both move one job.
-Notifications for a job id we do not know yet are kept in ``early_notifications`` and applied in the same
-transaction that records the id, so none is dropped; of several for one id, the one whose effect
-outranks the others' is kept (a transcript, then a failure, then a success without transcript), which
-gives the same end as applying all of them to a row in any order.
+its state is still the one it read (a compare-and-set), so no two processes can both move one job. A
+notification changes only the row that holds its job id; a row learns its id only through `record_created`,
+from client.py's answer, a listing, or the API's own answer for a notification's job (see auth.py).
 
 Each method is one short transaction; times come from the database's clock.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -26,7 +24,6 @@ from notification_flow.lifecycle import (
     NotificationOutcome,
     NotificationStatus,
     State,
-    moves,
     next_state,
 )
 
@@ -62,7 +59,6 @@ class Notification:
     status: NotificationStatus
     transcript: str | None = None
     error: str | None = None
-    reference: str | None = None
 
     @property
     def event(self) -> Event | None:
@@ -72,13 +68,11 @@ class Notification:
         return Event.REJECTED
 
     @property
-    def weight(self) -> int:
-        """Which of two notifications for one job decides its end: a transcript, then a failure."""
-        return {Event.TRANSCRIPT_STORED: 2, Event.REJECTED: 1, None: 0}[self.event]
-
-    @classmethod
-    def from_row(cls, row: Row) -> Notification:
-        return cls(NotificationStatus(row["status"]), row["transcript"], row["error"])
+    def reason(self) -> str | None:
+        """What a failure records as the job's error; None for a success."""
+        if self.event is not Event.REJECTED:
+            return None
+        return self.error or f"Speechmatics reported {self.status}"
 
 
 class SweptJob(NamedTuple):
@@ -110,17 +104,6 @@ def open_store(database_url: str, migrate_schema: bool = True) -> JobStore:
     return JobStore(database)
 
 
-@functools.lru_cache(maxsize=64)
-def _move_sql(key: str, now: str, states: int, gives_job_id: bool) -> str:
-    """`_write_move`'s statement, built once per shape: $1 the target, $2 transcript, $3 error, $4 the time,
-    $5 the key's value, then the states, then the job id if one is given. Without one, job_id is not
-    assigned at all: assigning a row its own id still rewrites its index entries (a WAL page a commit)."""
-    among = ", ".join(f"${number}" for number in range(6, 6 + states))
-    job_id = f"job_id = COALESCE(${6 + states}, job_id), " if gives_job_id else ""
-    return (f"UPDATE jobs SET status = $1, {job_id}transcript = COALESCE($2, transcript), error = $3, "  # noqa: S608 (key: a column)
-            f"updated_at = {now}, lease_until = NULL WHERE {key} = $5 AND status IN ({among}) RETURNING updated_at")
-
-
 class JobStore:
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -134,12 +117,20 @@ class JobStore:
                        "VALUES ($1, $2, $3, $4, $4)", reference, audio, State.SUBMITTING, now)
 
     def record_created(self, reference: str, job_id: str) -> Job | None:
-        """Give the row its Speechmatics job id (from client.py, a listing or a notification's reference),
-        then apply any notification kept for that id. None if there is no such row, or it already has
-        another job id, or the id already belongs to another row."""
+        """Give the row its Speechmatics job id, learned from client.py's answer, a listing, or the API's answer
+        for a notification's job. None if there is no such row, or it already has another job id, or the id
+        already belongs to another row, or the row can no longer take a job."""
         with self.database.transaction() as tx:
-            tx.lock_job_id(job_id)
-            row = self._adopt(tx, reference, job_id)
+            tx.lock_job_id(job_id)  # two rows claiming one id: the second sees the first, never a duplicate key
+            row = self._row(tx, "reference", reference)
+            if row is None or row["job_id"] not in (None, job_id):
+                return None
+            if row["job_id"] is None:
+                if self._row(tx, "job_id", job_id) is not None:  # that id already belongs to another row
+                    return None
+                if self._move(tx, row, Event.CREATED, job_id=job_id) is None:
+                    return None
+                row = self._row(tx, "reference", reference)
             return Job.from_row(row) if row else None
 
     def record_not_created(self, reference: str, reason: str) -> bool:
@@ -149,26 +140,23 @@ class JobStore:
             return row is not None and self._move(tx, row, Event.NOT_CREATED, error=reason) is not None
 
     def record_notification(self, job_id: str, notification: Notification) -> NotificationOutcome:
-        """Apply one notification. One that beat client.py to recording the id is joined to its row by
-        `reference` (from `tracking.reference`), or kept until the id is recorded."""
+        """Apply one notification to the row that holds `job_id` (the server has made sure one does)."""
         with self.database.transaction() as tx:
-            moved = self._apply_to_job_id(tx, job_id, notification)
-            if moved is not None:
-                return moved
-            tx.lock_job_id(job_id)
             row = self._row(tx, "job_id", job_id)
-            if row is None and notification.reference:
-                row = self._adopt(tx, notification.reference, job_id)
             if row is None:
-                self._keep_early(tx, job_id, notification)
-                return NotificationOutcome.KEPT
-            return self._apply(tx, row, notification)
+                return NotificationOutcome.UNAUTHENTICATED  # no row of ours has this job
+            event = notification.event
+            if event is None:
+                return NotificationOutcome.DUPLICATE if row["status"] in SETTLED_STATES else NotificationOutcome.WAITING
+            moved = self._move(tx, row, event, transcript=notification.transcript, error=notification.reason)
+            if moved is State.DONE:
+                return NotificationOutcome.DONE
+            return NotificationOutcome.REJECTED if moved is State.REJECTED else NotificationOutcome.DUPLICATE
 
     def record_remote_status(self, job_id: str, event: Event, transcript: str | None = None,
                              error: str | None = None) -> bool:
         """Apply what the API says of a job (cronjob.py); False if the table allows no move (already final)."""
         with self.database.transaction() as tx:
-            tx.lock_job_id(job_id)
             row = self._row(tx, "job_id", job_id)
             return row is not None and self._move(tx, row, event, transcript=transcript, error=error) is not None
 
@@ -181,92 +169,22 @@ class JobStore:
 
     def _move(self, tx: Transaction, row: Row, event: Event, job_id: str | None = None,
               transcript: str | None = None, error: str | None = None) -> State | None:
-        """The one place a read row changes state: only along the table, and only from the state it is in. If
+        """The one place a job changes state: only along the table, and only from the state it was read in. If
         another process moved the row since it was read (PostgreSQL lets a commit land in between), the
         move is judged again from the row as it now is."""
         for _ in range(len(State)):  # each retry follows a move of the row: there cannot be more
             target = next_state(row["status"], event)
             if target is None:
                 return None
-            if self._write_move(tx, "reference", row["reference"], (row["status"],), target, job_id, transcript,
-                                error):
+            tx.execute("UPDATE jobs SET status = $1, job_id = COALESCE($2, job_id), transcript = COALESCE($3, "
+                       "transcript), error = $4, updated_at = $5, lease_until = NULL WHERE reference = $6 AND "
+                       "status = $7", target, job_id, transcript, error, tx.now(), row["reference"], row["status"])
+            if tx.rowcount == 1:
                 return target
             row = self._row(tx, "reference", row["reference"]) or {}
             if not row:
                 return None
         return None
-
-    def _apply_to_job_id(self, tx: Transaction, job_id: str, notification: Notification) -> NotificationOutcome | None:
-        """The common case, a notification that moves a job already known by its id, in one statement with no
-        read before it: while a sqlite transaction writes, no other can, so it should be short. None when no
-        row moved (no row with that id yet, or one the table does not move): `_apply` then judges the row."""
-        event = notification.event
-        if event is None:
-            return None
-        for target, states in moves(event):
-            if self._write_move(tx, "job_id", job_id, states, target, None, notification.transcript,
-                                self._error_of(notification)):
-                return self._outcome_of(target)
-        return None
-
-    @staticmethod
-    def _write_move(tx: Transaction, key: str, value: str, states: tuple[State | str, ...], target: State,
-                    job_id: str | None, transcript: str | None, error: str | None) -> bool:
-        """The one statement that writes a job's status: the row `key` names moves to `target` if it is still
-        in one of `states`, which the lifecycle table allows (only `_move` and `_apply_to_job_id` call it)."""
-        now, bound_now = tx.now_in_sql("$4")
-        sql = _move_sql(key, now, len(states), job_id is not None)
-        given = (job_id,) if job_id is not None else ()
-        rows = tx.execute(sql, target, transcript, error, bound_now, value, *states, *given)
-        if rows:
-            tx.saw_now(rows[0]["updated_at"])
-        return bool(rows)
-
-    def _adopt(self, tx: Transaction, reference: str, job_id: str) -> Row | None:
-        row = self._row(tx, "reference", reference)
-        if row is None or row["job_id"] not in (None, job_id):
-            return None
-        if row["job_id"] is None:
-            if self._row(tx, "job_id", job_id) is not None:  # that id already belongs to another row
-                return None
-            if self._move(tx, row, Event.CREATED, job_id=job_id) is None:
-                return None
-            row = self._row(tx, "job_id", job_id)
-            early = tx.execute("SELECT * FROM early_notifications WHERE job_id = $1", job_id)
-            if early and row is not None:
-                self._apply(tx, row, Notification.from_row(early[0]))
-                tx.execute("DELETE FROM early_notifications WHERE job_id = $1", job_id)
-                row = self._row(tx, "job_id", job_id)
-        return row
-
-    def _apply(self, tx: Transaction, row: Row, notification: Notification) -> NotificationOutcome:
-        event = notification.event
-        if event is None:
-            return NotificationOutcome.DUPLICATE if row["status"] in SETTLED_STATES else NotificationOutcome.WAITING
-        moved = self._move(tx, row, event, transcript=notification.transcript, error=self._error_of(notification))
-        return self._outcome_of(moved)
-
-    @staticmethod
-    def _outcome_of(moved: State | None) -> NotificationOutcome:
-        """What a notification did: moved its job to done or rejected, or (no move) repeated what was known."""
-        if moved is State.DONE:
-            return NotificationOutcome.DONE
-        return NotificationOutcome.REJECTED if moved is State.REJECTED else NotificationOutcome.DUPLICATE
-
-    @staticmethod
-    def _error_of(notification: Notification) -> str | None:
-        if notification.event is not Event.REJECTED:
-            return None
-        return notification.error or f"Speechmatics reported {notification.status}"
-
-    def _keep_early(self, tx: Transaction, job_id: str, notification: Notification) -> None:
-        kept = tx.execute("SELECT * FROM early_notifications WHERE job_id = $1", job_id)
-        if kept and Notification.from_row(kept[0]).weight >= notification.weight:
-            return
-        tx.execute("DELETE FROM early_notifications WHERE job_id = $1", job_id)
-        tx.execute("INSERT INTO early_notifications (job_id, status, transcript, error, received_at) "
-                   "VALUES ($1, $2, $3, $4, $5)", job_id, notification.status, notification.transcript,
-                   notification.error, tx.now())
 
     # -- leases: who works on a job -------------------------------------------------------------------
     def heartbeat(self, reference: str) -> bool:
@@ -339,10 +257,10 @@ class JobStore:
         order: one range of the (status, created_at, reference) index, whatever the history. Only the
         columns a file check needs, since a sweep reads tens of thousands of them."""
         with self.database.transaction(write=False) as tx:
-            rows = tx.values("SELECT reference, job_id, transcript, created_at FROM jobs WHERE status = $1 AND "
-                             "(created_at, reference) > ($2, $3) AND created_at <= $4 ORDER BY created_at, "
-                             "reference LIMIT $5", State.DONE, created_at, reference, until, limit)
-        return list(map(SweptJob._make, rows))
+            rows = tx.execute("SELECT reference, job_id, transcript, created_at FROM jobs WHERE status = $1 AND "
+                              "(created_at, reference) > ($2, $3) AND created_at <= $4 ORDER BY created_at, "
+                              "reference LIMIT $5", State.DONE, created_at, reference, until, limit)
+        return [SweptJob(**row) for row in rows]
 
     def queue_repairs(self, references: list[str]) -> None:
         """Remember done jobs whose file is missing, so each pass retries them until fetched or lost."""
@@ -371,17 +289,6 @@ class JobStore:
         with self.database.transaction() as tx:
             tx.execute("DELETE FROM repair_queue WHERE reference = $1", reference)
 
-    # -- early notifications --------------------------------------------------------------------------
-    def forget_early_notifications(self, older_than: float) -> int:
-        """Drop notifications no row claimed within `older_than` seconds (another system's jobs, say)."""
-        with self.database.transaction() as tx:
-            tx.execute("DELETE FROM early_notifications WHERE received_at < $1", tx.now() - older_than)
-            return tx.rowcount
-
-    def early_notifications(self) -> list[Row]:
-        with self.database.transaction(write=False) as tx:
-            return tx.execute("SELECT * FROM early_notifications ORDER BY received_at")
-
     # -- reading --------------------------------------------------------------------------------------
     def now(self) -> float:
         """The database's clock: the one every time the state rules compare comes from."""
@@ -390,12 +297,6 @@ class JobStore:
 
     def find(self, job_id: str) -> Job | None:
         return self._one("job_id", job_id)
-
-    def job_id_by_reference(self, reference: str) -> tuple[bool, str | None]:
-        """(whether the row exists, its job id): the token check's look-up before a body is read, once per
-        notification, so one statement of one column rather than a transaction building a Job."""
-        rows = self.database.read("SELECT job_id FROM jobs WHERE reference = $1", reference)
-        return (True, rows[0][0]) if rows else (False, None)
 
     def find_by_reference(self, reference: str) -> Job | None:
         return self._one("reference", reference)
@@ -412,38 +313,20 @@ class JobStore:
         """Jobs newest first, optionally of one status and created at or after `since`, at most `limit`
         (None: all). Read in batches of `batch` rows, each its own short transaction, continuing after the
         last row by (created_at, reference): memory stays flat and no transaction is held while printing."""
-        conditions, params = [], []
-        if status:
-            params.append(status)
-            conditions.append(f"status = ${len(params)}")
-        if since is not None:
-            params.append(since)
-            conditions.append(f"created_at >= ${len(params)}")
-        after: tuple[float, str] | None = None
-        left = limit
+        of_status = "status = $5 AND " if status else ""
+        sql = (f"SELECT * FROM jobs WHERE {of_status}created_at >= $1 AND (created_at, reference) < ($2, $3) "  # noqa: S608
+               "ORDER BY created_at DESC, reference DESC LIMIT $4")
+        of_this_status = [status] if status else []
+        after, left = (math.inf, ""), limit
         while left is None or left > 0:
             size = batch if left is None else min(batch, left)
-            where = list(conditions)
-            values = list(params)
-            if after is not None:
-                where.append(f"(created_at, reference) < (${len(values) + 1}, ${len(values) + 2})")
-                values += list(after)
-            sql = ("SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608
-                   + f" ORDER BY created_at DESC, reference DESC LIMIT ${len(values) + 1}")
             with self.database.transaction(write=False) as tx:
-                rows = tx.execute(sql, *values, size)
-            for row in rows:
-                yield Job.from_row(row)
+                rows = tx.execute(sql, -math.inf if since is None else since, *after, size, *of_this_status)
+            yield from map(Job.from_row, rows)
             if len(rows) < size:
                 return
             after = (rows[-1]["created_at"], rows[-1]["reference"])
             left = None if left is None else left - len(rows)
-
-    def per_job_tokens_since(self) -> float:
-        """The creation time of the last row made before per-job tokens (0 on a database that began with them)."""
-        with self.database.transaction(write=False) as tx:
-            rows = tx.execute("SELECT MAX(introduced_at) AS moment FROM per_job_tokens")
-        return float(rows[0]["moment"] or 0.0)
 
     def ping(self) -> None:
         with self.database.transaction(write=False) as tx:

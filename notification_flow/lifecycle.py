@@ -6,14 +6,13 @@ whatever order notifications, listings and the client's own answer arrive, a job
 table. The README's state list is checked against it by a test.
 
 Two moves look backwards and are deliberate, because they follow evidence that outranks what came before:
-a job that Speechmatics turns out to have (its reference seen in a notification or a listing) is adopted
+a job that Speechmatics turns out to have (its reference seen in a listing or the API's answer) is adopted
 even after we recorded that no job was created, and a valid transcript outranks a failure report, so the
 outcome of conflicting notifications never depends on their order.
 """
 
 from __future__ import annotations
 
-import functools
 from enum import StrEnum
 
 
@@ -58,21 +57,6 @@ def next_state(state: State | str, event: Event) -> State | None:
     return TRANSITIONS.get((State(state), event))
 
 
-def sources(event: Event) -> tuple[State, ...]:
-    """The states `event` may move a job out of."""
-    return tuple(state for state, on in TRANSITIONS if on is event)
-
-
-@functools.cache  # the table never changes, and every notification asks
-def moves(event: Event) -> tuple[tuple[State, tuple[State, ...]], ...]:
-    """Where `event` takes a job, with the states it takes one there from (the table, read by target)."""
-    targets: dict[State, tuple[State, ...]] = {}
-    for (state, on), target in TRANSITIONS.items():
-        if on is event:
-            targets[target] = (*targets.get(target, ()), state)
-    return tuple(targets.items())
-
-
 class NotificationStatus(StrEnum):
     """The `status` query parameter Speechmatics appends to the notification URL."""
 
@@ -93,7 +77,6 @@ class NotificationOutcome(StrEnum):
     REJECTED = "rejected"  # the job is recorded as rejected
     DUPLICATE = "duplicate"  # nothing left to do: the job was already final (or the transcript stored)
     WAITING = "waiting"  # success without a transcript we could get: cronjob.py fetches it
-    KEPT = "kept"  # the job id is not recorded yet: kept, and applied when it is
     UNAUTHENTICATED = "unauthenticated"
     WRONG_JOB = "token of another job"
     ADDRESS_NOT_ALLOWED = "address not allowed"
@@ -103,6 +86,7 @@ class NotificationOutcome(StrEnum):
     UNREADABLE_BODY = "unreadable body"
     NOT_FETCHED_YET = "transcript not fetched yet"
     UNAVAILABLE = "temporarily unavailable"
+    UNPROVEN = "job id not proven yet"  # the token's row has no job id, and the API cannot say whose it is now
 
 
 class ReconcileOutcome(StrEnum):

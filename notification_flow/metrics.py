@@ -164,7 +164,7 @@ def _pass_metrics(summary: dict[str, Any] | None) -> Iterator[Any]:
 
 
 def database_facts(store: JobStore) -> dict[str, Any]:
-    """One read-only transaction: counts and ages of unfinished jobs, recent failed submissions, the last pass."""
+    """One read-only transaction: counts and ages of unfinished jobs, the last pass."""
     with store.database.transaction(write=False) as tx:
         now = tx.now()
         rows = tx.execute("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "

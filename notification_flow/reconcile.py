@@ -86,7 +86,6 @@ class Reconciler:
             self.reconcile_open_jobs()
             self.repair_missing_transcripts()
             self.transcripts.remove_leftovers()
-            self.store.forget_early_notifications(older_than=self.policy.retention_seconds)
         except StoreUnavailable as error:
             log.warning("database unavailable, pass cut short: %s", error)
             self.count(Outcome.FAILED)

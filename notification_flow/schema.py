@@ -73,4 +73,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # when the repair sweep under way began: it must reach the newest job a day later (reconcile.py)
         "ALTER TABLE reconciler_state ADD COLUMN started_at DOUBLE PRECISION",
     ),
+    (  # one credential: per-job tokens only, so nothing needs to know when they began (auth.py)
+        "DROP TABLE per_job_tokens",
+    ),
+    (  # every authenticated notification names a row with its job id: nothing waits for an id (jobs.py)
+        "DROP TABLE early_notifications",
+    ),
 )

@@ -16,9 +16,9 @@ from notification_flow import db
 from notification_flow.jobs import JobStore, Notification, SweepCursor
 from notification_flow.lifecycle import Event, NotificationStatus, State
 
-TABLES = ("jobs", "early_notifications", "repair_queue", "reconciler_state")
+TABLES = ("jobs", "repair_queue", "reconciler_state")
 # The tables that grow with history; the others hold only work to do (the repair queue) or one row.
-HISTORY = ("jobs", "early_notifications")
+HISTORY = ("jobs",)
 # sqlite: SEARCH reads a range of an index; SCAN reads a table, or a whole index, from one end.
 SQLITE_SCAN = re.compile(rf"\bSCAN ({'|'.join(HISTORY)})\b")
 # PostgreSQL: a sequential scan, or an index scan with no `Index Cond` (the whole index, in its order).
@@ -28,12 +28,9 @@ Statement = tuple[str, tuple[Any, ...]]
 
 @contextlib.contextmanager
 def recording() -> Iterator[list[Statement]]:
-    """Every statement run through either backend's transactions, or as a lone read, while inside, with its
-    parameters."""
+    """Every statement run through either backend's transactions while inside, with its parameters."""
     seen: list[Statement] = []
-    originals = {(cls, name): getattr(cls, name) for cls in (db._SqliteTransaction, db._PostgresTransaction)
-                 for name in ("execute", "values")}
-    originals[(db.SqliteDatabase, "read")] = db.SqliteDatabase.read  # PostgreSQL's reads through `values`
+    originals = {cls: cls.execute for cls in (db._SqliteTransaction, db._PostgresTransaction)}
 
     def wrap(original: Any) -> Any:
         def run(self: Any, sql: str, *params: Any) -> Any:
@@ -41,13 +38,13 @@ def recording() -> Iterator[list[Statement]]:
             return original(self, sql, *params)
         return run
 
-    for (cls, name), original in originals.items():
-        setattr(cls, name, wrap(original))
+    for cls, original in originals.items():
+        cls.execute = wrap(original)  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        for (cls, name), original in originals.items():
-            setattr(cls, name, original)
+        for cls, original in originals.items():
+            cls.execute = original  # type: ignore[method-assign]
 
 
 def seed(store: JobStore, count: int) -> None:
@@ -58,9 +55,6 @@ def seed(store: JobStore, count: int) -> None:
             tx.execute("INSERT INTO jobs (reference, job_id, audio, status, transcript, created_at, updated_at) "
                        "VALUES ($1, $2, 'a.wav', $3, 'x.json', $4, $4)", f"seed{number:028d}", f"seed{number:08d}",
                        State.DONE if number % 10 else State.RUNNING, now - 86400 * 10 * number / count)
-            if number % 50 == 0:
-                tx.execute("INSERT INTO early_notifications (job_id, status, received_at) VALUES ($1, $2, $3)",
-                           f"early{number:08d}", NotificationStatus.SUCCESS, now - number)
 
 
 def exercise(store: JobStore) -> None:
@@ -70,7 +64,7 @@ def exercise(store: JobStore) -> None:
     store.heartbeat(reference)
     store.record_created(reference, job_id)
     store.record_notification(job_id, Notification(NotificationStatus.SUCCESS, transcript="planjob001.json"))
-    store.record_notification("planjob002", Notification(NotificationStatus.ERROR))  # kept early
+    store.record_notification("planjob002", Notification(NotificationStatus.ERROR))  # no row has it
     store.record_not_created("q" * 32, "none")
     store.claim_open_jobs(quiet_for=0, limit=10, lease_seconds=60)
     store.recently_not_created(1800)
@@ -87,10 +81,8 @@ def exercise(store: JobStore) -> None:
     store.postpone_repair(reference)
     store.record_repair(job_id, "planjob001.json")
     store.forget_repair(reference)
-    store.forget_early_notifications(7 * 86400)
     store.find(job_id)
     store.find_by_reference(reference)
-    store.job_id_by_reference(reference)
     for status in (None, State.DONE):
         for since in (None, now - 3 * 86400):
             list(store.newest_jobs(status, since, limit=5, batch=2))  # the second batch continues after the first

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.soak.checks import check_deliveries, check_logs, epoch
+from tests.soak.checks import check_deliveries, check_logs, epoch, unproven_answers
 from tests.soak.options import SoakOptions
 from tests.soak.phases import notifications_settled, run_soak
 from tests.soak.records import KillWindow, SoakResult
@@ -46,10 +46,15 @@ def test_the_checks_fire(tmp_path: Path) -> None:
 
     result = SoakResult(1, SoakOptions(), "sqlite", tmp_path)
     deliveries = [attempt("aaaaaaaaaa", 503, "11.000"), attempt("bbbbbbbbbb", 503, "13.000"),
-                  attempt("cccccccccc", 400, "14.000"), attempt("dddddddddd", 200, "15.000")]
-    check_deliveries(deliveries, [window], result)
-    assert result.counters["5xx to valid notifications outside kill windows"] == 1
-    assert result.examples["5xx to valid notifications outside kill windows"][0].startswith("bbbbbbbbbb:503")
+                  attempt("cccccccccc", 400, "14.000"), attempt("dddddddddd", 200, "15.000"),
+                  attempt("eeeeeeeeee", 503, "16.000"), attempt("eeeeeeeeee", 503, "17.000")]
+    unproven = tmp_path / "unproven.log"  # one of e's two 503s was a job id not proven yet; the other is not
+    unproven.write_text("INFO server notification job=eeeeeeeeee status=success outcome=job id not proven yet "
+                        "code=503 stored=- ms=2.7\n")
+    check_deliveries(deliveries, [window], result, unproven_answers([unproven]))
+    assert result.counters["5xx to valid notifications outside kill windows"] == 2
+    assert [example[:14] for example in result.examples["5xx to valid notifications outside kill windows"]] == [
+        "bbbbbbbbbb:503", "eeeeeeeeee:503"]
     assert result.counters["4xx to valid notifications"] == 1
 
     log = tmp_path / "server.log"

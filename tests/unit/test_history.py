@@ -30,7 +30,7 @@ def test_every_routine_query_on_sqlite_reads_an_index_range_not_the_table(fresh_
 def test_the_plan_check_catches_a_full_scan(fresh_store: JobStore) -> None:
     """The check can fail: without the new indexes, the repair slice and `--list` read the whole table."""
     with fresh_store.database.transaction() as tx:
-        for index in ("jobs_by_status_created_file", "jobs_by_created", "early_notifications_by_received"):
+        for index in ("jobs_by_status_created_file", "jobs_by_created"):
             tx.execute(f"DROP INDEX {index}")
     assert len(full_scans(fresh_store)) >= 3
 

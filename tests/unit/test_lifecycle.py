@@ -18,7 +18,6 @@ from notification_flow.lifecycle import (
     NotificationStatus,
     State,
     next_state,
-    sources,
 )
 from tests.unit.support import put_row
 
@@ -76,12 +75,6 @@ def test_final_states_other_than_rejected_and_submit_failed_have_no_way_out() ->
 def test_nothing_moves_a_job_back_to_submitting_and_done_is_never_left() -> None:
     assert State.SUBMITTING not in TRANSITIONS.values()
     assert all(source is not State.DONE for source, _ in TRANSITIONS)
-
-
-def test_sources_lists_the_states_an_event_may_leave() -> None:
-    assert set(sources(Event.CREATED)) == {State.SUBMITTING, State.SUBMIT_FAILED}
-    assert set(sources(Event.TRANSCRIPT_STORED)) == {State.RUNNING, State.REJECTED}
-    assert sources(Event.DELETED) == (State.RUNNING,)
 
 
 def test_open_and_final_states_partition_the_states() -> None:

@@ -1,7 +1,7 @@
 """Any sequence of what clients, notifications and reconcilers tell the store ends where the lifecycle table says.
 
 Hypothesis drives the real store (sqlite in a temporary file) and a model that knows only `lifecycle.next_state`
-and the rule for notifications kept before their job id is recorded. After every step the two must agree on
+and that a notification changes only the row holding its job id. After every step the two must agree on
 every row, and no row may have left `done`, `expired` or `deleted`. The process-level machine in
 tests/integration/test_stateful.py drives the same story through real processes.
 """
@@ -26,7 +26,6 @@ notifications = st.builds(
     status=st.sampled_from(list(NotificationStatus)),
     transcript=st.sampled_from([None, "/t/file.json"]),
     error=st.sampled_from([None, "bad audio"]),
-    reference=st.sampled_from([None, *REFERENCES, "someone-else"]),
 )
 
 
@@ -37,7 +36,6 @@ class Lifecycle(RuleBasedStateMachine):
         self.store = open_store(f"sqlite:///{Path(self.directory.name) / 'jobs.db'}")
         self.model: dict[str, State] = {}  # reference -> state
         self.ids: dict[str, str] = {}  # reference -> job id
-        self.early: dict[str, Notification] = {}  # job id -> the kept notification
         self.left: dict[str, State] = {}  # rows seen in a state that is never left
 
     def teardown(self) -> None:
@@ -60,9 +58,6 @@ class Lifecycle(RuleBasedStateMachine):
             return
         self.model_move(reference, Event.CREATED)
         self.ids[reference] = job_id
-        kept = self.early.pop(job_id, None)
-        if kept:
-            self.model_move(reference, kept.event)
 
     @rule(reference=st.sampled_from(REFERENCES))
     def client_records_intent(self, reference: str) -> None:
@@ -86,15 +81,8 @@ class Lifecycle(RuleBasedStateMachine):
     def a_notification_arrives(self, job_id: str, notification: Notification) -> None:
         self.store.record_notification(job_id, notification)
         owner = self.owner(job_id)
-        if owner is None and notification.reference:
-            self.model_adopt(notification.reference, job_id)
-            owner = self.owner(job_id)
-        if owner is None:
-            kept = self.early.get(job_id)
-            if kept is None or notification.weight > kept.weight:
-                self.early[job_id] = notification
-            return
-        self.model_move(owner, notification.event)
+        if owner is not None:
+            self.model_move(owner, notification.event)
 
     @rule(job_id=st.sampled_from(JOB_IDS), event=st.sampled_from([Event.TRANSCRIPT_STORED, Event.REJECTED,
                                                                   Event.EXPIRED, Event.DELETED]))

@@ -11,7 +11,6 @@ import flask.testing
 import pytest
 
 import server
-from notification_flow import db as db_module
 from notification_flow import settings as settings_module
 from notification_flow.auth import job_token
 from notification_flow.jobs import JobStore, open_store
@@ -123,36 +122,17 @@ def test_a_token_of_one_job_is_refused_for_another_and_writes_nothing(client: fl
     assert store.find("otherjob01").status == State.RUNNING and store.find(JOB_ID).status == State.RUNNING
 
 
-def test_a_token_of_a_row_without_a_job_id_joins_it_even_with_an_empty_body(client: flask.testing.FlaskClient,
-                                                                           store: JobStore) -> None:
+def test_a_token_of_a_row_without_a_job_id_is_503_without_the_api_to_ask(client: flask.testing.FlaskClient,
+                                                                          store: JobStore, tmp_path: Path) -> None:
+    """Whose job the notification's id is, only the API can say; with no API key the answer is "not now",
+    and nothing is written (client.py or cronjob.py records the id, Speechmatics retries)."""
     store.add_submission("c" * 32, "c.wav")  # client.py has not recorded the id yet
-    response = notify(client, job_id="joined0001", body=b"", headers=token_header("c" * 32))
-    assert response.status_code == 202, response.get_json()
+    for status, body in (("success", transcript_bytes("joined0001")), ("error", b""), ("success", b"")):
+        response = notify(client, job_id="joined0001", status=status, body=body, headers=token_header("c" * 32))
+        assert (response.status_code, response.get_json()) == (503, {"outcome": "job id not proven yet"})
+    assert stored_files(tmp_path) == []
     job = store.find_by_reference("c" * 32)
-    assert job.job_id == "joined0001" and job.status == State.RUNNING
-    # ...but not an id that already belongs to another row
-    store.add_submission("d" * 32, "d.wav")
-    assert notify(client, body=b"", headers=token_header("d" * 32)).status_code == 403
-    assert store.find_by_reference("d" * 32).job_id is None
-
-
-def test_the_shared_secret_is_accepted_only_for_jobs_made_before_per_job_tokens(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    with monkeypatch.context() as before_the_upgrade:
-        before_the_upgrade.setattr(db_module, "MIGRATIONS", db_module.MIGRATIONS[:1])
-        old = open_store(url)
-        old.add_submission("e" * 32, "old.wav")
-        old.record_created("e" * 32, "oldjob0001")
-    store = open_store(url)  # the upgrade: per-job tokens begin now
-    store.add_submission("f" * 32, "new.wav")
-    store.record_created("f" * 32, "newjob0001")
-    client = server.create_app(make_settings(tmp_path)).test_client()
-    shared = {"Authorization": f"Bearer {SECRET}"}
-    refused = notify(client, job_id="newjob0001", body=transcript_bytes("newjob0001"), headers=shared)
-    assert refused.status_code == 401 and store.find("newjob0001").status == State.RUNNING
-    accepted = notify(client, job_id="oldjob0001", body=transcript_bytes("oldjob0001"), headers=shared)
-    assert accepted.status_code == 200 and store.find("oldjob0001").status == State.DONE
+    assert (job.job_id, job.status) == (None, State.SUBMITTING)
 
 
 @pytest.mark.parametrize("remote, code", [("127.0.0.1", 403), ("40.74.41.91", 200)])
@@ -298,31 +278,6 @@ def test_a_failure_after_done_is_a_duplicate(client: flask.testing.FlaskClient, 
     assert store.find(JOB_ID).status == State.DONE
 
 
-def test_an_early_notification_joins_the_row_its_token_names(client: flask.testing.FlaskClient,
-                                                              store: JobStore, tmp_path: Path) -> None:
-    """Before per-job tokens such a notification was kept until the id was recorded; the token now names the
-    row, so it is applied at once (jobs.py still keeps notifications that cannot join a row yet)."""
-    store.add_submission("late-reference", "b.wav")
-    body = transcript_bytes("early00001")
-    response = notify(client, job_id="early00001", body=body, headers=token_header("late-reference"))
-    assert response.status_code == 200
-    assert response.get_json() == {"outcome": "done"}
-    assert (transcripts_dir(tmp_path) / "early00001.json").read_bytes() == body
-    job = store.record_created("late-reference", "early00001")
-    assert job is not None and job.status == State.DONE
-
-
-def test_a_notification_carrying_our_reference_adopts_the_row(tmp_path: Path, store: JobStore) -> None:
-    store.add_submission("fresh-reference", "c.wav")  # client.py has not recorded the id yet
-    document = json.loads(transcript_bytes("adopted001"))
-    document["job"]["tracking"] = {"reference": "fresh-reference"}
-    client = server.create_app(make_settings(tmp_path)).test_client()
-    response = notify(client, job_id="adopted001", body=json.dumps(document).encode(),
-                      headers=token_header("fresh-reference"))
-    assert response.get_json() == {"outcome": "done"}
-    assert store.find_by_reference("fresh-reference").job_id == "adopted001"
-
-
 # -- health, routes and errors -----------------------------------------------------------------------------------------
 
 def test_healthz_is_200(client: flask.testing.FlaskClient) -> None:
@@ -389,21 +344,52 @@ def test_create_app_does_not_connect_to_the_database(tmp_path: Path) -> None:
         assert response.get_json() == {"outcome": "temporarily unavailable"}
 
 
+class StubAPI:
+    """The API's answer for GET /v2/jobs/{id}: the job's tracking.reference, or an error."""
+
+    def __init__(self, references: dict[str, Any]) -> None:
+        self.references = references
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        from notification_flow.api import ApiError
+
+        answer = self.references[job_id]
+        if isinstance(answer, ApiError):
+            raise answer
+        return {"id": job_id, "config": {"tracking": {"reference": answer}}}
+
+
+def test_a_row_without_a_job_id_takes_one_only_on_the_apis_word(tmp_path: Path, store: JobStore) -> None:
+    from notification_flow.api import ApiError
+    from notification_flow.auth import Guard
+    from notification_flow.lifecycle import NotificationOutcome
+
+    for reference in ("c" * 32, "d" * 32, "e" * 32):
+        store.add_submission(reference, "x.wav")
+    api = StubAPI({"cjob000001": "c" * 32, "other00001": {"reference": "d" * 32}, "failing001": ApiError("HTTP 500"),
+                   JOB_ID: "d" * 32})
+    guard = Guard(make_settings(tmp_path), store, api)  # type: ignore[arg-type]
+    assert guard.refusal("d" * 32, "cjob000001") is NotificationOutcome.WRONG_JOB  # c's job, says the API
+    assert guard.refusal("d" * 32, "other00001") is NotificationOutcome.WRONG_JOB  # not a reference at all
+    assert guard.refusal("d" * 32, "failing001") is NotificationOutcome.UNPROVEN
+    assert guard.refusal("d" * 32, JOB_ID) is NotificationOutcome.WRONG_JOB  # the API is wrong: REFERENCE has it
+    assert store.find_by_reference("d" * 32).job_id is None
+    assert guard.refusal("c" * 32, "cjob000001") is None
+    assert store.find_by_reference("c" * 32).job_id == "cjob000001"
+    assert guard.refusal("c" * 32, "cjob000001") is None  # now from the row itself
+    assert guard.refusal("e" * 32, "cjob000001") is NotificationOutcome.WRONG_JOB
+    assert guard.refusal("f" * 32, "cjob000001") is NotificationOutcome.UNAUTHENTICATED
+
+
 def test_a_token_read_just_before_the_client_records_the_id_is_still_its_own(tmp_path: Path, store: JobStore,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The race the PostgreSQL soak met: the guard reads the token's row without a job id, then client.py
-    records the id on that same row before the guard asks who holds the id. The notification is this row's."""
-    from notification_flow.auth import Credential, Guard
-    from notification_flow.lifecycle import NotificationOutcome
+    records the id on that same row before the guard records it. The notification is this row's."""
+    from notification_flow.auth import Guard
 
     store.add_submission("c" * 32, "c.wav")
-    stale = store.job_id_by_reference("c" * 32)
-    assert stale == (True, None)
+    stale = store.find_by_reference("c" * 32)
     store.record_created("c" * 32, "joined0001")
-    monkeypatch.setattr(store, "job_id_by_reference", lambda reference: stale)
-    guard = Guard(make_settings(tmp_path), store)
-    assert guard.refusal(Credential("c" * 32), "joined0001") is None
-    store.add_submission("d" * 32, "d.wav")
-    other = JobStore.job_id_by_reference(store, "d" * 32)  # past the stand-in above
-    monkeypatch.setattr(store, "job_id_by_reference", lambda reference: other)
-    assert guard.refusal(Credential("d" * 32), "joined0001") is NotificationOutcome.WRONG_JOB
+    monkeypatch.setattr(store, "find_by_reference", lambda reference: stale)
+    guard = Guard(make_settings(tmp_path), store, StubAPI({"joined0001": "c" * 32}))  # type: ignore[arg-type]
+    assert guard.refusal("c" * 32, "joined0001") is None

@@ -1,4 +1,4 @@
-"""The job store by concept: recording intent and ids, notifications early and late, conflicting orders, leases."""
+"""The job store by concept: recording intent and ids, notifications and late ones, conflicting orders, leases."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from notification_flow.db import migrate
 from notification_flow.jobs import JobStore, Notification
 from notification_flow.lifecycle import Event, NotificationOutcome, NotificationStatus, State
 from notification_flow.schema import MIGRATIONS
-from tests import query_plans
 
 REF, OTHER_REF = "a" * 32, "b" * 32
 JOB_ID, OTHER_ID = "abcdefghij", "klmnopqrst"
@@ -67,8 +66,8 @@ def test_not_created_fails_a_submitting_row_but_not_an_attached_one(fresh_store:
 def test_a_job_judged_not_created_is_adopted_when_it_turns_up(fresh_store: JobStore) -> None:
     fresh_store.add_submission(REF, "a.wav")
     fresh_store.record_not_created(REF, "no job with this reference")
-    reference_bearing = Notification(NotificationStatus.SUCCESS, transcript="/t/x.json", reference=REF)
-    assert fresh_store.record_notification(JOB_ID, reference_bearing) == NotificationOutcome.DONE
+    assert fresh_store.record_created(REF, JOB_ID).status == State.RUNNING
+    assert fresh_store.record_notification(JOB_ID, TRANSCRIPT) == NotificationOutcome.DONE
     job = fresh_store.find_by_reference(REF)
     assert (job.status, job.job_id, job.error) == (State.DONE, JOB_ID, None)
 
@@ -92,38 +91,13 @@ def test_a_failure_records_its_reason_or_a_default(fresh_store: JobStore) -> Non
     assert fresh_store.find(JOB_ID).error == "Speechmatics reported trim_error"
 
 
-def test_an_early_notification_is_kept_and_applied_when_the_id_is_recorded(fresh_store: JobStore) -> None:
+def test_a_notification_for_a_job_id_no_row_holds_changes_nothing(fresh_store: JobStore) -> None:
+    """Only `record_created` binds a row to a job id: a notification never does, whatever it says."""
     fresh_store.add_submission(REF, "a.wav")
-    assert fresh_store.record_notification(JOB_ID, TRANSCRIPT) == NotificationOutcome.KEPT
-    assert [n["job_id"] for n in fresh_store.early_notifications()] == [JOB_ID]
-    assert fresh_store.record_created(REF, JOB_ID).status == State.DONE
-    assert fresh_store.early_notifications() == []
-
-
-def test_an_early_notification_with_our_reference_joins_the_row_at_once(fresh_store: JobStore) -> None:
-    fresh_store.add_submission(REF, "a.wav")
-    note = Notification(NotificationStatus.ERROR, error="bad audio", reference=REF)
-    assert fresh_store.record_notification(JOB_ID, note) == NotificationOutcome.REJECTED
-    assert fresh_store.early_notifications() == []
-
-
-def test_a_reference_of_another_system_is_kept_not_joined(fresh_store: JobStore) -> None:
-    fresh_store.add_submission(REF, "a.wav")
-    note = Notification(NotificationStatus.SUCCESS, transcript="/t/x.json", reference="not-ours")
-    assert fresh_store.record_notification(JOB_ID, note) == NotificationOutcome.KEPT
-    assert fresh_store.find_by_reference(REF).status == State.SUBMITTING
-
-
-@pytest.mark.parametrize(("kept", "then", "stays"), [
-    (NO_TRANSCRIPT, FAILURE, FAILURE), (FAILURE, NO_TRANSCRIPT, FAILURE), (FAILURE, TRANSCRIPT, TRANSCRIPT),
-    (TRANSCRIPT, FAILURE, TRANSCRIPT), (TRANSCRIPT, NO_TRANSCRIPT, TRANSCRIPT), (NO_TRANSCRIPT, TRANSCRIPT, TRANSCRIPT),
-])
-def test_of_two_early_notifications_the_deciding_one_is_kept(fresh_store: JobStore, kept: Notification,
-                                                             then: Notification, stays: Notification) -> None:
-    fresh_store.record_notification(JOB_ID, kept)
-    fresh_store.record_notification(JOB_ID, then)
-    [row] = fresh_store.early_notifications()
-    assert (row["status"], row["transcript"]) == (stays.status, stays.transcript)
+    for note in (TRANSCRIPT, FAILURE, NO_TRANSCRIPT):
+        assert fresh_store.record_notification(JOB_ID, note) == NotificationOutcome.UNAUTHENTICATED
+    job = fresh_store.find_by_reference(REF)
+    assert (job.status, job.job_id, job.transcript) == (State.SUBMITTING, None, None)
 
 
 CONFLICTING = [TRANSCRIPT, FAILURE, NO_TRANSCRIPT]
@@ -136,18 +110,12 @@ def expected_end(notes: tuple[Notification, ...]) -> State:
 
 
 @pytest.mark.parametrize("order", [order for size in (2, 3) for order in itertools.permutations(CONFLICTING, size)])
-@pytest.mark.parametrize("when", ["row running", "before the id is recorded", "joined by reference"])
-def test_conflicting_notifications_end_the_same_in_every_order(fresh_store: JobStore, order: tuple[Notification, ...],
-                                                               when: str) -> None:
+def test_conflicting_notifications_end_the_same_in_every_order(fresh_store: JobStore,
+                                                               order: tuple[Notification, ...]) -> None:
     fresh_store.add_submission(REF, "a.wav")
-    if when == "row running":
-        fresh_store.record_created(REF, JOB_ID)
+    fresh_store.record_created(REF, JOB_ID)
     for note in order:
-        if when == "joined by reference":
-            note = Notification(note.status, note.transcript, note.error, reference=REF)
         fresh_store.record_notification(JOB_ID, note)
-    if when == "before the id is recorded":
-        fresh_store.record_created(REF, JOB_ID)
     assert fresh_store.find_by_reference(REF).status == expected_end(order)
 
 
@@ -210,41 +178,18 @@ def test_repair_updates_a_done_job_only(fresh_store: JobStore) -> None:
     assert (job.status, job.transcript, job.error) == (State.DONE, None, "lost")
 
 
-def test_old_early_notifications_are_forgotten(fresh_store: JobStore) -> None:
-    fresh_store.record_notification(JOB_ID, TRANSCRIPT)
-    assert fresh_store.forget_early_notifications(older_than=3600) == 0
-    assert fresh_store.forget_early_notifications(older_than=-1) == 1
-    assert fresh_store.early_notifications() == []
-
-
 def test_the_clock_is_the_databases_and_close_to_ours(fresh_store: JobStore) -> None:
     assert abs(fresh_store.now() - time.time()) < 5
 
 
-def test_a_notification_for_a_known_running_job_is_one_statement(fresh_store: JobStore) -> None:
-    """While a sqlite transaction writes no other can: the common notification reads nothing first, and the
-    time it writes is the database's, the one the rest of its transaction would see."""
-    fresh_store.add_submission(REF, "a.wav")
-    fresh_store.record_created(REF, JOB_ID)
-    with query_plans.recording() as seen:
-        assert fresh_store.record_notification(JOB_ID, TRANSCRIPT) == NotificationOutcome.DONE
-    assert len(seen) == 1 and seen[0][0].startswith("UPDATE jobs SET status"), seen
-    job = fresh_store.find(JOB_ID)
-    assert (job.status, job.transcript) == (State.DONE, "/t/abcdefghij.json")
-    assert abs(job.updated_at - time.time()) < 5 and job.updated_at >= job.created_at
-
-
-def test_the_time_a_statement_wrote_is_the_transactions_time(fresh_store: JobStore) -> None:
-    """A transaction's later statements see the time its first move wrote, not a second reading."""
-    fresh_store.add_submission(REF, "a.wav")
-    fresh_store.record_created(REF, JOB_ID)
+def test_a_transaction_keeps_one_time(fresh_store: JobStore) -> None:
+    """Everything one transaction writes carries one time, read once from the database's clock."""
     with fresh_store.database.transaction() as tx:
-        assert fresh_store._apply_to_job_id(tx, JOB_ID, FAILURE) == NotificationOutcome.REJECTED
-        written = tx.execute("SELECT updated_at FROM jobs WHERE job_id = $1", JOB_ID)[0]["updated_at"]
+        first = tx.now()
         deadline = time.monotonic() + 5
-        while tx.execute(f"SELECT {tx.CLOCK} AS now")[0]["now"] == written:  # the database's clock moves on
+        while tx.execute(f"SELECT {tx.CLOCK} AS now")[0]["now"] == first:  # the database's clock moves on
             assert time.monotonic() < deadline
-        assert tx.now() == written  # the transaction's time does not
+        assert tx.now() == first  # the transaction's time does not
 
 
 def test_jobs_filters_by_status_and_creation(fresh_store: JobStore) -> None:
@@ -260,11 +205,6 @@ def test_migrations_run_once_however_often_asked(fresh_store: JobStore) -> None:
     assert migrate(fresh_store.database) == migrate(fresh_store.database)
     with fresh_store.database.transaction(write=False) as tx:
         assert tx.execute("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == len(MIGRATIONS)  # each once
-
-
-def test_per_job_tokens_begin_after_the_last_row_made_before_them(fresh_store: JobStore) -> None:
-    """A fresh database never accepted the shared secret: no row predates per-job tokens."""
-    assert fresh_store.per_job_tokens_since() == 0.0
 
 
 def test_placeholders_pass_question_marks_through_untouched(fresh_store: JobStore) -> None:
