@@ -19,8 +19,15 @@ import sys
 import time
 from collections import Counter
 
-from notification_flow.api import SpeechmaticsAPI
-from notification_flow.cli import OneLineParser, exit_on_bad_settings, number_in, setup_logging
+from notification_flow.api import ApiError, SpeechmaticsAPI, Unauthorized
+from notification_flow.cli import (
+    EXIT_BAD_SETTINGS,
+    EXIT_UNAVAILABLE,
+    OneLineParser,
+    exit_on_bad_settings,
+    number_in,
+    setup_logging,
+)
 from notification_flow.jobs import StoreUnavailable, open_store
 from notification_flow.lifecycle import ReconcileOutcome as Outcome
 from notification_flow.logs import emit
@@ -33,18 +40,29 @@ DEFAULTS = ReconcilePolicy()
 
 
 def summary_line(summary: Counter[str]) -> str:
-    """`checked 2, recovered 2, still running 0, failed 0`, and any other outcome that happened."""
+    """`checked 2, recovered 2, repaired 0, still running 0, failed 0`, and any other outcome that happened."""
     counts = pass_counts(summary)
     others = (Outcome.REJECTED, Outcome.EXPIRED, Outcome.DELETED, Outcome.SUBMIT_FAILED)
-    return (f"checked {counts['checked']}, recovered {counts['recovered']}, still running "
-            f"{counts['still_running']}, failed {counts['failed']}"
+    return (f"checked {counts['checked']}, recovered {counts['recovered']}, repaired {counts['repaired']}, "
+            f"still running {counts['still_running']}, failed {counts['failed']}"
             + "".join(f", {name} {summary[name]}" for name in others if summary[name]))
+
+
+def exit_code(reconciler: Reconciler) -> int:
+    """2 if Speechmatics refused the API key (a setting), 75 if the API or the database could not be read
+    (try again), 1 if some job failed or a defect cut the pass short, else 0."""
+    if isinstance(reconciler.cut_short, Unauthorized):
+        return EXIT_BAD_SETTINGS
+    if isinstance(reconciler.cut_short, ApiError | StoreUnavailable):
+        return EXIT_UNAVAILABLE
+    return 1 if reconciler.summary[Outcome.FAILED] else 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="Exit codes: 0 nothing failed (or stopped by SIGTERM/SIGINT), 1 some job could not "
-                           "be reconciled (it is retried next pass), 2 bad settings or arguments.")
+                           "be reconciled (it is retried next pass), 2 bad settings or arguments, or the API "
+                           "refused the key, 75 the API or the database could not be read (try again).")
     parser.add_argument("--grace", type=number_in(float, 0), default=DEFAULTS.grace_seconds,
                         help=f"leave jobs alone until they have been quiet this many seconds (default: "
                         f"{DEFAULTS.grace_seconds:g}, a little over Speechmatics' notification retries)")
@@ -74,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             summary = reconciler.run_pass()
             with contextlib.suppress(StoreUnavailable):  # the server's metrics then show an older pass
-                record_pass(store, summary, time.monotonic() - started)
+                record_pass(store, summary, time.monotonic() - started, complete=reconciler.cut_short is None)
             emit(None, summary_line(summary), event="pass", **pass_counts(summary))
             if not args.loop or reconciler.stopping.is_set():
-                return 1 if summary[Outcome.FAILED] else 0
+                return exit_code(reconciler)
             reconciler.stopping.wait(args.loop)
             if reconciler.stopping.is_set():
                 return 0
