@@ -4,7 +4,7 @@ Run it from cron or a systemd timer (one pass, the default) or as a service (`--
 leases the jobs it works on, so two overlapping passes never do the same job twice, and a pass that dies
 just lets its leases expire. It learns statuses from `GET /v2/jobs` pages where that is cheaper than one
 call per job, stays under Speechmatics' 50 reads per second, and one failing job never stops the pass.
-The decisions live in notification_flow/reconcile.py; this script runs the passes.
+`run_pass` below is a pass step by step; the decisions of each step live in notification_flow/reconcile.py.
 
     python cronjob.py            # jobs quiet for longer than the grace period
     python cronjob.py --all      # every unfinished job, now
@@ -46,6 +46,19 @@ def summary_line(summary: Counter[str]) -> str:
     return (f"checked {counts['checked']}, recovered {counts['recovered']}, repaired {counts['repaired']}, "
             f"still running {counts['still_running']}, failed {counts['failed']}"
             + "".join(f", {name} {summary[name]}" for name in others if summary[name]))
+
+
+def run_pass(reconciler: Reconciler) -> Counter[str]:
+    """One pass: claim the quiet jobs, ask the API about them, fetch and publish what is done, mark each
+    job's new state; then fetch again the transcripts of done jobs whose file went missing."""
+    with reconciler.one_pass():  # a failure cuts the pass short (reconciler.cut_short), and leases are released
+        reconciler.api.check_access()  # one authenticated read, so a broken key shows even with nothing open
+        while jobs := reconciler.claim_quiet_jobs():  # leased: an overlapping pass leaves them alone
+            now = reconciler.ask_api(jobs)  # a listing where that is cheaper than asking for each job
+            reconciler.settle(jobs, now)  # each: fetch and publish if done, mark its state
+        reconciler.repair_missing_transcripts()  # done jobs whose file is missing: fetched again
+        reconciler.transcripts.remove_leftovers()  # spool files of a killed worker
+    return reconciler.summary
 
 
 def exit_code(reconciler: Reconciler) -> int:
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_on_signals(reconciler)
         while True:
             started = time.monotonic()
-            summary = reconciler.run_pass()
+            summary = run_pass(reconciler)
             with contextlib.suppress(StoreUnavailable):  # the server's metrics then show an older pass
                 record_pass(store, summary, time.monotonic() - started, complete=reconciler.cut_short is None)
             emit(None, summary_line(summary), event="pass", **pass_counts(summary))

@@ -1,16 +1,19 @@
 """The reconciler's work for one pass: lease the quiet unfinished jobs, learn their state from as few API reads as
 it takes, and move each along the lifecycle; then repair done jobs whose transcript file went missing.
 
-cronjob.py runs passes; this module decides. Its choices (when a listing is cheaper than asking for each job,
-when a `submitting` row may be judged to have created no job) are unit-tested in tests/unit.
+cronjob.py's `run_pass` shows a pass step by step; this module decides each step. Its choices (when a listing is
+cheaper than asking for each job, when a `submitting` row may be judged to have created no job) are unit-tested
+in tests/unit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +71,10 @@ class Reconciler:
         self.policy = policy or ReconcilePolicy()
         self.summary: Counter[str] = Counter()
         self.cut_short: Exception | None = None  # what ended the last pass early, if anything did
+        self.held: dict[str, Job] = {}  # leased by this pass and not finished: released when it ends, not
+        self.remote = RemoteJobs(api)  # before, so the pass never meets them twice; what the API said of them
+        self.doubtful: list[Job] = []  # rows recently judged not created, which a listing may show after all
+        self.renewed = time.monotonic()  # when the pass last renewed its leases
         self.counting = threading.Lock()  # the pass's workers count from several threads
         # Set (by a signal handler, say) to stop taking jobs: the ones in hand finish, the rest are released.
         self.stopping = threading.Event()
@@ -76,18 +83,24 @@ class Reconciler:
         with self.counting:
             self.summary.update(outcomes)
 
-    def run_pass(self) -> Counter[str]:
-        """One pass: claim the quiet jobs, ask the API, fetch and publish, mark; then repair and clean up. The
-        summary counts jobs checked and each outcome; `cut_short` says what ended the pass early, if anything
-        did. One job's trouble never stops it, and nothing the database or the API does ends a `--loop`: the
-        next pass tries again. A pass always reads from the API at least once, so a wrong key or an
-        unreachable API is seen even when nothing is open."""
-        self.summary, self.cut_short = Counter(), None
+    @contextlib.contextmanager
+    def one_pass(self) -> Iterator[None]:
+        """The frame of one pass (cronjob.py's `run_pass` is the body): it starts the summary, looks again for
+        rows recently judged not created, and at the end releases the leases the pass still holds. One job's
+        trouble never stops a pass, and nothing the database or the API does ends a `--loop`: a failure
+        here cuts the pass short, `cut_short` says why, and the next pass tries again."""
+        self.summary, self.cut_short, self.held = Counter(), None, {}
+        self.remote = RemoteJobs(self.api, self.policy.clock_skew_seconds)
+        self.renewed = time.monotonic()
         try:
-            self.api.check_access()
-            self.reconcile_open_jobs()
-            self.repair_missing_transcripts()
-            self.transcripts.remove_leftovers()
+            try:
+                self.doubtful = self.store.recently_not_created(self.policy.adoption_window_seconds)
+                if self.doubtful:
+                    self.ask_api(self.doubtful)
+                yield
+            finally:
+                for reference in self.held:
+                    self.store.release(reference)
         except (ApiError, StoreUnavailable) as error:
             log.warning("pass cut short: %s", error)
             self.cut_short = error
@@ -96,47 +109,42 @@ class Reconciler:
             self.cut_short = error
         if self.cut_short is not None:
             self.count(Outcome.FAILED)
-        return self.summary
 
-    def reconcile_open_jobs(self) -> None:
+    def claim_quiet_jobs(self) -> list[Job]:
+        """Lease the next batch of unfinished jobs quiet for the grace period, oldest first; empty when there
+        are none left, when the pass is stopping, or when only jobs it has already met come back (their
+        lease ran out mid-pass). The pass holds each lease until the job moves or the pass ends."""
         policy = self.policy
-        held: dict[str, Job] = {}  # leased by this pass and not finished: released when it ends, not before,
-        remote = RemoteJobs(self.api, policy.clock_skew_seconds)  # so the pass never meets them twice
-        doubtful = self.store.recently_not_created(policy.adoption_window_seconds)
-        renewed = time.monotonic()
-        try:
-            if doubtful:
-                self.learn(remote, doubtful, doubtful)
-            while not self.stopping.is_set() and (
-                    jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds)):
-                fresh = [job for job in jobs if job.reference not in held]
-                held.update((job.reference, job) for job in jobs)
-                if not fresh:  # only jobs whose lease ran out mid-pass: this pass has seen them
-                    break
-                now = self.learn(remote, fresh, doubtful)
-                with ThreadPoolExecutor(policy.concurrency) as pool:
-                    outcomes = list(pool.map(self.reconcile_safely, fresh, [remote] * len(fresh),
-                                             [now] * len(fresh)))
-                for job, outcome in zip(fresh, outcomes, strict=True):
-                    if outcome is not None and not outcome.leaves_job_open:
-                        held.pop(job.reference)  # moved: its lease went with the move
-                if time.monotonic() - renewed > policy.lease_seconds / 2:  # a long pass: keep what it holds
-                    self.store.renew(list(held), policy.lease_seconds)
-                    renewed = time.monotonic()
-        finally:
-            for reference in held:
-                self.store.release(reference)
+        if time.monotonic() - self.renewed > policy.lease_seconds / 2:  # a long pass: keep what it holds
+            self.store.renew(list(self.held), policy.lease_seconds)
+            self.renewed = time.monotonic()
+        if self.stopping.is_set():
+            return []
+        jobs = self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds)
+        fresh = [job for job in jobs if job.reference not in self.held]
+        self.held.update((job.reference, job) for job in jobs)
+        return fresh
 
-    def learn(self, remote: RemoteJobs, jobs: list[Job], doubtful: list[Job]) -> float:
+    def ask_api(self, jobs: list[Job]) -> float:
         """Learn about `jobs` from a listing where that pays, and adopt any doubtful row it shows; the answer
-        is the moment (by the database's clock) the listing began."""
+        is the moment (by the database's clock) the listing began. Jobs it did not show are asked for one
+        by one as they are settled."""
         now = self.store.now()  # before the listing: it shows every job created up to this moment
         try:
-            remote.learn(jobs, now)
-            self.adopt_listed(remote, doubtful)
+            self.remote.learn(jobs, now)
+            self.adopt_listed(self.remote, self.doubtful)
         except ApiError as error:  # no listing: each job is asked for on its own instead
             log.warning("listing jobs failed: %s", error)
         return now
+
+    def settle(self, jobs: list[Job], now: float) -> None:
+        """Each job, `concurrency` at a time: fetch and publish its transcript if it is done, and mark its
+        new state; a job that moved gives up its lease with the move."""
+        with ThreadPoolExecutor(self.policy.concurrency) as pool:
+            outcomes = list(pool.map(self.reconcile_safely, jobs, [self.remote] * len(jobs), [now] * len(jobs)))
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if outcome is not None and not outcome.leaves_job_open:
+                self.held.pop(job.reference)
 
     def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome | None:
         """The job's outcome; None if the pass is stopping and the job was abandoned before it was started."""

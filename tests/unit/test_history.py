@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cronjob import run_pass
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import ReconcileOutcome, State
 from notification_flow.listing import add_list_arguments, show_jobs
@@ -150,7 +151,7 @@ def test_a_file_deleted_from_a_large_history_is_restored_within_a_day_of_passes(
     policy = ReconcilePolicy(grace_seconds=0, concurrency=1, check_floor=10)  # the time rule, not the floor
     api = StubAPI([remote_job(job_id) for job_id in ids[:1]])
     reconciler = Reconciler(fresh_store, api, transcripts, policy)  # type: ignore[arg-type]
-    reconciler.run_pass()
+    run_pass(reconciler)
     # the worst case: the file of the job checked last
     victim = max(ids, key=lambda job_id: checked_at(fresh_store, job_id) or 0)
     transcripts.path_for(victim).unlink()
@@ -161,7 +162,7 @@ def test_a_file_deleted_from_a_large_history_is_restored_within_a_day_of_passes(
         one_pass_later(fresh_store, PASS_SECONDS)
         elapsed += PASS_SECONDS
         transcripts.checks = 0
-        summary: Counter[str] = reconciler.run_pass()
+        summary: Counter[str] = run_pass(reconciler)
         per_pass.append(transcripts.checks)
     assert summary[ReconcileOutcome.REPAIRED] == 1 and api.reads["transcript"] == 1
     assert transcripts.path_for(victim).read_bytes() == transcript_for(victim)
@@ -180,7 +181,7 @@ def test_jobs_past_the_retention_cost_one_read_then_none(fresh_store: JobStore, 
     with fresh_store.database.transaction() as tx:
         tx.execute("UPDATE jobs SET created_at = created_at - $1", WEEK)  # all older than the retention
     reconciler = Reconciler(fresh_store, StubAPI([]), transcripts, ReconcilePolicy(check_floor=10))  # type: ignore[arg-type]
-    reconciler.run_pass()
+    run_pass(reconciler)
     assert transcripts.checks == 0
     one_pass_later(fresh_store, 2 * DAY)
     assert fresh_store.due_checks(fresh_store.now(), 10_000) == []
@@ -195,7 +196,7 @@ def test_one_pass_checks_at_most_the_cap_and_the_next_goes_on_from_there(
     seen = []
     for _ in range(4):
         transcripts.checks = 0
-        reconciler.run_pass()
+        run_pass(reconciler)
         seen.append(transcripts.checks)
     assert seen == [1_000, 1_000, 1_000, 10]  # then only the floor: nothing is due for a day
 
@@ -205,7 +206,7 @@ def test_a_small_deployment_checks_every_file_every_pass(fresh_store: JobStore, 
     ids = seeded_history(fresh_store, transcripts, 50, checked="now")
     transcripts.path_for(ids[7]).unlink()
     api = StubAPI([remote_job(ids[7])])
-    summary = Reconciler(fresh_store, api, transcripts, ReconcilePolicy()).run_pass()  # type: ignore[arg-type]
+    summary = run_pass(Reconciler(fresh_store, api, transcripts, ReconcilePolicy()))  # type: ignore[arg-type]
     assert transcripts.checks == 50 and summary[ReconcileOutcome.REPAIRED] == 1
 
 
@@ -222,9 +223,9 @@ def test_a_failed_repair_is_retried_next_pass_not_next_day(fresh_store: JobStore
     with fresh_store.database.transaction() as tx:
         tx.execute("UPDATE jobs SET checked_at = checked_at - 60 WHERE job_id = $1", ids[2])  # the longest ago
     policy = ReconcilePolicy(check_floor=1)
-    failed = Reconciler(fresh_store, DiskFull([]), transcripts, policy).run_pass()  # type: ignore[arg-type]
+    failed = run_pass(Reconciler(fresh_store, DiskFull([]), transcripts, policy))  # type: ignore[arg-type]
     assert failed[ReconcileOutcome.FAILED] == 1
-    retried = Reconciler(fresh_store, StubAPI([remote_job(ids[2])]), transcripts, policy).run_pass()  # type: ignore[arg-type]
+    retried = run_pass(Reconciler(fresh_store, StubAPI([remote_job(ids[2])]), transcripts, policy))  # type: ignore[arg-type]
     assert retried[ReconcileOutcome.REPAIRED] == 1 and transcripts.exists(ids[2])
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cronjob import summary_line
+from cronjob import run_pass, summary_line
 from notification_flow.api import PAGE_SIZE, JobGone, JobNotFound
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import Event, ReconcileOutcome, State
@@ -75,7 +75,7 @@ def age(store: JobStore, seconds: float) -> None:
 
 def reconcile(store: JobStore, transcripts: TranscriptFiles, api: StubAPI,
               policy: ReconcilePolicy = POLICY) -> Counter[str]:
-    return Reconciler(store, api, transcripts, policy).run_pass()  # type: ignore[arg-type]
+    return run_pass(Reconciler(store, api, transcripts, policy))  # type: ignore[arg-type]
 
 
 def test_a_done_job_is_fetched_and_recovered(fresh_store: JobStore, transcripts: TranscriptFiles) -> None:
@@ -356,7 +356,7 @@ def test_a_listing_of_malformed_jobs_leaves_each_job_to_be_asked_for(fresh_store
 
     api = SpeechmaticsAPI("k", "http://api.invalid/v2", retry=RetryPolicy(attempts=1),
                           transport=httpx.MockTransport(answer))
-    summary = Reconciler(fresh_store, api, transcripts, POLICY).run_pass()
+    summary = run_pass(Reconciler(fresh_store, api, transcripts, POLICY))
     assert summary[ReconcileOutcome.RECOVERED] == 2
 
 
@@ -375,7 +375,7 @@ def test_one_file_the_sweep_cannot_check_costs_one_check_not_the_pass(fresh_stor
             return super().exists(job_id)
 
     reconciler = Reconciler(fresh_store, api, OneBadObject(transcripts.directory), POLICY)  # type: ignore[arg-type]
-    summary = reconciler.run_pass()
+    summary = run_pass(reconciler)
     assert (summary[ReconcileOutcome.FAILED], summary[ReconcileOutcome.REPAIRED]) == (1, 1)
     assert reconciler.cut_short is None
     assert reconcile(fresh_store, transcripts, api)[ReconcileOutcome.FAILED] == 0  # checked again, and fine
@@ -390,7 +390,7 @@ def test_a_pass_that_cannot_read_the_api_is_cut_short_even_with_nothing_open(fre
             raise Unauthorized("Speechmatics refused the API key (HTTP 401)", 401)
 
     reconciler = Reconciler(fresh_store, Refused([]), transcripts, POLICY)  # type: ignore[arg-type]
-    assert reconciler.run_pass()[ReconcileOutcome.FAILED] == 1
+    assert run_pass(reconciler)[ReconcileOutcome.FAILED] == 1
     assert isinstance(reconciler.cut_short, Unauthorized)
 
 
