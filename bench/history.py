@@ -157,8 +157,9 @@ def database_bytes(url: str) -> int:
 
 
 def age_last_pass(url: str, seconds: float) -> None:
-    """Time passing between two passes, by the database's clock: the checks that would fall due in the next
-    `seconds` are made to look that much older (one index range, not the history)."""
+    """Time passing, by the database's clock: `seconds` after the first pass, the checks seeded that would have
+    fallen due by then are made to look that much older (one index range, not the history). Those of earlier
+    rounds have been checked since, so each round makes one more interval's worth due."""
     with open_store(url).database.transaction() as tx:
         tx.execute("UPDATE jobs SET checked_at = checked_at - $1 WHERE status = 'done' AND checked_at < $2",
                    seconds, tx.now() - RECHECK + seconds)
@@ -190,8 +191,8 @@ def measure(url: str, size: int, rounds: int, files: Path, emulator: Emulator, s
         cron = [str(ROOT / "cronjob.py"), "--all"]
         timed(cron, env)  # the first pass: what is due now, as a pass every five minutes would have left it
         passes = []
-        for _ in range(rounds):
-            age_last_pass(url, PASS_INTERVAL)
+        for number in range(1, rounds + 1):
+            age_last_pass(url, number * PASS_INTERVAL)
             passes.append(timed(cron, env))
         listings = [timed([str(ROOT / "client.py"), "--list"], env) for _ in range(rounds)]
         assert len(listings[0]["stdout"].splitlines()) == 52, listings[0]["stdout"][-500:]  # header, 50, "more"
