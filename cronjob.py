@@ -62,11 +62,11 @@ def run_pass(reconciler: Reconciler) -> Counter[str]:
 
 
 def exit_code(reconciler: Reconciler) -> int:
-    """2 if Speechmatics refused the API key (a setting), 75 if the API or the database could not be read
-    (try again), 1 if some job failed or a defect cut the pass short, else 0."""
+    """2 if Speechmatics refused the API key (a setting), 75 if the API, the database or the transcript
+    storage could not be used (try again), 1 if some job failed or a defect cut the pass short, else 0."""
     if isinstance(reconciler.cut_short, Unauthorized):
         return EXIT_BAD_SETTINGS
-    if isinstance(reconciler.cut_short, ApiError | StoreUnavailable):
+    if isinstance(reconciler.cut_short, ApiError | StoreUnavailable | OSError):
         return EXIT_UNAVAILABLE
     return 1 if reconciler.summary[Outcome.FAILED] else 0
 
@@ -75,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="Exit codes: 0 nothing failed (or stopped by SIGTERM/SIGINT), 1 some job could not "
                            "be reconciled (it is retried next pass), 2 bad settings or arguments, or the API "
-                           "refused the key, 75 the API or the database could not be read (try again).")
+                           "refused the key, 75 the API, the database or the transcript storage could not be used "
+                           "(try again).")
     parser.add_argument("--grace", type=number_in(float, 0), default=DEFAULTS.grace_seconds,
                         help=f"leave jobs alone until they have been quiet this many seconds (default: "
                         f"{DEFAULTS.grace_seconds:g}, a little over Speechmatics' notification retries)")

@@ -101,7 +101,7 @@ class Reconciler:
             finally:
                 for reference in self.held:
                     self.store.release(reference)
-        except (ApiError, StoreUnavailable) as error:
+        except (ApiError, StoreUnavailable, OSError) as error:  # the API, the database or the storage away
             log.warning("pass cut short: %s", error)
             self.cut_short = error
         except Exception as error:  # the last resort: a defect or an answer nobody foresaw
