@@ -4,7 +4,7 @@ Run it from cron or a systemd timer (one pass, the default) or as a service (`--
 leases the jobs it works on, so two overlapping passes never do the same job twice, and a pass that dies
 just lets its leases expire. It learns statuses from `GET /v2/jobs` pages where that is cheaper than one
 call per job, stays under Speechmatics' 50 reads per second, and one failing job never stops the pass.
-The decisions live in notification_flow/reconcile.py; this script runs the passes.
+`run_pass` below is a pass step by step; the decisions of each step live in notification_flow/reconcile.py.
 
     python cronjob.py            # jobs quiet for longer than the grace period
     python cronjob.py --all      # every unfinished job, now
@@ -19,8 +19,15 @@ import sys
 import time
 from collections import Counter
 
-from notification_flow.api import SpeechmaticsAPI
-from notification_flow.cli import OneLineParser, exit_on_bad_settings, number_in, setup_logging
+from notification_flow.api import ApiError, SpeechmaticsAPI, Unauthorized
+from notification_flow.cli import (
+    EXIT_BAD_SETTINGS,
+    EXIT_UNAVAILABLE,
+    OneLineParser,
+    exit_on_bad_settings,
+    number_in,
+    setup_logging,
+)
 from notification_flow.jobs import StoreUnavailable, open_store
 from notification_flow.lifecycle import ReconcileOutcome as Outcome
 from notification_flow.logs import emit
@@ -33,18 +40,43 @@ DEFAULTS = ReconcilePolicy()
 
 
 def summary_line(summary: Counter[str]) -> str:
-    """`checked 2, recovered 2, still running 0, failed 0`, and any other outcome that happened."""
+    """`checked 2, recovered 2, repaired 0, still running 0, failed 0`, and any other outcome that happened."""
     counts = pass_counts(summary)
     others = (Outcome.REJECTED, Outcome.EXPIRED, Outcome.DELETED, Outcome.SUBMIT_FAILED)
-    return (f"checked {counts['checked']}, recovered {counts['recovered']}, still running "
-            f"{counts['still_running']}, failed {counts['failed']}"
+    return (f"checked {counts['checked']}, recovered {counts['recovered']}, repaired {counts['repaired']}, "
+            f"still running {counts['still_running']}, failed {counts['failed']}"
             + "".join(f", {name} {summary[name]}" for name in others if summary[name]))
+
+
+def run_pass(reconciler: Reconciler) -> Counter[str]:
+    """One pass: claim the quiet jobs, ask the API about them, fetch and publish what is done, mark each
+    job's new state; then fetch again the transcripts of done jobs whose file went missing."""
+    with reconciler.one_pass():  # a failure cuts the pass short (reconciler.cut_short), and leases are released
+        reconciler.api.check_access()  # one authenticated read, so a broken key shows even with nothing open
+        while jobs := reconciler.claim_quiet_jobs():  # leased: an overlapping pass leaves them alone
+            now = reconciler.ask_api(jobs)  # a listing where that is cheaper than asking for each job
+            reconciler.settle(jobs, now)  # each: fetch and publish if done, mark its state
+        reconciler.repair_missing_transcripts()  # done jobs whose file is missing: fetched again
+        reconciler.transcripts.remove_leftovers()  # spool files of a killed worker
+    return reconciler.summary
+
+
+def exit_code(reconciler: Reconciler) -> int:
+    """2 if Speechmatics refused the API key (a setting), 75 if the API, the database or the transcript
+    storage could not be used (try again), 1 if some job failed or a defect cut the pass short, else 0."""
+    if isinstance(reconciler.cut_short, Unauthorized):
+        return EXIT_BAD_SETTINGS
+    if isinstance(reconciler.cut_short, ApiError | StoreUnavailable | OSError):
+        return EXIT_UNAVAILABLE
+    return 1 if reconciler.summary[Outcome.FAILED] else 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="Exit codes: 0 nothing failed (or stopped by SIGTERM/SIGINT), 1 some job could not "
-                           "be reconciled (it is retried next pass), 2 bad settings or arguments.")
+                           "be reconciled (it is retried next pass), 2 bad settings or arguments, or the API "
+                           "refused the key, 75 the API, the database or the transcript storage could not be used "
+                           "(try again).")
     parser.add_argument("--grace", type=number_in(float, 0), default=DEFAULTS.grace_seconds,
                         help=f"leave jobs alone until they have been quiet this many seconds (default: "
                         f"{DEFAULTS.grace_seconds:g}, a little over Speechmatics' notification retries)")
@@ -72,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         stop_on_signals(reconciler)
         while True:
             started = time.monotonic()
-            summary = reconciler.run_pass()
+            summary = run_pass(reconciler)
             with contextlib.suppress(StoreUnavailable):  # the server's metrics then show an older pass
-                record_pass(store, summary, time.monotonic() - started)
+                record_pass(store, summary, time.monotonic() - started, complete=reconciler.cut_short is None)
             emit(None, summary_line(summary), event="pass", **pass_counts(summary))
             if not args.loop or reconciler.stopping.is_set():
-                return 1 if summary[Outcome.FAILED] else 0
+                return exit_code(reconciler)
             reconciler.stopping.wait(args.loop)
             if reconciler.stopping.is_set():
                 return 0

@@ -3,8 +3,9 @@
 For each backend and size, a fresh database holds that many `done` jobs, created one every 0.1 s back from
 now (the API's limit of 10 jobs a second, so every one is inside the 7-day retention window the repair
 sweep covers), each with its `<job_id>.json` (hard links of a few files, made once for the largest size and
-shared). Rows are written with one bulk insert (sqlite) or COPY (PostgreSQL). Then, each as its own process
-the way a user runs it:
+shared), and its file last checked at a moment spread over the last recheck period, in shuffled order (as
+passes every five minutes leave it). Rows are written with one bulk insert (sqlite) or COPY (PostgreSQL).
+Then, each as its own process the way a user runs it:
 
 - **idle pass**: `cronjob.py --all` with nothing to reconcile, five minutes (by the database's clock) after
   the previous pass: its wall time and peak RSS (the kernel's, from wait4). Several rounds; the median.
@@ -34,11 +35,13 @@ from bench.stats import median
 from emulator import Emulator, EmulatorOptions
 from notification_flow.auth import job_token
 from notification_flow.jobs import open_store
+from notification_flow.reconcile import ReconcilePolicy
 
 API_KEY = "bench-api-key"
 SPACING = 0.1  # seconds between two jobs' creation: the API's limit of 10 a second
 PASS_INTERVAL = 300  # the cron interval the README suggests
 NOTIFIED = 40  # running jobs notified per size and backend
+RECHECK = ReconcilePolicy().recheck_seconds
 
 
 def run(sizes: list[int], rounds: int, scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -100,16 +103,17 @@ def seed(url: str, count: int, files: Path) -> float:
     def rows() -> Iterator[tuple[Any, ...]]:
         for number in range(count):
             moment = now - 60 - number * SPACING
+            checked = now - RECHECK * ((number * 7919) % count) / count
             yield (f"{number:032x}", job_id(number), f"call-{number}.wav", "done",
-                   str(files / f"{job_id(number)}.json"), moment, moment + 30)
+                   str(files / f"{job_id(number)}.json"), moment, moment + 30, checked)
 
-    columns = "reference, job_id, audio, status, transcript, created_at, updated_at"
+    columns = "reference, job_id, audio, status, transcript, created_at, updated_at, checked_at"
     if url.startswith("sqlite"):
         import sqlite3
 
         conn = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
         conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows())  # noqa: S608
+        conn.executemany(f"INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows())  # noqa: S608
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # as a week of traffic would have left it
@@ -153,10 +157,12 @@ def database_bytes(url: str) -> int:
 
 
 def age_last_pass(url: str, seconds: float) -> None:
-    """Time passing between two passes, by the database's clock: the last pass, and the start of the sweep
-    under way, made to look older."""
+    """Time passing, by the database's clock: `seconds` after the first pass, the checks seeded that would have
+    fallen due by then are made to look that much older (one index range, not the history). Those of earlier
+    rounds have been checked since, so each round makes one more interval's worth due."""
     with open_store(url).database.transaction() as tx:
-        tx.execute("UPDATE reconciler_state SET pass_at = pass_at - $1, started_at = started_at - $1", seconds)
+        tx.execute("UPDATE jobs SET checked_at = checked_at - $1 WHERE status = 'done' AND checked_at < $2",
+                   seconds, tx.now() - RECHECK + seconds)
 
 
 def timed(command: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -183,10 +189,10 @@ def measure(url: str, size: int, rounds: int, files: Path, emulator: Emulator, s
         env = targets.clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=emulator.url,
                                 DATABASE_URL=url, TRANSCRIPTS_DIR=str(files))
         cron = [str(ROOT / "cronjob.py"), "--all"]
-        timed(cron, env)  # the first pass: it leaves the sweep's cursor, as a pass every five minutes would
+        timed(cron, env)  # the first pass: what is due now, as a pass every five minutes would have left it
         passes = []
-        for _ in range(rounds):
-            age_last_pass(url, PASS_INTERVAL)
+        for number in range(1, rounds + 1):
+            age_last_pass(url, number * PASS_INTERVAL)
             passes.append(timed(cron, env))
         listings = [timed([str(ROOT / "client.py"), "--list"], env) for _ in range(rounds)]
         assert len(listings[0]["stdout"].splitlines()) == 52, listings[0]["stdout"][-500:]  # header, 50, "more"

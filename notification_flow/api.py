@@ -14,13 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import httpx
 
-from notification_flow.jsonv2 import NOTIFICATION_ERRORS
 from notification_flow.retry import Budget, GaveUp, RetryPolicy, retry_after_seconds
-from notification_flow.transcripts import IncomingFile
 
 # Documented limits (docs: batch/limits): 10 job creations and 50 status requests per second.
 # We aim a little below them, because requests sent evenly can still arrive bunched.
@@ -30,7 +28,16 @@ PAGE_SIZE = 100  # the most GET /v2/jobs returns at once
 RETENTION_SECONDS = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
 HEARTBEAT_SECONDS = 30  # a submitting client shows it is alive at least this often, until it has its answer
 CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# What Speechmatics appends to a job's `errors` when it could not deliver a notification.
+NOTIFICATION_ERRORS = ("Error in sending notification", "unable to send notification", "Sending notification failed")
 Heartbeat = Callable[[], None]
+
+
+class Download(Protocol):
+    """Where a download goes: any binary file that can be emptied for another try."""
+
+    def write(self, chunk: bytes, /) -> object: ...
+    def restart(self) -> None: ...
 
 
 class ApiError(Exception):
@@ -156,6 +163,11 @@ class SpeechmaticsAPI:
             raise AmbiguousSubmission(f"{answered}; the job may exist", 503) from None
         return None
 
+    def check_access(self) -> None:
+        """One authenticated read (the newest job, whatever it holds): ApiError if the key is refused or the
+        API cannot be reached, however well the rest of a pass would have gone without it."""
+        self._call(lambda: self.http.get("jobs", params={"limit": 1}), self.reads)
+
     def job(self, job_id: str) -> dict[str, Any]:
         """The job's details, answered at once (`wait=0`) even while it runs."""
         return self._json(self._call(lambda: self.http.get(f"jobs/{job_id}", params={"wait": 0}), self.reads), "job")
@@ -187,7 +199,7 @@ class SpeechmaticsAPI:
                 return
             cursor = _one_millisecond_later(page[-1]["created_at"])
 
-    def download_transcript(self, job_id: str, target: IncomingFile) -> None:
+    def download_transcript(self, job_id: str, target: Download) -> None:
         """Stream the json-v2 transcript into `target`, so memory stays flat however long it is, within
         an overall deadline: per-read timeouts alone would let a trickling download run forever."""
 
@@ -343,9 +355,12 @@ def created_at(job: dict[str, Any]) -> float:
 
 
 def reference_of(job: dict[str, Any]) -> str | None:
-    """Our reference, from the `tracking` of a job's config as the API shows it."""
-    tracking = (job.get("config") or {}).get("tracking") or {}
-    return tracking.get("reference") if isinstance(tracking, dict) else None
+    """Our reference, from the `tracking` of a job's config as the API shows it; None unless it is a string
+    (another tool on the account may put anything there, and its jobs are not ours)."""
+    config = job.get("config")
+    tracking = config.get("tracking") if isinstance(config, dict) else None
+    reference = tracking.get("reference") if isinstance(tracking, dict) else None
+    return reference if isinstance(reference, str) else None
 
 
 def _parse_time(value: str) -> datetime:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from notification_flow.db import Database, Row, StoreUnavailable, Transaction, migrate, open_database
 from notification_flow.lifecycle import (
@@ -27,7 +27,7 @@ from notification_flow.lifecycle import (
     next_state,
 )
 
-__all__ = ["Job", "JobStore", "Notification", "StoreUnavailable", "SweepCursor", "open_store"]
+__all__ = ["Job", "JobStore", "Notification", "StoreUnavailable", "open_store"]
 
 
 @dataclass(frozen=True)
@@ -73,26 +73,6 @@ class Notification:
         if self.event is not Event.REJECTED:
             return None
         return self.error or f"Speechmatics reported {self.status}"
-
-
-class SweptJob(NamedTuple):
-    """What the repair sweep reads of a done job: enough to check its file, and where the sweep stands."""
-
-    reference: str
-    job_id: str | None
-    transcript: str | None
-    created_at: float
-
-
-@dataclass(frozen=True)
-class SweepCursor:
-    """Where the repair sweep stands: when the last pass ran (database clock), the last done job it checked,
-    by (created_at, reference), and when this sweep began; no job means the next pass starts a new sweep."""
-
-    pass_at: float
-    created_at: float | None = None
-    reference: str | None = None
-    started_at: float | None = None
 
 
 def open_store(database_url: str, migrate_schema: bool = True) -> JobStore:
@@ -236,58 +216,24 @@ class JobStore:
         with self.database.transaction() as tx:
             tx.execute("UPDATE jobs SET lease_until = NULL WHERE reference = $1", reference)
 
-    # -- the repair sweep: a cursor over done jobs, and a queue of files found missing -----------------
-    def sweep_cursor(self) -> SweepCursor | None:
+    # -- the repair sweep: done jobs by when their file was last checked (reconcile.py) ------------------
+    def due_checks(self, before: float, limit: int) -> list[Job]:
+        """Up to `limit` done jobs whose file was last checked before `before`, longest ago first: one range
+        of the (status, checked_at) index, whatever the history (jobs never to be checked again hold NULL,
+        which no range reaches)."""
         with self.database.transaction(write=False) as tx:
-            rows = tx.execute("SELECT * FROM reconciler_state WHERE name = $1", "repair")
-        if not rows:
-            return None
-        return SweepCursor(rows[0]["pass_at"], rows[0]["created_at"], rows[0]["reference"], rows[0]["started_at"])
-
-    def save_sweep_cursor(self, cursor: SweepCursor) -> None:
-        """Overlapping passes may both save: the later one wins, and at worst a slice is checked twice."""
-        with self.database.transaction() as tx:
-            tx.execute("DELETE FROM reconciler_state WHERE name = $1", "repair")
-            tx.execute("INSERT INTO reconciler_state (name, pass_at, created_at, reference, started_at) VALUES ($1, "
-                       "$2, $3, $4, $5)", "repair", cursor.pass_at, cursor.created_at, cursor.reference,
-                       cursor.started_at)
-
-    def done_jobs_after(self, created_at: float, reference: str, until: float, limit: int) -> list[SweptJob]:
-        """The next `limit` done jobs after (created_at, reference), created no later than `until`, in that
-        order: one range of the (status, created_at, reference) index, whatever the history. Only the
-        columns a file check needs, since a sweep reads tens of thousands of them."""
-        with self.database.transaction(write=False) as tx:
-            rows = tx.execute("SELECT reference, job_id, transcript, created_at FROM jobs WHERE status = $1 AND "
-                              "(created_at, reference) > ($2, $3) AND created_at <= $4 ORDER BY created_at, "
-                              "reference LIMIT $5", State.DONE, created_at, reference, until, limit)
-        return [SweptJob(**row) for row in rows]
-
-    def queue_repairs(self, references: list[str]) -> None:
-        """Remember done jobs whose file is missing, so each pass retries them until fetched or lost."""
-        if not references:
-            return
-        with self.database.transaction() as tx:
-            now = tx.now()
-            for reference in references:
-                tx.execute("INSERT INTO repair_queue (reference, due_at) VALUES ($1, $2) ON CONFLICT (reference) "
-                           "DO NOTHING", reference, now)
-
-    def due_repairs(self, limit: int) -> list[Job]:
-        """The queued repairs longest waiting first, so one that keeps failing never blocks the others.
-
-        CROSS JOIN makes sqlite read the (short) queue first and look each job up, never the other way round."""
-        with self.database.transaction(write=False) as tx:
-            rows = tx.execute("SELECT jobs.* FROM repair_queue CROSS JOIN jobs WHERE jobs.reference = "
-                              "repair_queue.reference ORDER BY repair_queue.due_at LIMIT $1", limit)
+            rows = tx.execute("SELECT * FROM jobs WHERE status = $1 AND checked_at < $2 ORDER BY checked_at LIMIT $3",
+                              State.DONE, before, limit)
         return [Job.from_row(row) for row in rows]
 
-    def postpone_repair(self, reference: str) -> None:
+    def mark_checked(self, references: list[str], at: float | None) -> None:
+        """Record when these jobs' files were checked (None: never check them again), in one statement."""
+        if not references:
+            return
+        among = ", ".join(f"${number}" for number in range(2, 2 + len(references)))
         with self.database.transaction() as tx:
-            tx.execute("UPDATE repair_queue SET due_at = $1 WHERE reference = $2", tx.now(), reference)
-
-    def forget_repair(self, reference: str) -> None:
-        with self.database.transaction() as tx:
-            tx.execute("DELETE FROM repair_queue WHERE reference = $1", reference)
+            tx.execute(f"UPDATE jobs SET checked_at = $1 WHERE reference IN ({among})",  # noqa: S608 (placeholders)
+                       at, *references)
 
     # -- reading --------------------------------------------------------------------------------------
     def now(self) -> float:

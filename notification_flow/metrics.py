@@ -24,7 +24,7 @@ from notification_flow.api import RETENTION_SECONDS, ApiError
 from notification_flow.db import StoreUnavailable
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import OPEN_STATES, State
-from notification_flow.passes import last_pass
+from notification_flow.passes import COUNTS, last_pass
 
 log = logging.getLogger("server")
 PREFIX = "transcribe_"
@@ -158,9 +158,13 @@ def _pass_metrics(summary: dict[str, Any] | None) -> Iterator[Any]:
     yield duration
     jobs = GaugeMetricFamily(f"{PREFIX}reconciler_last_pass_jobs", "What cronjob.py's last pass found, by "
                              "result", labels=["result"])
-    for result in ("checked", "recovered", "still_running", "failed"):
+    for result in COUNTS:
         jobs.add_metric([result], summary[result])
     yield jobs
+    complete = GaugeMetricFamily(f"{PREFIX}reconciler_last_pass_complete", "1 if that pass ran to its end, 0 if "
+                                 "it was cut short (the API or the database unreadable, a defect)")
+    complete.add_metric([], summary["complete"])
+    yield complete
 
 
 def database_facts(store: JobStore) -> dict[str, Any]:

@@ -1,16 +1,19 @@
 """The reconciler's work for one pass: lease the quiet unfinished jobs, learn their state from as few API reads as
 it takes, and move each along the lifecycle; then repair done jobs whose transcript file went missing.
 
-cronjob.py runs passes; this module decides. Its choices (when a listing is cheaper than asking for each job,
-when a `submitting` row may be judged to have created no job) are unit-tested in tests/unit.
+cronjob.py's `run_pass` shows a pass step by step; this module decides each step. Its choices (when a listing is
+cheaper than asking for each job, when a `submitting` row may be judged to have created no job) are unit-tested
+in tests/unit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +30,10 @@ from notification_flow.api import (
     rejection_reason,
 )
 from notification_flow.api import created_at as remote_created_at
-from notification_flow.jobs import Job, JobStore, StoreUnavailable, SweepCursor, SweptJob
-from notification_flow.lifecycle import Event, ReconcileOutcome, State
+from notification_flow.jobs import Job, JobStore, StoreUnavailable
+from notification_flow.lifecycle import Event, ReconcileOutcome
 from notification_flow.payloads import check_transcript
-from notification_flow.transcripts import NotATranscript, TranscriptStore
+from notification_flow.transcripts import TranscriptStore
 
 log = logging.getLogger("cronjob")
 Outcome = ReconcileOutcome
@@ -52,16 +55,13 @@ class ReconcilePolicy:
     adoption_window_seconds: float = 1800  # how long a `submit_failed` row is still looked for in listings
     clock_skew_seconds: float = 300  # how far our clock and Speechmatics' may disagree when we page back
     retention_seconds: float = RETENTION_SECONDS
-    repairs_per_pass: int = 100  # transcripts fetched again per pass, at most
+    # The repair sweep (see `repair_missing_transcripts`): a done job's file is checked again this long after
+    # its last check, so with passes at least hourly a deleted file is found within a day.
+    recheck_seconds: float = 86400 - 3600
+    check_floor: int = 1_000  # files checked a pass even if not due, so small deployments check every one
+    checks_per_pass: int = 100_000  # so that no pass grows without bound, whatever fell due at once
+    check_batch: int = 1_000  # done jobs read per query
     repair_lease_seconds: float = 60
-    # The repair sweep (see `sweep_slice`): every done job of the retention window has its file checked at
-    # least once every `sweep_period_seconds`. At least `sweep_floor` jobs a pass (so small deployments check
-    # everything every pass), at most `sweep_cap` (so no pass grows without bound).
-    sweep_period_seconds: float = 86400
-    sweep_floor: int = 1_000
-    sweep_cap: int = 100_000
-    sweep_batch: int = 1_000  # done jobs read per query
-    first_pass_interval_seconds: float = 300  # taken as the time since the previous pass when there was none
 
 
 class Reconciler:
@@ -70,6 +70,11 @@ class Reconciler:
         self.store, self.api, self.transcripts = store, api, transcripts
         self.policy = policy or ReconcilePolicy()
         self.summary: Counter[str] = Counter()
+        self.cut_short: Exception | None = None  # what ended the last pass early, if anything did
+        self.held: dict[str, Job] = {}  # leased by this pass and not finished: released when it ends, not
+        self.remote = RemoteJobs(api)  # before, so the pass never meets them twice; what the API said of them
+        self.doubtful: list[Job] = []  # rows recently judged not created, which a listing may show after all
+        self.renewed = time.monotonic()  # when the pass last renewed its leases
         self.counting = threading.Lock()  # the pass's workers count from several threads
         # Set (by a signal handler, say) to stop taking jobs: the ones in hand finish, the rest are released.
         self.stopping = threading.Event()
@@ -78,61 +83,68 @@ class Reconciler:
         with self.counting:
             self.summary.update(outcomes)
 
-    def run_pass(self) -> Counter[str]:
-        """One pass; the summary counts jobs checked and each outcome. One job's trouble never stops it, and
-        nothing the database or the API does ends a `--loop`: the next pass tries again."""
-        self.summary = Counter()
+    @contextlib.contextmanager
+    def one_pass(self) -> Iterator[None]:
+        """The frame of one pass (cronjob.py's `run_pass` is the body): it starts the summary, looks again for
+        rows recently judged not created, and at the end releases the leases the pass still holds. One job's
+        trouble never stops a pass, and nothing the database or the API does ends a `--loop`: a failure
+        here cuts the pass short, `cut_short` says why, and the next pass tries again."""
+        self.summary, self.cut_short, self.held = Counter(), None, {}
+        self.remote = RemoteJobs(self.api, self.policy.clock_skew_seconds)
+        self.renewed = time.monotonic()
         try:
-            self.reconcile_open_jobs()
-            self.repair_missing_transcripts()
-            self.transcripts.remove_leftovers()
-        except StoreUnavailable as error:
-            log.warning("database unavailable, pass cut short: %s", error)
-            self.count(Outcome.FAILED)
+            try:
+                self.doubtful = self.store.recently_not_created(self.policy.adoption_window_seconds)
+                if self.doubtful:
+                    self.ask_api(self.doubtful)
+                yield
+            finally:
+                for reference in self.held:
+                    self.store.release(reference)
+        except (ApiError, StoreUnavailable, OSError) as error:  # the API, the database or the storage away
+            log.warning("pass cut short: %s", error)
+            self.cut_short = error
         except Exception as error:  # the last resort: a defect or an answer nobody foresaw
             log.exception("pass cut short: %r", error)
+            self.cut_short = error
+        if self.cut_short is not None:
             self.count(Outcome.FAILED)
-        return self.summary
 
-    def reconcile_open_jobs(self) -> None:
+    def claim_quiet_jobs(self) -> list[Job]:
+        """Lease the next batch of unfinished jobs quiet for the grace period, oldest first; empty when there
+        are none left, when the pass is stopping, or when only jobs it has already met come back (their
+        lease ran out mid-pass). The pass holds each lease until the job moves or the pass ends."""
         policy = self.policy
-        held: dict[str, Job] = {}  # leased by this pass and not finished: released when it ends, not before,
-        remote = RemoteJobs(self.api, policy.clock_skew_seconds)  # so the pass never meets them twice
-        doubtful = self.store.recently_not_created(policy.adoption_window_seconds)
-        renewed = time.monotonic()
-        try:
-            if doubtful:
-                self.learn(remote, doubtful, doubtful)
-            while not self.stopping.is_set() and (
-                    jobs := self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds)):
-                fresh = [job for job in jobs if job.reference not in held]
-                held.update((job.reference, job) for job in jobs)
-                if not fresh:  # only jobs whose lease ran out mid-pass: this pass has seen them
-                    break
-                now = self.learn(remote, fresh, doubtful)
-                with ThreadPoolExecutor(policy.concurrency) as pool:
-                    outcomes = list(pool.map(self.reconcile_safely, fresh, [remote] * len(fresh),
-                                             [now] * len(fresh)))
-                for job, outcome in zip(fresh, outcomes, strict=True):
-                    if outcome is not None and not outcome.leaves_job_open:
-                        held.pop(job.reference)  # moved: its lease went with the move
-                if time.monotonic() - renewed > policy.lease_seconds / 2:  # a long pass: keep what it holds
-                    self.store.renew(list(held), policy.lease_seconds)
-                    renewed = time.monotonic()
-        finally:
-            for reference in held:
-                self.store.release(reference)
+        if time.monotonic() - self.renewed > policy.lease_seconds / 2:  # a long pass: keep what it holds
+            self.store.renew(list(self.held), policy.lease_seconds)
+            self.renewed = time.monotonic()
+        if self.stopping.is_set():
+            return []
+        jobs = self.store.claim_open_jobs(policy.grace_seconds, policy.batch, policy.lease_seconds)
+        fresh = [job for job in jobs if job.reference not in self.held]
+        self.held.update((job.reference, job) for job in jobs)
+        return fresh
 
-    def learn(self, remote: RemoteJobs, jobs: list[Job], doubtful: list[Job]) -> float:
+    def ask_api(self, jobs: list[Job]) -> float:
         """Learn about `jobs` from a listing where that pays, and adopt any doubtful row it shows; the answer
-        is the moment (by the database's clock) the listing began."""
+        is the moment (by the database's clock) the listing began. Jobs it did not show are asked for one
+        by one as they are settled."""
         now = self.store.now()  # before the listing: it shows every job created up to this moment
         try:
-            remote.learn(jobs, now)
-            self.adopt_listed(remote, doubtful)
+            self.remote.learn(jobs, now)
+            self.adopt_listed(self.remote, self.doubtful)
         except ApiError as error:  # no listing: each job is asked for on its own instead
             log.warning("listing jobs failed: %s", error)
         return now
+
+    def settle(self, jobs: list[Job], now: float) -> None:
+        """Each job, `concurrency` at a time: fetch and publish its transcript if it is done, and mark its
+        new state; a job that moved gives up its lease with the move."""
+        with ThreadPoolExecutor(self.policy.concurrency) as pool:
+            outcomes = list(pool.map(self.reconcile_safely, jobs, [self.remote] * len(jobs), [now] * len(jobs)))
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if outcome is not None and not outcome.leaves_job_open:
+                self.held.pop(job.reference)
 
     def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome | None:
         """The job's outcome; None if the pass is stopping and the job was abandoned before it was started."""
@@ -141,13 +153,20 @@ class Reconciler:
         try:
             outcome = self.reconcile(job, remote, now)
         except Exception as error:  # one job's trouble must never stop the others
-            log.warning("job %s (%s): %s", job.job_id or "-", job.reference, error)
+            log.warning("job %s (%s): %s", self.job_id_of(job, remote), job.reference, error)
             outcome = Outcome.FAILED
         if not outcome.leaves_job_open and outcome is not Outcome.ALREADY_FINAL:  # one line per job it changed
-            log.info("job %s: %s", job.job_id or "-", outcome, extra={"fields": {
-                "job_id": job.job_id, "reference": job.reference, "outcome": str(outcome)}})
+            job_id = self.job_id_of(job, remote)
+            log.info("job %s: %s", job_id, outcome, extra={"fields": {
+                "job_id": job_id, "reference": job.reference, "outcome": str(outcome)}})
         self.count("checked", outcome)
         return outcome
+
+    @staticmethod
+    def job_id_of(job: Job, remote: RemoteJobs) -> str:
+        """The job's id for a log line: the row's, else the one a listing found for its reference."""
+        found = remote.by_reference.get(job.reference)
+        return job.job_id or (found["id"] if found else f"- (reference {job.reference})")
 
     def reconcile(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
         job_id = job.job_id
@@ -217,99 +236,68 @@ class Reconciler:
         """A done job promises its file; if someone deleted it, fetch it again while Speechmatics still has
         it (a week). Once it cannot, say so on the job and stop trying.
 
-        Checking every done job each pass would cost in proportion to the history kept, so a pass checks one
-        slice of the retention window (`sweep_slice`) and queues the files it finds missing; then it works
-        on the queue, longest waiting first, `repairs_per_pass` at most. A repair that fails for now stays
-        queued, so it is tried again next pass rather than a day later."""
-        missing = self.sweep_slice()
-        self.store.queue_repairs([job.reference for job in missing])
-        for job in self.store.due_repairs(self.policy.repairs_per_pass):
-            if self.stopping.is_set():
-                return
-            self.repair(job)
-
-    def sweep_slice(self) -> list[SweptJob]:
-        """Check the next slice of done jobs, oldest first from where the last pass stopped, and return those
-        whose file is missing or empty.
-
-        A sweep climbs from the oldest done job of the retention window to the newest, and must reach the top
-        by `sweep_period_seconds` after it began (the jobs created meanwhile included). Each pass takes its
-        share of what is left: the creation time between where it starts and the top at that deadline,
-        times the time since the previous pass over the time left. So the pace follows the part of the
-        window that holds jobs (a young deployment's day of history is not swept as if it were a week),
-        passes that come late or early catch up, and a pass after the deadline goes to the top. A slice has
-        at least `sweep_floor` jobs and at most `sweep_cap`; the next pass goes on where it stopped."""
+        Each done job records when its file was last checked (`checked_at`: 0 for never). A pass reads the
+        jobs whose last check is older than `recheck_seconds`, longest ago first, in batches through an
+        index, checks each file (one stat or HEAD), fetches the missing ones again, and records the check.
+        So every file is looked at about once a day, a pass's work is the jobs that fell due since the last
+        one (it grows with the jobs arriving, never with the history kept), and nothing else remembers
+        where the sweep stands. A job older than Speechmatics' retention cannot be fetched again: it is
+        marked never to be checked (NULL), once, and costs no pass after that. A check or repair that fails
+        for now (a storage error, an API error) is counted as failed and recorded as checked at the due
+        boundary, so the next pass tries it again, and this one moves on. `checks_per_pass` bounds a pass
+        when many jobs fall due together (after an upgrade, say); the next pass goes on with the rest. A
+        pass checks at least `check_floor` files, those checked longest ago, due or not, so a small
+        deployment checks every file on every pass."""
         policy, now = self.policy, self.store.now()
-        previous = self.store.sweep_cursor()
-        bottom = now - policy.retention_seconds
-        elapsed = now - previous.pass_at if previous else policy.first_pass_interval_seconds
-        elapsed = min(max(elapsed, 0.0), policy.retention_seconds)
-        created, reference, started = bottom, "", now  # a new sweep, from the bottom of the window
-        if previous and previous.created_at is not None and previous.created_at > bottom:
-            created, reference = previous.created_at, previous.reference or ""
-            # A cursor saved before sweeps recorded their start is taken as due, so the guarantee holds.
-            started = previous.started_at if previous.started_at is not None else now - policy.sweep_period_seconds
-        span_end: float | None = None
-        checked, missing, at_top = 0, list[SweptJob](), False
-        while checked < policy.sweep_cap:
-            size = min(policy.sweep_batch, policy.sweep_cap - checked)
-            jobs = self.store.done_jobs_after(created, reference, now, size)
-            if span_end is None and jobs:  # the slice is measured from the first job: a gap costs nothing
-                span_end = self.slice_end(jobs[0].created_at, now, started, elapsed)
+        due, checked = now - policy.recheck_seconds, 0
+        before, size = now, policy.check_floor  # the first batch: the files checked longest ago, due or not
+        while not self.stopping.is_set():
+            jobs = self.store.due_checks(before, size)
+            marks: dict[float | None, list[str]] = {}
             for job in jobs:
-                assert span_end is not None
-                if checked >= policy.sweep_floor and job.created_at > span_end:
-                    jobs = []  # the slice is done: everything up to its end was checked
-                    if span_end > created:  # the rest of the slice held no job: the next pass starts past it
-                        created, reference = span_end, ""
-                    break
-                checked += 1
-                created, reference = job.created_at, job.reference
-                if job.job_id and job.transcript and not self.transcripts.exists(job.job_id):
-                    missing.append(job)
-            else:
-                at_top = len(jobs) < size
-            if not jobs or at_top:
+                marks.setdefault(self.check_file(job, now, due), []).append(job.reference)
+            for at, references in marks.items():
+                self.store.mark_checked(references, at)
+            checked += len(jobs)
+            if len(jobs) < size or checked >= policy.checks_per_pass:
                 break
-        with self.counting:
-            self.summary["swept"] += checked
-        log.info("repair sweep: checked %d done jobs%s", checked, ", reached the newest" if at_top else "")
-        cursor = SweepCursor(now) if at_top else SweepCursor(now, created, reference, started)
-        self.store.save_sweep_cursor(cursor)
-        return missing
+            before, size = due, min(policy.check_batch, policy.checks_per_pass - checked)
+        log.info("repair sweep: checked %d done jobs", checked)
 
-    def slice_end(self, position: float, now: float, started: float, elapsed: float) -> float:
-        """Where this pass's slice ends, in creation time: its share of the way from `position` to the top
-        the sweep must reach by its deadline, if the passes go on `elapsed` apart."""
-        time_left = started + self.policy.sweep_period_seconds - now
-        if time_left <= elapsed:
-            return now  # due: to the top
-        return position + elapsed * (1 + (now - position) / time_left)
+    def check_file(self, job: Job, now: float, due: float) -> float | None:
+        """Check one done job's file, fetching it again if missing; the `checked_at` to record."""
+        if not job.job_id or not job.transcript or job.created_at < now - self.policy.retention_seconds:
+            return None  # nothing to check, or nothing Speechmatics could give again
+        try:
+            present = self.transcripts.exists(job.job_id)
+        except Exception as error:  # one bad file or object costs its own check, never the pass
+            log.warning("job %s: cannot check its transcript, tried again next pass: %s", job.job_id, error)
+            self.count(Outcome.FAILED)
+            return due
+        return now if present else self.repair(job, now, due)
 
-    def repair(self, job: Job) -> None:
+    def repair(self, job: Job, now: float, due: float) -> float | None:
         assert job.job_id is not None
         if not self.store.lease(job.reference, self.policy.repair_lease_seconds):
-            return  # another pass is on it
+            return due  # another pass is on it: look again next pass
         try:
-            if job.status is not State.DONE or not job.transcript or self.transcripts.exists(job.job_id):
-                self.store.forget_repair(job.reference)  # put back, or recorded lost, since it was queued
-                return
             self.store.record_repair(job.job_id, self.fetch_transcript(job.job_id))
-            self.store.forget_repair(job.reference)
+            log.info("job %s: %s", job.job_id, Outcome.REPAIRED)
             self.count(Outcome.REPAIRED)
+            return now
         except (JobNotFound, JobGone) as error:
-            if isinstance(error, JobNotFound) and job.created_at > self.store.now() - self.policy.retention_seconds:
+            self.count(Outcome.FAILED)
+            if isinstance(error, JobNotFound) and job.created_at > now - self.policy.retention_seconds:
                 log.warning("job %s: transcript missing, and the API answered 404 for now: %s", job.job_id, error)
-                self.store.postpone_repair(job.reference)
-            else:  # 410, or 404 for a job older than Speechmatics keeps any: it is gone for good
-                self.store.record_repair(job.job_id, None, error="transcript file lost; Speechmatics no longer "
-                                         "has it")
-                self.store.forget_repair(job.reference)
-            self.count(Outcome.FAILED)
-        except (ApiError, OSError, NotATranscript) as error:
+                return due
+            # 410, or 404 for a job older than Speechmatics keeps any: it is gone for good
+            log.warning("job %s: transcript missing, and Speechmatics no longer has it", job.job_id)
+            self.store.record_repair(job.job_id, None, error="transcript file lost; Speechmatics no longer has it")
+            return None
+        except Exception as error:  # an API error, a full disk, a bad download: tried again next pass
             log.warning("job %s: transcript missing and not fetched yet: %s", job.job_id, error)
-            self.store.postpone_repair(job.reference)
             self.count(Outcome.FAILED)
+            return due
         finally:
             self.store.release(job.reference)
 

@@ -79,4 +79,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # every authenticated notification names a row with its job id: nothing waits for an id (jobs.py)
         "DROP TABLE early_notifications",
     ),
+    (
+        # The repair sweep (reconcile.py): each done job records when its file was last checked; a pass reads
+        # those checked longest ago, through (status, checked_at). 0: never checked; NULL: never again (past
+        # the API's retention, or recorded lost). The cursor, its pacing and the repair queue go, and the
+        # index that carried the file names for the old sweep gives way to the narrower one.
+        "ALTER TABLE jobs ADD COLUMN checked_at DOUBLE PRECISION DEFAULT 0",
+        "CREATE INDEX jobs_by_check ON jobs (status, checked_at)",
+        "CREATE INDEX jobs_by_status_created ON jobs (status, created_at, reference)",
+        "DROP INDEX jobs_by_status_created_file",
+        "DROP TABLE repair_queue",
+        "DROP TABLE reconciler_state",
+        # the last pass: repairs counted apart from recoveries, and whether it ran to its end
+        "ALTER TABLE reconciler_pass ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE reconciler_pass ADD COLUMN complete INTEGER NOT NULL DEFAULT 1",
+    ),
 )

@@ -31,6 +31,9 @@ __all__ = ["BodyTooLarge", "IncomingFile", "InvalidJobId", "NotATranscript", "Tr
 log = logging.getLogger("storage")
 
 
+_ENDS = 64  # bytes read at each end of a file by `exists`
+
+
 class TranscriptFiles(Spool):
     """`<job_id>.json` files in the spool's own directory, TRANSCRIPTS_DIR."""
 
@@ -54,12 +57,21 @@ class TranscriptFiles(Spool):
             os.unlink(linked)
 
     def exists(self, job_id: str) -> bool:
-        """A file, and not an empty one (no transcript is empty): one stat, without reading it."""
+        """A regular file that begins with `{` and ends with `}`: the repair sweep asks this of every file once
+        a day, so it reads only the two ends. A missing, empty, cut-off or zeroed file fails it; publishing
+        reads the whole file before it keeps one."""
+        path = self.location(job_id)
         try:
-            found = os.stat(self.location(job_id))
+            found = os.stat(path)
+            if not stat.S_ISREG(found.st_mode) or found.st_size == 0:
+                return False
+            with open(path, "rb") as file:
+                head = file.read(_ENDS).lstrip()
+                file.seek(max(0, found.st_size - _ENDS))
+                tail = file.read().rstrip()
         except (FileNotFoundError, NotADirectoryError):
             return False
-        return stat.S_ISREG(found.st_mode) and found.st_size > 0
+        return head.startswith(b"{") and tail.endswith(b"}")
 
     def is_valid(self, job_id: str) -> bool:
         """Whether `<job_id>.json` holds this job's complete transcript, read to its end: a damaged file can

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from notification_flow import db
-from notification_flow.jobs import JobStore, Notification, SweepCursor
+from notification_flow.jobs import JobStore, Notification
 from notification_flow.lifecycle import Event, NotificationStatus, State
 
-TABLES = ("jobs", "repair_queue", "reconciler_state")
-# The tables that grow with history; the others hold only work to do (the repair queue) or one row.
+TABLES = ("jobs", "reconciler_pass")
+# The tables that grow with history; the other holds one row.
 HISTORY = ("jobs",)
 # sqlite: SEARCH reads a range of an index; SCAN reads a table, or a whole index, from one end.
 SQLITE_SCAN = re.compile(rf"\bSCAN ({'|'.join(HISTORY)})\b")
@@ -72,15 +72,10 @@ def exercise(store: JobStore) -> None:
     store.lease(reference, 60)
     store.release(reference)
     now = store.now()
-    cursor = store.sweep_cursor()
-    store.done_jobs_after(now - 7 * 86400, "", now, 100)
-    store.save_sweep_cursor(SweepCursor(now, now - 86400, "s" * 32))
-    assert cursor is None or store.sweep_cursor() is not None
-    store.queue_repairs([reference])
-    store.due_repairs(10)
-    store.postpone_repair(reference)
+    store.due_checks(now - 86400, 100)
+    store.due_checks(now, 100)
+    store.mark_checked([reference, job_id], now)
     store.record_repair(job_id, "planjob001.json")
-    store.forget_repair(reference)
     store.find(job_id)
     store.find_by_reference(reference)
     for status in (None, State.DONE):
@@ -102,7 +97,7 @@ def full_scans(store: JobStore) -> list[str]:
     Plans are asked for twice: as the planner sees a new database, then after ANALYZE, since statistics can
     change its mind (sqlite walked the whole creation index of a million jobs to avoid sorting a few open
     ones, only once it had them). The one read from an end allowed is an ordered read with a LIMIT and no
-    condition, which stops after LIMIT rows: `--list` on the whole history, the repair queue's head."""
+    condition, which stops after LIMIT rows: `--list` on the whole history."""
     checked = statements(store)
     assert len(checked) >= 20, checked  # the recording works: a test that checked nothing would pass
     found = [bad for sql, params in checked if (bad := _full_scan(store, sql, params))]

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
+import requests
 
-from tests.integration.support import ROOT, Stack, create_job, submit_like_client, transcript_files, wait_for
+from tests.integration.support import (
+    ROOT,
+    Stack,
+    api_headers,
+    create_job,
+    free_port,
+    submit_like_client,
+    transcript_files,
+    wait_for,
+)
 
 
 def lost_jobs(stack: Stack, count: int) -> list[str]:
@@ -61,7 +74,7 @@ def test_summary_and_exit_code(stack: Stack) -> None:
     lost_jobs(stack, 2)
     result = stack.cronjob("--all")
     assert result.returncode == 0
-    assert result.stdout.strip().splitlines()[-1] == "checked 2, recovered 2, still running 0, failed 0"
+    assert result.stdout.strip().splitlines()[-1] == "checked 2, recovered 2, repaired 0, still running 0, failed 0"
 
 
 @pytest.mark.emulator(processing_seconds=3600)
@@ -104,8 +117,8 @@ def test_api_outage_fails_the_pass_cleanly_and_the_next_pass_recovers(stack: Sta
     job_ids = lost_jobs(stack, 3)
     stack.emulator.set_faults(api_503_fraction=1.0)
     outage = stack.cronjob("--all", SPEECHMATICS_TIMEOUT="2")
-    assert outage.returncode == 1 and "Traceback" not in outage.stderr
-    assert outage.stdout.strip().splitlines()[-1].startswith("checked 3, recovered 0")
+    assert outage.returncode == 75 and "Traceback" not in outage.stderr  # unavailable: try again
+    assert outage.stdout.strip().splitlines()[-1].startswith("checked 0, recovered 0")
     stack.emulator.set_faults(api_503_fraction=0.0)
     assert stack.cronjob("--all").returncode == 0
     assert {stack.store().find(j).status for j in job_ids} == {"done"}
@@ -132,3 +145,80 @@ def test_a_submitting_row_is_found_however_many_jobs_came_after_it(stack: Stack)
         create_job(stack, "someone-else")
     assert stack.cronjob("--all").returncode in (0, 1)
     assert store.find_by_reference("e" * 32).job_id == job_id
+
+
+def scrape(stack: Stack) -> dict[str, float]:
+    """The server's /metrics as `name{labels}` -> value."""
+    from tests.integration.test_ops import scrape as scrape_metrics
+
+    return scrape_metrics(stack)
+
+
+def test_one_unreadable_transcript_costs_one_check_not_the_pass(stack: Stack) -> None:
+    """A file the sweep cannot even stat (a symlink loop: ELOOP) is one failed check, counted and retried; the
+    other repairs and the clean-up of leftovers still happen, and the pass is recorded complete."""
+    broken, lost, fine = lost_jobs(stack, 3)
+    assert stack.cronjob("--all").returncode == 0
+    loop = stack.transcripts / f"{broken}.json"
+    loop.unlink()
+    loop.symlink_to(loop.name)  # stat: too many levels of symbolic links
+    (stack.transcripts / f"{lost}.json").unlink()
+    leftover = stack.transcripts / ".incoming" / "killed-worker.part"
+    leftover.write_bytes(b"half a body")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    result = stack.cronjob("--all")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "checked 0, recovered 0, repaired 1, still running 0, failed 1"
+    assert (stack.transcripts / f"{lost}.json").read_bytes() == stack.emulator.transcript_bytes(lost)
+    assert any(broken in line for line in result.stderr.splitlines())
+    assert not leftover.exists()
+    stack.start_server(workers=1)
+    found = scrape(stack)
+    assert found["transcribe_reconciler_last_pass_complete"] == 1
+    assert found['transcribe_reconciler_last_pass_jobs{result="failed"}'] == 1
+    loop.unlink()  # mended: the next pass repairs it too, since a failed check is due again at once
+    again = stack.cronjob("--all")
+    assert again.returncode == 0 and "repaired 1" in again.stdout, again.stdout + again.stderr
+    assert stack.store().find(fine).status == "done"
+
+
+def test_a_foreign_job_of_any_shape_never_stops_a_pass(stack: Stack) -> None:
+    job_ids = lost_jobs(stack, 3)
+    config = {"type": "transcription", "transcription_config": {"language": "en"}, "tracking": {"reference": {"a": 1}}}
+    requests.post(f"{stack.emulator.url}/jobs", headers=api_headers(), timeout=30, data={"config": json.dumps(config)},
+                  files={"data_file": ("x.wav", (ROOT / "example.wav").read_bytes())}).raise_for_status()
+    result = stack.cronjob("--all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {stack.store().find(j).status for j in job_ids} == {"done"}
+
+
+@pytest.mark.parametrize("broken", ["wrong API key", "unreachable API"])
+def test_a_pass_that_cannot_read_the_api_fails_even_with_nothing_open(stack: Stack, broken: str) -> None:
+    setting = ({"SPEECHMATICS_API_KEY": "not-the-key"} if broken == "wrong API key"
+               else {"SPEECHMATICS_BATCH_URL": f"http://127.0.0.1:{free_port()}/v2"})
+    result = stack.cronjob(**setting)
+    assert result.returncode not in (0, None), result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    problems = [line for line in result.stderr.splitlines() if "pass cut short" in line]
+    assert len(problems) == 1, result.stderr
+    assert ("API key" if broken == "wrong API key" else "connect") in problems[0]
+    stack.start_server(workers=1)
+    assert scrape(stack)["transcribe_reconciler_last_pass_complete"] == 0
+
+
+def test_repairs_are_counted_as_repairs_and_every_line_names_its_job(stack: Stack) -> None:
+    job_ids = lost_jobs(stack, 2)
+    assert stack.cronjob("--all").returncode == 0
+    for job_id in job_ids:
+        (stack.transcripts / f"{job_id}.json").unlink()
+    repaired = stack.cronjob("--all")
+    assert repaired.stdout.strip().splitlines()[-1] == "checked 0, recovered 0, repaired 2, still running 0, failed 0"
+    store = stack.store()
+    store.add_submission("d" * 32, "example.wav")
+    adopted = create_job(stack, "d" * 32)  # the client died before recording this id
+    wait_for(lambda: stack.emulator.job(adopted)["status"] == "done", message="the job to finish")
+    result = stack.cronjob("--all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"job {adopted}: recovered" in result.stderr
+    assert "job -" not in result.stderr

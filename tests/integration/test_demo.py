@@ -16,5 +16,5 @@ def test_the_demo_runs_the_whole_flow() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "Authorization: Bearer v1." in out  # the job's own token, never the secret
-    assert "checked 1, recovered 1, still running 0, failed 0" in out
+    assert "checked 1, recovered 1, repaired 0, still running 0, failed 0" in out
     assert 'transcribe_notifications_total{code="200",outcome="done"}' in out

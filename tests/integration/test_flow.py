@@ -140,7 +140,7 @@ def test_missing_transcript_of_a_done_job_is_repaired(served: Stack) -> None:
     original = stored.read_bytes()
     stored.unlink()
     result = served.cronjob()
-    assert result.returncode == 0 and "recovered 1" in result.stdout
+    assert result.returncode == 0 and "recovered 0, repaired 1" in result.stdout
     assert stored.read_bytes() == original
 
 

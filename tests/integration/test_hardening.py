@@ -13,6 +13,7 @@ import uuid
 import pytest
 import requests
 
+from cronjob import run_pass
 from notification_flow.api import SpeechmaticsAPI
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
 from notification_flow.transcripts import TranscriptFiles
@@ -81,7 +82,7 @@ def test_a_pass_asking_for_twenty_running_jobs_one_by_one_is_not_slowed_by_the_d
     policy = ReconcilePolicy(grace_seconds=0, batch=1, concurrency=1)  # one job per batch: no listing
     started = time.monotonic()
     with SpeechmaticsAPI(API_KEY, stack.emulator.url, timeout=30) as api:
-        summary = Reconciler(stack.store(), api, TranscriptFiles(stack.transcripts), policy).run_pass()
+        summary = run_pass(Reconciler(stack.store(), api, TranscriptFiles(stack.transcripts), policy))
     elapsed = time.monotonic() - started
     after = stack.emulator.stats()["requests"]
     assert summary["still running"] == 20

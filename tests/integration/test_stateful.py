@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from cronjob import run_pass
 from notification_flow.api import SpeechmaticsAPI
 from notification_flow.lifecycle import TRANSITIONS, State
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
@@ -74,7 +75,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
             with store.database.transaction() as tx:
                 tx.execute("UPDATE jobs SET created_at = created_at - 3600, updated_at = updated_at - 3600 "
                            "WHERE reference = $1", reference)
-            Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)).run_pass()
+            run_pass(Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)))
             assert store.find_by_reference(reference).status == "submit_failed"
             self.running.append(create_job(served, reference, {"contents": ["transcript"]}))
             self.references.append(reference)
@@ -112,7 +113,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
 
         @rule()
         def cronjob_runs(self) -> None:
-            Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)).run_pass()
+            run_pass(Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)))
 
         @invariant()
         def jobs_move_only_along_the_table_and_done_means_a_file(self) -> None:
@@ -131,7 +132,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
                 served.emulator.finish(job_id, outcome="done")
             for held in served.emulator.held():
                 served.emulator.drop(held["key"])
-            Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)).run_pass()
+            run_pass(Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)))
             for reference in self.references:
                 job = store.find_by_reference(reference)
                 assert job is not None and job.job_id is not None, reference

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,6 @@ from notification_flow.api import (
     rejection_reason,
 )
 from notification_flow.retry import RetryPolicy
-from notification_flow.transcripts import IncomingFile, TranscriptFiles
 from tests.unit.support import FakeClock
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -448,10 +448,24 @@ def test_the_cursor_is_one_millisecond_after_in_utc(value: str, later: str) -> N
 
 # -- download -----------------------------------------------------------------------------------------------------
 
+class MemoryFile(io.BytesIO):
+    """Any binary file that can start again will do: the API client knows nothing of the spool."""
+
+    def restart(self) -> None:
+        self.seek(0)
+        self.truncate()
+
+    @property
+    def size(self) -> int:
+        return len(self.getvalue())
+
+    def reader(self) -> io.BytesIO:
+        return io.BytesIO(self.getvalue())
+
+
 @pytest.fixture
-def incoming(tmp_path: Path) -> Iterator[IncomingFile]:
-    with TranscriptFiles(tmp_path).ensure_directories().incoming_file() as target:
-        yield target
+def incoming() -> MemoryFile:
+    return MemoryFile()
 
 
 class BrokenStream(httpx.SyncByteStream):
@@ -462,7 +476,7 @@ class BrokenStream(httpx.SyncByteStream):
         raise httpx.ReadError("connection reset")
 
 
-def test_download_streams_the_transcript_into_the_file(incoming: IncomingFile) -> None:
+def test_download_streams_the_transcript_into_the_file(incoming: MemoryFile) -> None:
     body = DOCS_TRANSCRIPT.read_bytes()
     recorder = Recorder(httpx.Response(200, content=body))
     make_api(recorder).download_transcript("650krlru2e", incoming)
@@ -477,7 +491,7 @@ def test_download_streams_the_transcript_into_the_file(incoming: IncomingFile) -
 @pytest.mark.parametrize("first", [httpx.Response(200, stream=BrokenStream()),
                                    httpx.Response(503, content=b"FIRST-TRY-ERROR-PAGE"),
                                    httpx.Response(429, content=b"FIRST-TRY-ERROR-PAGE")])
-def test_a_retried_download_starts_the_file_again(incoming: IncomingFile, first: httpx.Response) -> None:
+def test_a_retried_download_starts_the_file_again(incoming: MemoryFile, first: httpx.Response) -> None:
     body = DOCS_TRANSCRIPT.read_bytes()
     incoming.write(b"left over from before")
     recorder = Recorder(first, httpx.Response(200, content=body))
@@ -488,7 +502,7 @@ def test_a_retried_download_starts_the_file_again(incoming: IncomingFile, first:
 
 
 @pytest.mark.parametrize("status, error", [(404, JobNotFound), (410, JobGone), (401, Unauthorized)])
-def test_a_refused_download_raises_and_leaves_the_file_empty(incoming: IncomingFile, status: int,
+def test_a_refused_download_raises_and_leaves_the_file_empty(incoming: MemoryFile, status: int,
                                                              error: type[ApiError]) -> None:
     recorder = Recorder(httpx.Response(status, json={"error": "no"}))
     with pytest.raises(error):
@@ -497,7 +511,7 @@ def test_a_refused_download_raises_and_leaves_the_file_empty(incoming: IncomingF
     assert incoming.reader().read() == b""
 
 
-def test_a_download_past_its_deadline_is_abandoned(incoming: IncomingFile, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_download_past_its_deadline_is_abandoned(incoming: MemoryFile, monkeypatch: pytest.MonkeyPatch) -> None:
     class Trickle(httpx.SyncByteStream):
         def __iter__(self) -> Iterator[bytes]:
             for _ in range(1000):
@@ -586,3 +600,18 @@ def test_an_undecodable_answer_to_a_post_is_ambiguous(audio: Path) -> None:
     with pytest.raises(AmbiguousSubmission):
         make_api(service).submit(audio, CONFIG)
     assert len(service.posts) == 1
+
+
+@pytest.mark.parametrize("tracking", [{"reference": {"a": 1}}, {"reference": ["x"]}, {"reference": 7}, "text", None])
+def test_a_reference_that_is_not_a_string_is_no_reference(tracking: Any) -> None:
+    """Another tool on the account may put anything in `tracking`; none of it is ours, and none of it breaks us."""
+    assert api_module.reference_of({"id": "x", "config": {"tracking": tracking}}) is None
+    assert api_module.reference_of({"id": "x", "config": "not an object"}) is None
+
+
+def test_the_api_client_imports_neither_the_parser_nor_the_spool() -> None:
+    import ast
+
+    tree = ast.parse(Path(api_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"notification_flow.transcripts", "notification_flow.jsonv2", "notification_flow.payloads"}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cronjob import run_pass
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import ReconcileOutcome, State
 from notification_flow.listing import add_list_arguments, show_jobs
@@ -28,9 +29,9 @@ def test_every_routine_query_on_sqlite_reads_an_index_range_not_the_table(fresh_
 
 
 def test_the_plan_check_catches_a_full_scan(fresh_store: JobStore) -> None:
-    """The check can fail: without the new indexes, the repair slice and `--list` read the whole table."""
+    """The check can fail: without the new indexes, the repair sweep and `--list` read the whole table."""
     with fresh_store.database.transaction() as tx:
-        for index in ("jobs_by_status_created_file", "jobs_by_created"):
+        for index in ("jobs_by_check", "jobs_by_created"):
             tx.execute(f"DROP INDEX {index}")
     assert len(full_scans(fresh_store)) >= 3
 
@@ -92,30 +93,39 @@ JOBS = 20_000
 PASS_SECONDS = 300  # cronjob.py every five minutes, as the README suggests
 DAY = 86400
 WEEK = 7 * DAY
+RECHECK = ReconcilePolicy().recheck_seconds
 
 
-def seeded_history(store: JobStore, transcripts: TranscriptFiles, count: int = JOBS,
-                   span: float = WEEK - 3600) -> list[str]:
-    """`count` done jobs evenly over the last `span` seconds (by default the retention window), newest first,
-    their files hard links of one."""
+def seeded_history(store: JobStore, transcripts: TranscriptFiles, count: int = JOBS, span: float = WEEK - 3600,
+                   checked: str = "spread") -> list[str]:
+    """`count` done jobs evenly over the last `span` seconds, newest first, their files hard links of one. Their
+    last checks are `spread` over the last recheck period in a shuffled order (the steady state of passes
+    every few minutes), `never` made, or all made `now`."""
     original = transcripts.directory / "original.json"
     original.write_bytes(transcript_for("hist00000000"))
     ids = [f"hist{number:08d}" for number in range(count)]
     with store.database.transaction() as tx:
         now = tx.now()
         for number, job_id in enumerate(ids):
-            tx.execute("INSERT INTO jobs (reference, job_id, audio, status, transcript, created_at, updated_at) "
-                       "VALUES ($1, $2, 'a.wav', 'done', $3, $4, $4)", f"{number:032d}", job_id,
-                       str(transcripts.path_for(job_id)), now - 60 - number * span / count)
+            checked_at = {"spread": now - RECHECK * ((number * 7919) % count) / count, "never": 0.0,
+                          "now": now}[checked]
+            tx.execute("INSERT INTO jobs (reference, job_id, audio, status, transcript, created_at, updated_at, "
+                       "checked_at) VALUES ($1, $2, 'a.wav', 'done', $3, $4, $4, $5)", f"{number:032d}", job_id,
+                       str(transcripts.path_for(job_id)), now - 60 - number * span / count, checked_at)
             os.link(original, transcripts.path_for(job_id))
     return ids
 
 
 def one_pass_later(store: JobStore, seconds: float) -> None:
-    """Time passing between passes, by the database's clock: the last pass, and the start of the sweep, are
-    made to look `seconds` older (the jobs' ages stay: the window does not slide in these tests)."""
+    """Time passing between passes, by the database's clock: every check made looks `seconds` older (the
+    jobs' ages stay: the window does not slide in these tests)."""
     with store.database.transaction() as tx:
-        tx.execute("UPDATE reconciler_state SET pass_at = pass_at - $1, started_at = started_at - $1", seconds)
+        tx.execute("UPDATE jobs SET checked_at = checked_at - $1 WHERE checked_at > 0", seconds)
+
+
+def checked_at(store: JobStore, job_id: str) -> float | None:
+    with store.database.transaction(write=False) as tx:
+        return tx.execute("SELECT checked_at FROM jobs WHERE job_id = $1", job_id)[0]["checked_at"]
 
 
 class CountingFiles(TranscriptFiles):
@@ -128,82 +138,76 @@ class CountingFiles(TranscriptFiles):
         return super().exists(job_id)
 
 
-@pytest.mark.parametrize("span", [WEEK - 3600, DAY / 4], ids=["a-full-week", "a-young-deployment's-6-hours"])
-def test_a_file_deleted_from_a_large_history_is_restored_within_a_day_of_passes(
-        fresh_store: JobStore, tmp_path: Path, span: float) -> None:
+def counting_files(tmp_path: Path) -> CountingFiles:
     transcripts = CountingFiles(tmp_path / "history")
     transcripts.ensure_directories()
-    ids = seeded_history(fresh_store, transcripts, span=span)
-    policy = ReconcilePolicy(grace_seconds=0, concurrency=1, sweep_floor=10)  # the time rule, not the floor
+    return transcripts
+
+
+def test_a_file_deleted_from_a_large_history_is_restored_within_a_day_of_passes(
+        fresh_store: JobStore, tmp_path: Path) -> None:
+    transcripts = counting_files(tmp_path)
+    ids = seeded_history(fresh_store, transcripts)
+    policy = ReconcilePolicy(grace_seconds=0, concurrency=1, check_floor=10)  # the time rule, not the floor
     api = StubAPI([remote_job(job_id) for job_id in ids[:1]])
     reconciler = Reconciler(fresh_store, api, transcripts, policy)  # type: ignore[arg-type]
-    reconciler.run_pass()
-    cursor = fresh_store.sweep_cursor()
-    assert cursor is not None and cursor.created_at is not None
-    # the worst case: the file of the job the sweep has just passed
-    victim = max((job for job in fresh_store.jobs(status=State.DONE) if job.created_at <= cursor.created_at),
-                 key=lambda job: job.created_at)
-    transcripts.path_for(victim.job_id).unlink()
-    api.remote.append(remote_job(victim.job_id))
+    run_pass(reconciler)
+    # the worst case: the file of the job checked last
+    victim = max(ids, key=lambda job_id: checked_at(fresh_store, job_id) or 0)
+    transcripts.path_for(victim).unlink()
+    api.remote.append(remote_job(victim))
     elapsed, per_pass = 0, []
-    while not transcripts.exists(victim.job_id):
-        assert elapsed <= policy.sweep_period_seconds + PASS_SECONDS, "not restored within the stated time"
+    while not transcripts.exists(victim):
+        assert elapsed <= RECHECK + PASS_SECONDS, "not restored within the stated time"
         one_pass_later(fresh_store, PASS_SECONDS)
         elapsed += PASS_SECONDS
         transcripts.checks = 0
-        summary: Counter[str] = reconciler.run_pass()
+        summary: Counter[str] = run_pass(reconciler)
         per_pass.append(transcripts.checks)
     assert summary[ReconcileOutcome.REPAIRED] == 1 and api.reads["transcript"] == 1
-    assert transcripts.path_for(victim.job_id).read_bytes() == transcript_for(victim.job_id)
-    # bounded work: a slice is the jobs of (the span they were created in, and a day's arrivals) over a day of
-    # passes, not the history, and not a week's worth of creation time when the jobs fill less of it
-    expected = JOBS * PASS_SECONDS * (span + DAY) / DAY / span
-    assert max(per_pass) <= 2 * expected + 2 < JOBS / 20, per_pass
-    # It really took the sweep, not a check of everything: here the jobs do not age and none arrive, so a
-    # sweep climbs `span` of creation time at (1 + span / DAY) seconds per second, and ends early.
-    assert elapsed > 0.8 * span * DAY / (span + DAY)
-    assert sum(per_pass) <= 1.5 * JOBS  # one sweep of the history, not one per 1/8 of a day
+    assert transcripts.path_for(victim).read_bytes() == transcript_for(victim)
+    # bounded work: a pass checks the files that fell due since the last one, not the history
+    expected = JOBS * PASS_SECONDS / RECHECK
+    assert max(per_pass) <= 2 * expected + 10 < JOBS / 20, per_pass
+    assert elapsed > 0.9 * RECHECK  # it really took the sweep, not a check of everything
+    assert sum(per_pass) <= 1.1 * JOBS  # every file about once, not more
 
 
-@pytest.mark.parametrize("began_ago", [DAY + 600, None],
-                         ids=["cron-down-for-a-day", "a-cursor-saved-before-sweeps-recorded-their-start"])
-def test_a_sweep_past_its_deadline_checks_everything_left(fresh_store: JobStore, tmp_path: Path,
-                                                          began_ago: float | None) -> None:
-    """The first pass after the deadline (or with no deadline known, which is taken as due) goes to the top."""
-    transcripts = CountingFiles(tmp_path / "history")
-    transcripts.ensure_directories()
-    seeded_history(fresh_store, transcripts, 2_000)
-    reconciler = Reconciler(fresh_store, StubAPI([]), transcripts,  # type: ignore[arg-type]
-                            ReconcilePolicy(sweep_floor=10))
-    reconciler.run_pass()
-    first = transcripts.checks
-    assert 10 <= first < 100
-    began = None if began_ago is None else fresh_store.now() - began_ago
+def test_jobs_past_the_retention_cost_one_read_then_none(fresh_store: JobStore, tmp_path: Path) -> None:
+    """Files Speechmatics can no longer give again are not checked: each such job is read once, marked, and
+    no later pass reads it."""
+    transcripts = counting_files(tmp_path)
+    seeded_history(fresh_store, transcripts, 2_000, checked="never")
     with fresh_store.database.transaction() as tx:
-        tx.execute("UPDATE reconciler_state SET started_at = $1, pass_at = pass_at - $2", began, PASS_SECONDS)
-    transcripts.checks = 0
-    reconciler.run_pass()
-    assert first + transcripts.checks == 2_000 and fresh_store.sweep_cursor().created_at is None
+        tx.execute("UPDATE jobs SET created_at = created_at - $1", WEEK)  # all older than the retention
+    reconciler = Reconciler(fresh_store, StubAPI([]), transcripts, ReconcilePolicy(check_floor=10))  # type: ignore[arg-type]
+    run_pass(reconciler)
+    assert transcripts.checks == 0
+    one_pass_later(fresh_store, 2 * DAY)
+    assert fresh_store.due_checks(fresh_store.now(), 10_000) == []
 
 
 def test_one_pass_checks_at_most_the_cap_and_the_next_goes_on_from_there(
         fresh_store: JobStore, tmp_path: Path) -> None:
-    transcripts = CountingFiles(tmp_path / "history")
-    transcripts.ensure_directories()
-    seeded_history(fresh_store, transcripts, 3_000)
-    policy = ReconcilePolicy(sweep_floor=10, sweep_cap=1_000, sweep_batch=300)
+    transcripts = counting_files(tmp_path)
+    seeded_history(fresh_store, transcripts, 3_000, checked="never")  # after an upgrade: all due at once
+    policy = ReconcilePolicy(check_floor=10, checks_per_pass=1_000, check_batch=300)
     reconciler = Reconciler(fresh_store, StubAPI([]), transcripts, policy)  # type: ignore[arg-type]
-    reconciler.run_pass()  # the first pass: no previous one, so a slice of `first_pass_interval_seconds`
-    first = transcripts.checks
     seen = []
     for _ in range(4):
-        one_pass_later(fresh_store, 86400)  # so long ago that the slice is the whole window: only the cap bounds it
         transcripts.checks = 0
-        reconciler.run_pass()
+        run_pass(reconciler)
         seen.append(transcripts.checks)
-    assert first + sum(seen[:3]) == 3_000 and max(seen) == 1_000  # each pass goes on where the last stopped
-    assert seen == [1_000, 1_000, 1_000 - first, 1_000]  # the third reached the top; the fourth starts a new sweep
-    assert fresh_store.sweep_cursor().created_at is not None
+    assert seen == [1_000, 1_000, 1_000, 10]  # then only the floor: nothing is due for a day
+
+
+def test_a_small_deployment_checks_every_file_every_pass(fresh_store: JobStore, tmp_path: Path) -> None:
+    transcripts = counting_files(tmp_path)
+    ids = seeded_history(fresh_store, transcripts, 50, checked="now")
+    transcripts.path_for(ids[7]).unlink()
+    api = StubAPI([remote_job(ids[7])])
+    summary = run_pass(Reconciler(fresh_store, api, transcripts, ReconcilePolicy()))  # type: ignore[arg-type]
+    assert transcripts.checks == 50 and summary[ReconcileOutcome.REPAIRED] == 1
 
 
 class DiskFull(StubAPI):
@@ -211,27 +215,26 @@ class DiskFull(StubAPI):
         raise OSError("disk full")
 
 
-def test_a_queued_repair_is_retried_next_pass_not_next_sweep(fresh_store: JobStore, tmp_path: Path) -> None:
+def test_a_failed_repair_is_retried_next_pass_not_next_day(fresh_store: JobStore, tmp_path: Path) -> None:
     transcripts = TranscriptFiles(tmp_path / "history").ensure_directories()
-    oldest = seeded_history(fresh_store, transcripts, 3)[-1]
-    transcripts.path_for(oldest).unlink()
-    policy = ReconcilePolicy(sweep_floor=1, first_pass_interval_seconds=0)  # one job a pass: the oldest first
-    failed = Reconciler(fresh_store, DiskFull([]), transcripts, policy).run_pass()  # type: ignore[arg-type]
-    assert failed[ReconcileOutcome.FAILED] == 1 and failed["swept"] == 1
-    assert [job.job_id for job in fresh_store.due_repairs(10)] == [oldest]
-    retried = Reconciler(fresh_store, StubAPI([remote_job(oldest)]), transcripts, policy).run_pass()  # type: ignore[arg-type]
-    assert retried[ReconcileOutcome.REPAIRED] == 1 and retried["swept"] == 1  # the sweep itself moved on
-    assert fresh_store.due_repairs(10) == [] and transcripts.exists(oldest)
+    ids = seeded_history(fresh_store, transcripts, 3, checked="now")
+    one_pass_later(fresh_store, 3600)  # none due: only the floor reads one
+    transcripts.path_for(ids[2]).unlink()
+    with fresh_store.database.transaction() as tx:
+        tx.execute("UPDATE jobs SET checked_at = checked_at - 60 WHERE job_id = $1", ids[2])  # the longest ago
+    policy = ReconcilePolicy(check_floor=1)
+    failed = run_pass(Reconciler(fresh_store, DiskFull([]), transcripts, policy))  # type: ignore[arg-type]
+    assert failed[ReconcileOutcome.FAILED] == 1
+    retried = run_pass(Reconciler(fresh_store, StubAPI([remote_job(ids[2])]), transcripts, policy))  # type: ignore[arg-type]
+    assert retried[ReconcileOutcome.REPAIRED] == 1 and transcripts.exists(ids[2])
 
 
-def test_the_repair_sweep_reads_the_index_alone(fresh_store: JobStore) -> None:
-    """The sweep reads tens of thousands of done jobs a pass: with the id and file in the index, no table page
-    is read for them, wherever in a large table they lie."""
+def test_the_repair_sweep_reads_an_index_range(fresh_store: JobStore) -> None:
     history(fresh_store, 200)
     now = fresh_store.now()
     with tests_query_plans.recording() as seen:
-        fresh_store.done_jobs_after(now - 86400, "", now, 100)
+        fresh_store.due_checks(now - 86400, 100)
     [(sql, params)] = seen
     with fresh_store.database.transaction() as tx:
         plan = " ".join(row["detail"] for row in tx.execute("EXPLAIN QUERY PLAN " + sql, *params))
-    assert "SEARCH jobs USING COVERING INDEX" in plan, plan
+    assert "SEARCH jobs USING INDEX jobs_by_check" in plan, plan

@@ -98,7 +98,9 @@ def test_metrics_show_the_reconcilers_last_pass(app_client: flask.testing.FlaskC
     found = samples(app_client)
     assert abs(found["transcribe_reconciler_last_pass_end_timestamp_seconds"] - store.now()) < 60
     assert found['transcribe_reconciler_last_pass_jobs{result="checked"}'] == 3
-    assert found['transcribe_reconciler_last_pass_jobs{result="recovered"}'] == 2
+    assert found['transcribe_reconciler_last_pass_jobs{result="recovered"}'] == 1
+    assert found['transcribe_reconciler_last_pass_jobs{result="repaired"}'] == 1  # repairs counted apart
+    assert found["transcribe_reconciler_last_pass_complete"] == 1
     assert found['transcribe_reconciler_last_pass_jobs{result="failed"}'] == 1
     assert found["transcribe_reconciler_last_pass_duration_seconds"] == 2.5
 

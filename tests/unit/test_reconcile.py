@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cronjob import summary_line
+from cronjob import run_pass, summary_line
 from notification_flow.api import PAGE_SIZE, JobGone, JobNotFound
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import Event, ReconcileOutcome, State
@@ -39,6 +39,10 @@ class StubAPI:
         self.remote = jobs
         self.missing = missing or {}
         self.reads: Counter[str] = Counter()
+
+    def check_access(self) -> None:
+        """The read every pass makes first, so a broken key shows even with nothing open."""
+        self.reads["access"] += 1
 
     def recent_jobs(self, since: float, budget: Any = None) -> Iterator[dict[str, Any]]:
         for index, item in enumerate(self.remote):
@@ -71,7 +75,7 @@ def age(store: JobStore, seconds: float) -> None:
 
 def reconcile(store: JobStore, transcripts: TranscriptFiles, api: StubAPI,
               policy: ReconcilePolicy = POLICY) -> Counter[str]:
-    return Reconciler(store, api, transcripts, policy).run_pass()  # type: ignore[arg-type]
+    return run_pass(Reconciler(store, api, transcripts, policy))  # type: ignore[arg-type]
 
 
 def test_a_done_job_is_fetched_and_recovered(fresh_store: JobStore, transcripts: TranscriptFiles) -> None:
@@ -225,7 +229,8 @@ def test_a_transcript_speechmatics_no_longer_has_is_recorded_lost_once(fresh_sto
 def test_the_summary_line_names_what_happened() -> None:
     summary = Counter({"checked": 4, ReconcileOutcome.RECOVERED: 1, ReconcileOutcome.REPAIRED: 1,
                        ReconcileOutcome.STILL_RUNNING: 1, ReconcileOutcome.SUBMIT_FAILED: 1})
-    assert summary_line(summary) == "checked 4, recovered 2, still running 1, failed 0, submit failed 1"
+    assert summary_line(summary) == ("checked 4, recovered 1, repaired 1, still running 1, failed 0, "
+                                     "submit failed 1")
 
 
 @pytest.mark.parametrize(("quiet_for", "judged"), [(60, False), (POLICY.api_timeout_seconds + 30 + 59, False),
@@ -351,5 +356,49 @@ def test_a_listing_of_malformed_jobs_leaves_each_job_to_be_asked_for(fresh_store
 
     api = SpeechmaticsAPI("k", "http://api.invalid/v2", retry=RetryPolicy(attempts=1),
                           transport=httpx.MockTransport(answer))
-    summary = Reconciler(fresh_store, api, transcripts, POLICY).run_pass()
+    summary = run_pass(Reconciler(fresh_store, api, transcripts, POLICY))
     assert summary[ReconcileOutcome.RECOVERED] == 2
+
+
+def test_one_file_the_sweep_cannot_check_costs_one_check_not_the_pass(fresh_store: JobStore,
+                                                                      transcripts: TranscriptFiles) -> None:
+    running(fresh_store, "a" * 32, "jobaaaaaaa")
+    running(fresh_store, "b" * 32, "jobbbbbbbb")
+    api = StubAPI([remote_job("jobaaaaaaa"), remote_job("jobbbbbbbb")])
+    reconcile(fresh_store, transcripts, api)
+    transcripts.path_for("jobbbbbbbb").unlink()
+
+    class OneBadObject(TranscriptFiles):
+        def exists(self, job_id: str) -> bool:
+            if job_id == "jobaaaaaaa":
+                raise OSError("HTTP 500 on HEAD")
+            return super().exists(job_id)
+
+    reconciler = Reconciler(fresh_store, api, OneBadObject(transcripts.directory), POLICY)  # type: ignore[arg-type]
+    summary = run_pass(reconciler)
+    assert (summary[ReconcileOutcome.FAILED], summary[ReconcileOutcome.REPAIRED]) == (1, 1)
+    assert reconciler.cut_short is None
+    assert reconcile(fresh_store, transcripts, api)[ReconcileOutcome.FAILED] == 0  # checked again, and fine
+
+
+def test_a_pass_that_cannot_read_the_api_is_cut_short_even_with_nothing_open(fresh_store: JobStore,
+                                                                              transcripts: TranscriptFiles) -> None:
+    from notification_flow.api import Unauthorized
+
+    class Refused(StubAPI):
+        def check_access(self) -> None:
+            raise Unauthorized("Speechmatics refused the API key (HTTP 401)", 401)
+
+    reconciler = Reconciler(fresh_store, Refused([]), transcripts, POLICY)  # type: ignore[arg-type]
+    assert run_pass(reconciler)[ReconcileOutcome.FAILED] == 1
+    assert isinstance(reconciler.cut_short, Unauthorized)
+
+
+@pytest.mark.parametrize("reference", [{"a": 1}, ["a"], 7, None])
+def test_a_foreign_job_of_any_shape_is_skipped_by_the_listing(fresh_store: JobStore, transcripts: TranscriptFiles,
+                                                             reference: Any) -> None:
+    running(fresh_store, "a" * 32, "jobaaaaaaa")
+    running(fresh_store, "b" * 32, "jobbbbbbbb")
+    foreign = {**remote_job("foreign001"), "config": {"tracking": {"reference": reference}}}
+    api = StubAPI([foreign, remote_job("jobaaaaaaa"), remote_job("jobbbbbbbb")])
+    assert reconcile(fresh_store, transcripts, api)[ReconcileOutcome.RECOVERED] == 2
