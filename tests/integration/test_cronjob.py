@@ -222,3 +222,14 @@ def test_repairs_are_counted_as_repairs_and_every_line_names_its_job(stack: Stac
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"job {adopted}: recovered" in result.stderr
     assert "job -" not in result.stderr
+
+
+def test_a_zeroed_transcript_of_the_right_size_is_repaired_by_the_next_pass(stack: Stack) -> None:
+    """A file damaged in place (all NUL, its size unchanged) is no transcript: the sweep fetches it again."""
+    (damaged,) = lost_jobs(stack, 1)
+    assert stack.cronjob("--all").returncode == 0
+    path = stack.transcripts / f"{damaged}.json"
+    path.write_bytes(b"\x00" * path.stat().st_size)
+    result = stack.cronjob("--all")
+    assert result.stdout.strip().splitlines()[-1] == "checked 0, recovered 0, repaired 1, still running 0, failed 0"
+    assert path.read_bytes() == stack.emulator.transcript_bytes(damaged)

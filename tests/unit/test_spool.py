@@ -99,9 +99,10 @@ def test_a_discarded_body_leaves_nothing(files: TranscriptFiles) -> None:
 
 
 def test_a_damaged_file_of_the_transcripts_size_is_replaced_and_not_valid(files: TranscriptFiles) -> None:
-    """The repair sweep asks `is_valid`: a file of the right size is not yet the right file."""
+    """A file of the right size is not yet the right file: neither the sweep's look at its ends (`exists`)
+    nor publishing's full read (`is_valid`) takes a zeroed one."""
     (files.directory / f"{JOB_ID}.json").write_bytes(b"\x00" * len(BODY))
-    assert files.exists(JOB_ID) and not files.is_valid(JOB_ID)
+    assert not files.exists(JOB_ID) and not files.is_valid(JOB_ID)
     with files.incoming_file() as incoming:
         assert files.publish(JOB_ID, received(incoming)) is True
     assert (files.directory / f"{JOB_ID}.json").read_bytes() == BODY and files.is_valid(JOB_ID)
