@@ -4,7 +4,7 @@ The results come from a real 53 s Speechmatics transcript (shared/reference/samp
 body reaches the wanted size, so the parser sees real key order, nesting and number formats; without that
 sample an emulator-rendered transcript stands in. Bodies are compact JSON, as the API sends them. A body is
 a prefix, the job id and a suffix, so the load generator gives each request its own id without serialising
-the body again; a 200 MB body is streamed to a file, never held in memory.
+the body again.
 """
 
 from __future__ import annotations
@@ -60,14 +60,3 @@ def template(size: int) -> BodyTemplate:
         used += len(item) + 1
     return BodyTemplate(before, after + b",".join(chosen) + b"]}")
 
-
-def write_body(path: Path, job_id: str, size: int) -> int:
-    """Stream a body of at least `size` bytes to `path`, a pass of the results at a time; returns its size."""
-    before, after, items = _frame(sample())
-    one_pass = b",".join(items)
-    with path.open("wb") as out:
-        out.write(before + job_id.encode() + after + one_pass)
-        while out.tell() < size:
-            out.write(b"," + one_pass)
-        out.write(b"]}")
-    return path.stat().st_size
