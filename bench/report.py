@@ -22,8 +22,8 @@ Runs = list[dict[str, Any]]
 Column = tuple[str, Callable[[Runs], str]]
 
 
-def number(value: float | None, digits: int = 0, unit: str = "") -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}{unit}"
+def number(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -35,8 +35,9 @@ def middle(key: str, digits: int = 0) -> Callable[[Runs], str]:
     """A column: the median of one figure over the rounds, with the rounds' range beside it."""
     def cell(runs: Runs) -> str:
         values = [run[key] for run in runs if run[key] is not None]
-        return f"{number(median(values), digits)} ({number(min(values), digits)}-{number(max(values), digits)})" \
-            if values else "—"
+        if not values:
+            return "—"
+        return f"{number(median(values), digits)} ({number(min(values), digits)}-{number(max(values), digits)})"
     return cell
 
 
