@@ -1,7 +1,7 @@
 """`make bench`: the integration measured against a lean durable handler, into the pages in docs/.
 
 The method and the goals are prose in docs/benchmarks.md, not code here. Run `python -m bench` (every
-benchmark, then the pages) or `python -m bench.report` (re-render from bench/results/latest.json). Modules:
+benchmark, then the pages). Modules:
 
 - bodies.py      realistic json-v2 notification bodies of a given size, scaled from a real transcript
 - loadgen.py     the closed-loop load generator, run in a process of its own

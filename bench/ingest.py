@@ -49,7 +49,7 @@ def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[st
 
 
 def measure(name: str, plan: Plan, work: Path, **settings: str) -> dict[str, Any]:
-    """One run of one target, and how many jobs it durably stored; `settings`: more for ours (bench/s3.py)."""
+    """One run of one target, and how many jobs it durably stored; `settings`: more for ours (into_s3)."""
     ids = jobrows.new_ids(LEAN_IDS if name == "lean" else plan.pool)
     if name == "lean":
         result = load(targets.lean(work), ids, plan)
