@@ -39,24 +39,18 @@ def sample() -> dict[str, Any]:
     return dict(build_json_v2(job, config, 53.0, 1, 1, "2026-01-01T00:00:10.000000Z"))
 
 
-def _frame(document: dict[str, Any]) -> tuple[bytes, bytes, list[bytes]]:
-    """The document split around its job id, up to the opening of its results; and its result items."""
+def template(size: int) -> BodyTemplate:
+    """A body of about `size` bytes (whole result items, so within one item of it), split around its job id."""
+    document = sample()
     head = {**{key: value for key, value in document.items() if key != "results"},
             "job": {**document["job"], "id": PLACEHOLDER}}
-    before, after = json.dumps(head, separators=(",", ":")).split(PLACEHOLDER)
+    before, after = json.dumps(head, separators=(",", ":")).removesuffix("}").split(PLACEHOLDER)
     items = [json.dumps(item, separators=(",", ":")).encode() for item in document["results"]]
-    return before.encode(), after.removesuffix("}").encode() + b',"results":[', items
-
-
-def template(size: int) -> BodyTemplate:
-    """A body of about `size` bytes (whole result items, so within one item of it)."""
-    before, after, items = _frame(sample())
     chosen: list[bytes] = []
-    used = len(before) + len(after) + len(PLACEHOLDER) + 2
+    used = len(before) + len(after) + len(PLACEHOLDER) + len(',"results":[]}')
     for item in itertools.cycle(items):
         if chosen and used + len(item) + 1 > size:
             break
         chosen.append(item)
         used += len(item) + 1
-    return BodyTemplate(before, after + b",".join(chosen) + b"]}")
-
+    return BodyTemplate(before.encode(), after.encode() + b',"results":[' + b",".join(chosen) + b"]}")

@@ -60,7 +60,7 @@ def measure(name: str, plan: Plan, work: Path, **settings: str) -> dict[str, Any
           else contextlib.nullcontext(f"sqlite:///{work / 'jobs.db'}")) as url:
         store = jobrows.create_running(url, ids)
         result = load(targets.ours(work, url, **settings), ids, plan)
-        result["stored"] = jobrows.count_done(store)
+        result["stored"] = len(store.jobs(status="done"))
     return result
 
 

@@ -30,7 +30,7 @@ def measure(size: int, work: Path, settings: dict[str, str]) -> dict[str, Any]:
         sent = loadgen.measure(server.port, targets.SECRET, [job_id], size, concurrency=1, warmup=0, seconds=600)
         peak = max(status_kb(pid, "VmHWM") - rss for pid, rss in idle.items())
     return {"peak_above_idle_mb": peak / 1024, "idle_mb": sum(idle.values()) / 1024,
-            "status": ", ".join(sent["statuses"]), "stored": jobrows.count_done(store)}
+            "status": ", ".join(sent["statuses"]), "stored": len(store.jobs(status="done"))}
 
 
 def status_kb(pid: int, name: str) -> int:
