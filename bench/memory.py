@@ -1,58 +1,36 @@
 """Memory: how far a server worker's resident memory rises while it receives one 200 MB transcript.
 
-The body is streamed from a file by the load generator's process, with a Content-Length as Speechmatics
-sends it. The figure is the kernel's own peak (VmHWM) of each of the server's processes after the body,
-less that process's resident memory (VmRSS) idle just before; the largest is the worker that handled it.
+The load generator sends the body in one request with a Content-Length, as Speechmatics sends it. The
+figure is the kernel's own peak (VmHWM) of each of the server's processes after the body, less that
+process's resident memory (VmRSS) idle just before; the largest is the worker that handled it.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import jobrows, targets
-from bench.bodies import ROOT, write_body
-
-MB = 1024 * 1024
+from bench import jobrows, loadgen, targets
 
 
-def run(size: int, rounds: int, scratch: Path, log: Callable[[str], None], label: str = "memory",
-        **extra: str) -> dict[str, Any]:
-    """`rounds` bodies of `size` bytes, one at a time; `extra`: more settings for the server (bench/s3.py)."""
-    runs = []
-    for number, job_id in enumerate(jobrows.new_ids(rounds)):
-        work = Path(tempfile.mkdtemp(prefix="memory-", dir=scratch))
-        try:
-            runs.append(measure(job_id, size, work, **extra))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        log(f"{label} round {number + 1}/{rounds}: +{runs[-1]['peak_above_idle_kb'] / 1024:.1f} MB, "
-            f"status {runs[-1]['status']}")
+def run(size: int, rounds: int, scratch: Path, log: Callable[[str], None], name: str = "ours",
+        **settings: str) -> dict[str, Any]:
+    """`rounds` bodies of `size` bytes, one at a time; `settings`: more for the server (bench/ingest.py's S3)."""
+    runs = targets.rounds(f"memory {name}", rounds, {name: lambda work: measure(size, work, settings)}, scratch, log)
     return {"size": size, "runs": runs}
 
 
-def measure(job_id: str, size: int, work: Path, **extra: str) -> dict[str, Any]:
-    body, ids, out = work / "body.json", work / "ids.txt", work / "loadgen.json"
-    written = write_body(body, job_id, size)
-    ids.write_text(job_id)
-    url = f"sqlite:///{work / 'jobs.db'}"
+def measure(size: int, work: Path, settings: dict[str, str]) -> dict[str, Any]:
+    job_id, url = jobrows.new_ids(1)[0], f"sqlite:///{work / 'jobs.db'}"
     store = jobrows.create_running(url, [job_id])
-    server = targets.ours(work, url, max_notification_mb=written // MB + 64, **extra)
+    server = targets.ours(work, url, max_notification_mb=size // 2**20 + 64, **settings)
     with targets.running(server):
         idle = {pid: status_kb(pid, "VmRSS") for pid in server.pids()}
-        command = [sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--secret", targets.SECRET,
-                   "--ids", str(ids), "--body-file", str(body), "--concurrency", "1", "--out", str(out)]
-        subprocess.run(command, cwd=ROOT, check=True, timeout=600)
+        sent = loadgen.measure(server.port, targets.SECRET, [job_id], size, concurrency=1, warmup=0, seconds=600)
         peak = max(status_kb(pid, "VmHWM") - rss for pid, rss in idle.items())
-    answer = json.loads(out.read_text())
-    return {"body_bytes": written, "peak_above_idle_kb": peak, "idle_kb": sum(idle.values()),
-            "status": next(iter(answer["all_statuses"]), "none"), "stored": jobrows.count_done(store)}
+    return {"peak_above_idle_mb": peak / 1024, "idle_mb": sum(idle.values()) / 1024,
+            "status": ", ".join(sent["statuses"]), "stored": len(store.jobs(status="done"))}
 
 
 def status_kb(pid: int, name: str) -> int:

@@ -1,4 +1,4 @@
-"""Starting and stopping the servers under test, each in its own process group.
+"""The servers under test, each in a process group of its own, and the interleaved rounds they run in.
 
 Our server runs as a user runs it, `python server.py`, with its defaults: gunicorn, one gthread worker per
 core, four threads each. The lean handler runs under a gunicorn command line with the same worker class,
@@ -10,23 +10,44 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from bench.bodies import ROOT
 
 SECRET = secrets.token_hex(20)  # a fresh one per `make bench`, passed to each server and the load generator
-WORKERS = os.cpu_count() or 1
-THREADS = 4  # server.py's default --threads
-KEEPALIVE = 5  # notification_flow/wsgi.py's
+THREADS, KEEPALIVE = 4, 5  # server.py's default --threads; notification_flow/wsgi.py's keep-alive
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    workdir: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> list[int]:
+        """The gunicorn master (the process we started) and its workers."""
+        assert self.process is not None
+        master = self.process.pid
+        return [master, *map(int, Path(f"/proc/{master}/task/{master}/children").read_text().split())]
 
 
 def free_port() -> int:
@@ -43,85 +64,71 @@ def clean_env(home: Path, **values: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Server:
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30) -> Server:
-        log = (self.workdir / f"{self.name}.log").open("ab")
-        command = [part.replace("{port}", str(self.port)) for part in self.command]
-        self.process = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    time.sleep(0.5)  # let every worker finish booting, not just the first to answer
-                    return self
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} did not start; see {self.workdir / self.name}.log")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self.process = None
-
-    def pids(self) -> list[int]:
-        """The master and its workers: every process in the group we started."""
-        if self.process is None:
-            return []
-        group = self.process.pid
-        return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if _pgid(pid) == group]
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def running(server: Server) -> Iterator[Server]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def gunicorn(app: str) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--workers", str(WORKERS),
-            "--worker-class", "gthread", "--threads", str(THREADS), "--timeout", "120",
-            "--keep-alive", str(KEEPALIVE), app]
-
-
-def ours(workdir: Path, database_url: str, max_notification_mb: int = 512, name: str = "ours",
-         **extra: str) -> Server:
-    env = clean_env(workdir, WEBHOOK_SECRET=SECRET, DATABASE_URL=database_url, **extra,
+def ours(workdir: Path, database_url: str, max_notification_mb: int = 512, **settings: str) -> Server:
+    port = free_port()
+    env = clean_env(workdir, WEBHOOK_SECRET=SECRET, DATABASE_URL=database_url, **settings,
                     TRANSCRIPTS_DIR=str(workdir / "transcripts"), MAX_NOTIFICATION_MB=str(max_notification_mb))
-    return Server(name, [sys.executable, str(ROOT / "server.py"), "--port", "{port}"], env, workdir)
+    return Server("ours", [sys.executable, str(ROOT / "server.py"), "--port", str(port)], env, workdir, port)
 
 
 def lean(workdir: Path) -> Server:
-    transcripts = workdir / "transcripts"
+    port, transcripts = free_port(), workdir / "transcripts"
     transcripts.mkdir(parents=True, exist_ok=True)
     env = clean_env(workdir, WEBHOOK_SECRET=SECRET, TRANSCRIPTS_DIR=str(transcripts),
                     LEAN_DATABASE=str(workdir / "lean.db"))
-    return Server("lean", gunicorn("bench.lean_app:app"), env, workdir)
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(os.cpu_count() or 1),
+               "--worker-class", "gthread", "--threads", str(THREADS), "--timeout", "120",
+               "--keep-alive", str(KEEPALIVE), "bench.lean_app:app"]
+    return Server("lean", command, env, workdir, port)
+
+
+@contextlib.contextmanager
+def running(server: Server, timeout: float = 30) -> Iterator[Server]:
+    """The server started and answering /healthz; its whole process group stopped afterwards, whatever happens."""
+    with (server.workdir / f"{server.name}.log").open("ab") as log:
+        server.process = subprocess.Popen(server.command, env=server.env, cwd=ROOT, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not healthy(server):
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{server.name} did not start; see {server.workdir / server.name}.log")
+            time.sleep(0.1)
+        time.sleep(0.5)  # let every worker finish booting, not just the first to answer
+        yield server
+    finally:
+        stop(server.process)
+
+
+def healthy(server: Server) -> bool:
+    with contextlib.suppress(requests.RequestException):
+        return requests.get(f"{server.url}/healthz", timeout=1).status_code == 200
+    return False
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait)
+            return
+
+
+def rounds(label: str, count: int, targets: dict[str, Callable[[Path], dict[str, Any]]], scratch: Path,
+           log: Callable[[str], None]) -> dict[str, list[dict[str, Any]]]:
+    """Each round runs every target once, in an order rotated from round to round, so a machine growing busier
+    or quieter shifts all alike. Each run gets a fresh directory, kept until all rounds are done: on ext4,
+    creating files right after thousands were deleted is slower for minutes, and would slow the next run."""
+    names, runs = list(targets), {name: [] for name in targets}
+    kept = Path(tempfile.mkdtemp(prefix=f"{label.replace(' ', '-')}-", dir=scratch))
+    try:
+        for number in range(count):
+            for name in names[number % len(names):] + names[:number % len(names)]:
+                runs[name].append(result := targets[name](Path(tempfile.mkdtemp(prefix=f"{name}-", dir=kept))))
+                figures = ", ".join(f"{key} {value:.4g}" for key, value in result.items()
+                                    if isinstance(value, int | float))
+                log(f"{label} round {number + 1}/{count} {name}: {figures}")
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+    return runs
