@@ -81,6 +81,7 @@ class Database:
     BEGIN_WRITE = "BEGIN"  # how a transaction that will write begins
     SCHEMA_LOCK = ""  # a statement that makes migrations wait for each other, where BEGIN does not
     JOB_ID_LOCK = ""  # a statement that serialises recording one job id, where BEGIN does not
+    SCHEMA_PRESENT = ""  # a query with a row if migrate has made the schema
     skip_locked = ""  # appended to the lease query where the backend can skip rows others hold
     UNAVAILABLE: tuple[type[Exception], ...] = ()  # errors that mean busy, locked or unreachable right now
 
@@ -138,25 +139,14 @@ def open_database(database_url: str) -> Database:
 
 def database_exists(database_url: str) -> bool:
     """Whether DATABASE_URL names a job database already made (by migrate), found without creating anything:
-    sqlite's file is looked for, not opened; PostgreSQL is asked whether the schema's table exists.
-    Raises StoreConfigError if DATABASE_URL is wrong, StoreUnavailable if PostgreSQL cannot be reached now."""
+    a missing sqlite file is not created; PostgreSQL is asked whether the schema's table exists.
+    Raises StoreConfigError if DATABASE_URL is wrong, StoreUnavailable if it cannot be reached now."""
     database = open_database(database_url)
-    if isinstance(database, SqliteDatabase):
-        if not database.path.is_file():
-            return False
-        conn = sqlite3.connect(f"file:{database.path}?mode=ro", uri=True)
-        try:
-            return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchall())
-        except sqlite3.Error as error:
-            raise StoreConfigError(f"DATABASE_URL: cannot open {database.path}: {error}") from error
-        finally:
-            conn.close()
-    conn = database.connect()
-    try:
-        rows = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL AS present").fetchall()
-        return bool(rows[0]["present"])
-    finally:
-        conn.close()
+    if isinstance(database, SqliteDatabase) and not database.path.is_file():
+        return False
+    database.connect()  # a wrong DATABASE_URL is StoreConfigError here; a transaction would say unavailable
+    with database.transaction(write=False) as tx:
+        return bool(tx.execute(database.SCHEMA_PRESENT))
 
 
 def describe_database(database_url: str) -> str:
@@ -192,6 +182,7 @@ class SqliteDatabase(Database):
     # julianday has millisecond precision and exists in every sqlite Python ships with.
     CLOCK = "((julianday('now') - 2440587.5) * 86400.0)"
     BEGIN_WRITE = "BEGIN IMMEDIATE"  # the write lock before reading: two writers never deadlock on an upgrade
+    SCHEMA_PRESENT = "SELECT 1 FROM sqlite_master WHERE name = 'schema_version'"
     UNAVAILABLE = (sqlite3.OperationalError,)
 
     def __init__(self, database_url: str) -> None:
@@ -238,6 +229,7 @@ class PostgresDatabase(Database):
     CLOCK = "extract(epoch FROM clock_timestamp())::float8"
     SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(47112024)"
     JOB_ID_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
+    SCHEMA_PRESENT = "SELECT 1 WHERE to_regclass('schema_version') IS NOT NULL"
     skip_locked = "FOR UPDATE SKIP LOCKED"
     UNAVAILABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
                    psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled, psycopg.OperationalError,

@@ -128,21 +128,20 @@ class Setting:
     help: str
     parse: Callable[[str, str], object]
     default: str | None = None
-    secret: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("SPEECHMATICS_API_KEY", "api_key", "Speechmatics API key (else the key saved by "
-            "`speechmatics config set --auth-token`)", lambda n, v: v, secret=True),
+            "`speechmatics config set --auth-token`)", lambda n, v: v),
     Setting("SPEECHMATICS_BATCH_URL", "batch_url", "Batch API base URL; the emulator's URL for local work",
             _url, PRODUCTION_BATCH_URL),
     Setting("SPEECHMATICS_TIMEOUT", "api_timeout", "Seconds to wait for Speechmatics before a call counts as "
             "failed", _whole(1), "30"),
     Setting("WEBHOOK_URL", "webhook_url", "Public URL Speechmatics calls when a job finishes", _url),
     Setting("WEBHOOK_SECRET", "webhook_secret", "Key from which each job's own notification token is derived; "
-            "it never leaves your machines", _secret, secret=True),
+            "it never leaves your machines", _secret),
     Setting("WEBHOOK_SECRET_PREVIOUS", "webhook_secret_previous", "Old secret whose tokens are still accepted "
-            "during a rotation", _secret, secret=True),
+            "during a rotation", _secret),
     Setting("DATABASE_URL", "database_url", "Job database: sqlite:///path or postgresql://user@host/db",
             _database_url, "sqlite:///jobs.db"),
     Setting("TRANSCRIPTS_DIR", "transcripts_dir", "Where <job_id>.json transcripts are stored (with "
@@ -156,7 +155,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRUSTED_PROXIES", "trusted_proxies", "Number of reverse proxies in front of the server whose "
             "X-Forwarded-For entries are trusted", _whole(0), "0"),
     Setting("METRICS_TOKEN", "metrics_token", "Bearer token /metrics requires (open to anyone who reaches "
-            "the port when empty)", _secret, secret=True),
+            "the port when empty)", _secret),
     Setting("LOG_FORMAT", "log_format", "text, or json for one JSON object per log line", _log_format, "text"),
     Setting("ALLOW_PRIVATE_WEBHOOK_URL", "allow_private_webhook_url", "Allow a loopback, private or link-local "
             "WEBHOOK_URL with the production API (a deliberate tunnel)", _flag, "0"),
