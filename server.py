@@ -147,7 +147,7 @@ class Receiver:
         file is linked only if absent, so a duplicate or late notification writes nothing."""
         written = self.transcripts.publish(job_id, transcript)
         if written:
-            self.metrics.transcript_written()
+            self.metrics.transcripts.inc()
         notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id))
         return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")
 

@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
 from notification_flow.schema import MIGRATIONS
 
 # How long a writer waits for a lock before giving up with StoreUnavailable (the server's 503): long enough
@@ -46,27 +50,40 @@ class StoreConfigError(Exception):
 class Transaction:
     """One transaction on either backend; every time it writes is one reading of the database's clock."""
 
-    CLOCK: str  # the SQL expression of the time now, in epoch seconds
-    rowcount = 0
-    _now: float | None = None
+    def __init__(self, database: Database, cursor: Any) -> None:
+        self.database, self.cursor = database, cursor
+        self.rowcount = 0
+        self._now: float | None = None
 
     def execute(self, sql: str, *params: Any) -> list[Row]:
-        raise NotImplementedError
+        self.cursor.execute(sql, self.database.parameters(params))
+        self.rowcount = self.cursor.rowcount
+        return [dict(row) for row in self.cursor.fetchall()] if self.cursor.description else []
 
     def now(self) -> float:
         """The database's clock, in epoch seconds, read once per transaction."""
         if self._now is None:
-            self._now = float(self.execute(f"SELECT {self.CLOCK} AS now")[0]["now"])
+            self._now = float(self.execute(f"SELECT {self.database.CLOCK} AS now")[0]["now"])
         return self._now
 
     def lock_job_id(self, job_id: str) -> None:
-        """Serialise the recording of one job id (nothing to do where a transaction already excludes writers)."""
+        """Serialise the recording of one job id, so two rows claiming it under PostgreSQL's READ COMMITTED
+        never both see it free (sqlite's write transaction already excludes every other writer)."""
+        if self.database.JOB_ID_LOCK:
+            self.execute(self.database.JOB_ID_LOCK, job_id)
 
 
 class Database:
-    """A backend: one connection per thread and process, cheap to reuse, never shared across a fork."""
+    """A backend: one connection per thread and process, cheap to reuse, never shared across a fork. The
+    backends differ only in the values below, how they connect, and which errors mean "try again later"."""
 
+    CLOCK = ""  # the SQL expression of the time now, in epoch seconds
+    BEGIN_WRITE = "BEGIN"  # how a transaction that will write begins
+    SCHEMA_LOCK = ""  # a statement that makes migrations wait for each other, where BEGIN does not
+    JOB_ID_LOCK = ""  # a statement that serialises recording one job id, where BEGIN does not
+    SCHEMA_PRESENT = ""  # a query with a row if migrate has made the schema
     skip_locked = ""  # appended to the lease query where the backend can skip rows others hold
+    UNAVAILABLE: tuple[type[Exception], ...] = ()  # errors that mean busy, locked or unreachable right now
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -74,9 +91,8 @@ class Database:
     def connect(self) -> Any:
         raise NotImplementedError
 
-    def transaction(self, write: bool = True, schema_lock: bool = False) -> contextlib.AbstractContextManager[
-            Transaction]:
-        raise NotImplementedError
+    def parameters(self, params: tuple[Any, ...]) -> Any:
+        return params
 
     def connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -85,11 +101,33 @@ class Database:
             self._local.pid = os.getpid()
         return conn
 
-    def forget(self) -> None:
-        self._local.conn = None
-
     def _is_broken(self, conn: Any) -> bool:
         return False
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[Transaction]:
+        """BEGIN, the caller's statements, COMMIT; ROLLBACK on any error. Busy, locked or lost is StoreUnavailable."""
+        try:
+            conn = self.connection()
+        except StoreConfigError as error:
+            raise StoreUnavailable(str(error)) from error
+        cursor = conn.cursor()
+        try:
+            cursor.execute(self.BEGIN_WRITE if write else "BEGIN")
+            if schema_lock and self.SCHEMA_LOCK:
+                cursor.execute(self.SCHEMA_LOCK)
+            try:
+                yield Transaction(self, cursor)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        except self.UNAVAILABLE as error:
+            with contextlib.suppress(*self.UNAVAILABLE):  # a COMMIT refused leaves the transaction open
+                cursor.execute("ROLLBACK")
+            if self._is_broken(conn):
+                self._local.conn = None
+            raise StoreUnavailable(_first_line(error)) from error
 
 
 def open_database(database_url: str) -> Database:
@@ -101,25 +139,14 @@ def open_database(database_url: str) -> Database:
 
 def database_exists(database_url: str) -> bool:
     """Whether DATABASE_URL names a job database already made (by migrate), found without creating anything:
-    sqlite's file is looked for, not opened; PostgreSQL is asked whether the schema's table exists.
-    Raises StoreConfigError if DATABASE_URL is wrong, StoreUnavailable if PostgreSQL cannot be reached now."""
+    a missing sqlite file is not created; PostgreSQL is asked whether the schema's table exists.
+    Raises StoreConfigError if DATABASE_URL is wrong, StoreUnavailable if it cannot be reached now."""
     database = open_database(database_url)
-    if isinstance(database, SqliteDatabase):
-        if not database.path.is_file():
-            return False
-        conn = sqlite3.connect(f"file:{database.path}?mode=ro", uri=True)
-        try:
-            return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchall())
-        except sqlite3.Error as error:
-            raise StoreConfigError(f"DATABASE_URL: cannot open {database.path}: {error}") from error
-        finally:
-            conn.close()
-    conn = database.connect()
-    try:
-        rows = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL AS present").fetchall()
-        return bool(rows[0]["present"])
-    finally:
-        conn.close()
+    if isinstance(database, SqliteDatabase) and not database.path.is_file():
+        return False
+    database.connect()  # a wrong DATABASE_URL is StoreConfigError here; a transaction would say unavailable
+    with database.transaction(write=False) as tx:
+        return bool(tx.execute(database.SCHEMA_PRESENT))
 
 
 def describe_database(database_url: str) -> str:
@@ -127,8 +154,6 @@ def describe_database(database_url: str) -> str:
     never the password."""
     if urlsplit(database_url).scheme == "sqlite":
         return str(Path(unquote(database_url[len("sqlite:///"):])).resolve())
-    from psycopg.conninfo import conninfo_to_dict
-
     try:
         info = conninfo_to_dict(database_url)
     except Exception:  # an unparsable URL: say no more than its scheme
@@ -153,22 +178,13 @@ def migrate(database: Database) -> int:
     return len(MIGRATIONS)
 
 
-class _SqliteTransaction(Transaction):
+class SqliteDatabase(Database):
     # julianday has millisecond precision and exists in every sqlite Python ships with.
     CLOCK = "((julianday('now') - 2440587.5) * 86400.0)"
+    BEGIN_WRITE = "BEGIN IMMEDIATE"  # the write lock before reading: two writers never deadlock on an upgrade
+    SCHEMA_PRESENT = "SELECT 1 FROM sqlite_master WHERE name = 'schema_version'"
+    UNAVAILABLE = (sqlite3.OperationalError,)
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def execute(self, sql: str, *params: Any) -> list[Row]:
-        """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ..."""
-        cursor = self.conn.execute(sql, {str(number): value for number, value in enumerate(params, start=1)})
-        rows = [dict(row) for row in cursor.fetchall()] if cursor.description else []
-        self.rowcount = cursor.rowcount
-        return rows
-
-
-class SqliteDatabase(Database):
     def __init__(self, database_url: str) -> None:
         super().__init__()
         self.path = Path(unquote(database_url[len("sqlite:///"):]))
@@ -196,24 +212,9 @@ class SqliteDatabase(Database):
             raise StoreConfigError(f"DATABASE_URL: cannot open {self.path}: {error}") from error
         return conn
 
-    @contextlib.contextmanager
-    def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_SqliteTransaction]:
-        try:
-            conn = self.connection()
-        except StoreConfigError as error:
-            raise StoreUnavailable(str(error)) from error
-        try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield _SqliteTransaction(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreUnavailable(str(error)) from error
+    def parameters(self, params: tuple[Any, ...]) -> dict[str, Any]:
+        """`$1, $2, ...` are named parameters to sqlite, called "1", "2", ..."""
+        return {str(number): value for number, value in enumerate(params, start=1)}
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -224,35 +225,21 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-class _PostgresTransaction(Transaction):
-    CLOCK = "extract(epoch FROM clock_timestamp())::float8"
-
-    def __init__(self, cursor: Any) -> None:
-        self.cursor = cursor
-
-    def execute(self, sql: str, *params: Any) -> list[Row]:
-        self.cursor.execute(sql, params)
-        self.rowcount = self.cursor.rowcount
-        return list(self.cursor.fetchall()) if self.cursor.description else []
-
-    def lock_job_id(self, job_id: str) -> None:
-        """Serialise the recording of one job id, so two rows claiming it under READ COMMITTED never both
-        see it free."""
-        self.cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (job_id,))
-
-
 class PostgresDatabase(Database):
+    CLOCK = "extract(epoch FROM clock_timestamp())::float8"
+    SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(47112024)"
+    JOB_ID_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
+    SCHEMA_PRESENT = "SELECT 1 WHERE to_regclass('schema_version') IS NOT NULL"
     skip_locked = "FOR UPDATE SKIP LOCKED"
-    SCHEMA_LOCK = 4_711_2024
+    UNAVAILABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
+                   psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled, psycopg.OperationalError,
+                   psycopg.InterfaceError)
 
     def __init__(self, database_url: str) -> None:
         super().__init__()
         self.database_url = database_url
 
     def connect(self) -> Any:
-        import psycopg
-        from psycopg.rows import dict_row
-
         try:
             conn = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row,
                                    cursor_factory=psycopg.RawCursor, connect_timeout=10, keepalives=1,
@@ -269,26 +256,6 @@ class PostgresDatabase(Database):
 
     def _is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
-
-    @contextlib.contextmanager
-    def transaction(self, write: bool = True, schema_lock: bool = False) -> Iterator[_PostgresTransaction]:
-        import psycopg
-
-        try:
-            conn = self.connection()
-        except StoreConfigError as error:
-            raise StoreUnavailable(str(error)) from error
-        try:
-            with conn.transaction(), conn.cursor() as cursor:
-                if schema_lock:
-                    cursor.execute("SELECT pg_advisory_xact_lock($1)", (self.SCHEMA_LOCK,))
-                yield _PostgresTransaction(cursor)
-        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
-                psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled, psycopg.OperationalError,
-                psycopg.InterfaceError) as error:
-            if conn.broken or conn.closed:
-                self.forget()
-            raise StoreUnavailable(_first_line(error)) from error
 
 
 # What libpq says when the URL itself is wrong (refused before connecting) or the server refuses who we are.

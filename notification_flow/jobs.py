@@ -237,7 +237,7 @@ class JobStore:
 
     # -- reading --------------------------------------------------------------------------------------
     def now(self) -> float:
-        """The database's clock: the one every time the state rules compare comes from."""
+        """The database's clock: the one every time the state rules compare comes from (/readyz asks it too)."""
         with self.database.transaction(write=False) as tx:
             return tx.now()
 
@@ -273,10 +273,6 @@ class JobStore:
                 return
             after = (rows[-1]["created_at"], rows[-1]["reference"])
             left = None if left is None else left - len(rows)
-
-    def ping(self) -> None:
-        with self.database.transaction(write=False) as tx:
-            tx.execute("SELECT 1 AS alive")
 
     def _one(self, column: str, value: str) -> Job | None:
         with self.database.transaction(write=False) as tx:

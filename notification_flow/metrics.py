@@ -76,9 +76,6 @@ class Metrics:
         self.notifications.labels(outcome=str(outcome), code=str(code)).inc()
         self.handling.observe(seconds)
 
-    def transcript_written(self) -> None:
-        self.transcripts.inc()
-
     def api_call(self, endpoint: str, call: Callable[..., T], *args: Any) -> T:
         """Make one call to the API, e.g. `GET /jobs/{id}/transcript`, counted by endpoint and by the class
         of its answer (`none` when there was none)."""
@@ -111,60 +108,44 @@ class DatabaseCollector:
         self.store = store
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        up = GaugeMetricFamily(f"{PREFIX}database_up", "1 if the database answered this scrape's queries")
         try:
             facts = database_facts(self.store)
         except StoreUnavailable:
-            up.add_metric([], 0)
-            yield up
+            yield _gauge("database_up", "1 if the database answered this scrape's queries", 0)
             return
-        up.add_metric([], 1)
-        yield up
-        jobs = GaugeMetricFamily(f"{PREFIX}jobs", "Unfinished jobs, by state (finished ones are counted by "
-                                 "transcribe_notifications_total and the reconciler's pass)", labels=["state"])
-        for state in OPEN_STATES:
-            jobs.add_metric([state.value], facts["open"].get(state.value, 0))
-        yield jobs
-        oldest = GaugeMetricFamily(f"{PREFIX}oldest_unfinished_job_age_seconds", "Age of the oldest job still "
-                                   "submitting or running (0 when there is none)")
-        oldest.add_metric([], facts["oldest_open_age"])
-        yield oldest
+        yield _gauge("database_up", "1 if the database answered this scrape's queries", 1)
+        yield _gauge("jobs", "Unfinished jobs, by state (finished ones are counted by transcribe_notifications_total "
+                     "and the reconciler's pass)", {(state.value,): facts["open"].get(state.value, 0)
+                                                   for state in OPEN_STATES}, ["state"])
+        yield _gauge("oldest_unfinished_job_age_seconds", "Age of the oldest job still submitting or running (0 "
+                     "when there is none)", facts["oldest_open_age"])
         if facts["expires_in"] is not None:
-            expiry = GaugeMetricFamily(f"{PREFIX}oldest_unfetched_job_expires_in_seconds", "Seconds until "
-                                       "Speechmatics deletes the data of the oldest running job whose transcript "
-                                       "we have not stored (7 days after creation); absent when there is none")
-            expiry.add_metric([], facts["expires_in"])
-            yield expiry
-        failed = GaugeMetricFamily(f"{PREFIX}submissions_failed_last_hour", "Jobs recorded submit_failed in the "
-                                   "last hour (client.py is not scraped: this is how its failures show)")
-        failed.add_metric([], facts["submit_failed"])
-        yield failed
-        yield from _pass_metrics(facts["pass"])
+            yield _gauge("oldest_unfetched_job_expires_in_seconds", "Seconds until Speechmatics deletes the data of "
+                         "the oldest running job whose transcript we have not stored (7 days after creation); absent "
+                         "when there is none", facts["expires_in"])
+        yield _gauge("submissions_failed_last_hour", "Jobs recorded submit_failed in the last hour (client.py is not "
+                     "scraped: this is how its failures show)", facts["submit_failed"])
+        summary = facts["pass"]
+        if summary is None:  # no pass recorded yet: absent, which the silence alert treats as silence
+            return
+        yield _gauge("reconciler_last_pass_end_timestamp_seconds", "When cronjob.py's last pass ended (epoch "
+                     "seconds, database clock)", summary["ended_at"])
+        yield _gauge("reconciler_last_pass_duration_seconds", "How long that pass took", summary["duration"])
+        yield _gauge("reconciler_last_pass_jobs", "What cronjob.py's last pass found, by result",
+                     {(result,): summary[result] for result in COUNTS}, ["result"])
+        yield _gauge("reconciler_last_pass_complete", "1 if that pass ran to its end, 0 if it was cut short (the "
+                     "API or the database unreadable, a defect)", summary["complete"])
 
 
-def _pass_metrics(summary: dict[str, Any] | None) -> Iterator[Any]:
+def _gauge(name: str, documentation: str, value: float | dict[tuple[str, ...], float],
+           labels: list[str] | None = None) -> Any:
+    """One gauge: a single value, or one value per tuple of label values."""
     from prometheus_client.core import GaugeMetricFamily
 
-    if summary is None:  # no pass recorded yet: absent, which the silence alert treats as silence
-        return
-    ended = GaugeMetricFamily(f"{PREFIX}reconciler_last_pass_end_timestamp_seconds", "When cronjob.py's last "
-                              "pass ended (epoch seconds, database clock)")
-    ended.add_metric([], summary["ended_at"])
-    yield ended
-    duration = GaugeMetricFamily(f"{PREFIX}reconciler_last_pass_duration_seconds", "How long that pass took")
-    duration.add_metric([], summary["duration"])
-    yield duration
-    jobs = GaugeMetricFamily(f"{PREFIX}reconciler_last_pass_jobs", "What cronjob.py's last pass found, by "
-                             "result", labels=["result"])
-    for result in COUNTS:
-        jobs.add_metric([result], summary[result])
-    yield jobs
-    complete = GaugeMetricFamily(f"{PREFIX}reconciler_last_pass_complete", "1 if that pass ran to its end, 0 if "
-                                 "it was cut short (the API or the database unreadable, a defect)")
-    complete.add_metric([], summary["complete"])
-    yield complete
+    gauge = GaugeMetricFamily(f"{PREFIX}{name}", documentation, labels=labels)
+    for label_values, number in (value.items() if isinstance(value, dict) else [((), value)]):
+        gauge.add_metric(list(label_values), number)
+    return gauge
 
 
 def database_facts(store: JobStore) -> dict[str, Any]:

@@ -83,20 +83,14 @@ def _s3_url(name: str, value: str) -> str:
     return value
 
 
-def _positive_int(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
-    if number <= 0:
-        raise SettingsError(f"{name} must be greater than zero, got {number}")
-    return number
+def _whole(least: int) -> Callable[[str, str], int]:
+    """A parser of a whole number of at least `least`."""
+    def parse(name: str, value: str) -> int:
+        if not re.fullmatch(r"[0-9]+", value) or int(value) < least:
+            raise SettingsError(f"{name} must be a whole number of {least} or more, got {value!r}")
+        return int(value)
 
-
-def _count(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise SettingsError(f"{name} must be a whole number of zero or more, got {value!r}")
-    return int(value)
+    return parse
 
 
 def _regions(name: str, value: str) -> tuple[str, ...]:
@@ -105,10 +99,6 @@ def _regions(name: str, value: str) -> tuple[str, ...]:
     if unknown:
         raise SettingsError(f"{name}: unknown region {unknown[0]!r}; known: {', '.join(EGRESS_IPS)}")
     return regions
-
-
-def _path(name: str, value: str) -> Path:
-    return Path(value)
 
 
 def _log_format(name: str, value: str) -> str:
@@ -138,35 +128,34 @@ class Setting:
     help: str
     parse: Callable[[str, str], object]
     default: str | None = None
-    secret: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("SPEECHMATICS_API_KEY", "api_key", "Speechmatics API key (else the key saved by "
-            "`speechmatics config set --auth-token`)", lambda n, v: v, secret=True),
+            "`speechmatics config set --auth-token`)", lambda n, v: v),
     Setting("SPEECHMATICS_BATCH_URL", "batch_url", "Batch API base URL; the emulator's URL for local work",
             _url, PRODUCTION_BATCH_URL),
     Setting("SPEECHMATICS_TIMEOUT", "api_timeout", "Seconds to wait for Speechmatics before a call counts as "
-            "failed", _positive_int, "30"),
+            "failed", _whole(1), "30"),
     Setting("WEBHOOK_URL", "webhook_url", "Public URL Speechmatics calls when a job finishes", _url),
     Setting("WEBHOOK_SECRET", "webhook_secret", "Key from which each job's own notification token is derived; "
-            "it never leaves your machines", _secret, secret=True),
+            "it never leaves your machines", _secret),
     Setting("WEBHOOK_SECRET_PREVIOUS", "webhook_secret_previous", "Old secret whose tokens are still accepted "
-            "during a rotation", _secret, secret=True),
+            "during a rotation", _secret),
     Setting("DATABASE_URL", "database_url", "Job database: sqlite:///path or postgresql://user@host/db",
             _database_url, "sqlite:///jobs.db"),
     Setting("TRANSCRIPTS_DIR", "transcripts_dir", "Where <job_id>.json transcripts are stored (with "
-            "TRANSCRIPTS_URL: only where bodies are spooled while they arrive)", _path, "transcripts"),
+            "TRANSCRIPTS_URL: only where bodies are spooled while they arrive)", lambda n, v: Path(v), "transcripts"),
     Setting("WEBHOOK_PATH", "webhook_path", "URL path of the notification endpoint", _webhook_path,
             "/webhook"),
     Setting("MAX_NOTIFICATION_MB", "max_notification_mb", "Largest notification body accepted (413 above)",
-            _positive_int, "512"),
+            _whole(1), "512"),
     Setting("ALLOWED_REGIONS", "allowed_regions", "Only accept notifications from these regions' "
             "Speechmatics egress IPs, e.g. eu1,us1 (off when empty)", _regions, ""),
     Setting("TRUSTED_PROXIES", "trusted_proxies", "Number of reverse proxies in front of the server whose "
-            "X-Forwarded-For entries are trusted", _count, "0"),
+            "X-Forwarded-For entries are trusted", _whole(0), "0"),
     Setting("METRICS_TOKEN", "metrics_token", "Bearer token /metrics requires (open to anyone who reaches "
-            "the port when empty)", _secret, secret=True),
+            "the port when empty)", _secret),
     Setting("LOG_FORMAT", "log_format", "text, or json for one JSON object per log line", _log_format, "text"),
     Setting("ALLOW_PRIVATE_WEBHOOK_URL", "allow_private_webhook_url", "Allow a loopback, private or link-local "
             "WEBHOOK_URL with the production API (a deliberate tunnel)", _flag, "0"),

@@ -30,7 +30,7 @@ Statement = tuple[str, tuple[Any, ...]]
 def recording() -> Iterator[list[Statement]]:
     """Every statement run through either backend's transactions while inside, with its parameters."""
     seen: list[Statement] = []
-    originals = {cls: cls.execute for cls in (db._SqliteTransaction, db._PostgresTransaction)}
+    originals = {db.Transaction: db.Transaction.execute}
 
     def wrap(original: Any) -> Any:
         def run(self: Any, sql: str, *params: Any) -> Any:
