@@ -11,7 +11,7 @@ Each method is one short transaction; times come from the database's clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,10 @@ from notification_flow.lifecycle import (
 )
 
 __all__ = ["Job", "JobStore", "Notification", "StoreUnavailable", "open_store"]
+
+# Work that must commit with a move or not at all (an event to hand on, say): called inside the move's
+# transaction with the row as it now is.
+Follower = Callable[[Transaction, Row], None]
 
 
 @dataclass(frozen=True)
@@ -75,18 +79,19 @@ class Notification:
         return self.error or f"Speechmatics reported {self.status}"
 
 
-def open_store(database_url: str, migrate_schema: bool = True) -> JobStore:
+def open_store(database_url: str, migrate_schema: bool = True, followers: tuple[Follower, ...] = ()) -> JobStore:
     """The job store for DATABASE_URL. With `migrate_schema` it connects, creates or migrates the schema,
     and raises StoreConfigError now if that is impossible; without, nothing connects until first use."""
     database = open_database(database_url)
     if migrate_schema:
         migrate(database)
-    return JobStore(database)
+    return JobStore(database, followers)
 
 
 class JobStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, followers: tuple[Follower, ...] = ()) -> None:
         self.database = database
+        self.followers = followers  # each runs in the transaction of every move, after it
 
     # -- the lifecycle --------------------------------------------------------------------------------
     def add_submission(self, reference: str, audio: str) -> None:
@@ -160,6 +165,8 @@ class JobStore:
                        "transcript), error = $4, updated_at = $5, lease_until = NULL WHERE reference = $6 AND "
                        "status = $7", target, job_id, transcript, error, tx.now(), row["reference"], row["status"])
             if tx.rowcount == 1:
+                for follow in self.followers:
+                    follow(tx, self._row(tx, "reference", row["reference"]) or {})
                 return target
             row = self._row(tx, "reference", row["reference"]) or {}
             if not row:

@@ -228,3 +228,23 @@ def test_renewed_leases_are_held_again(fresh_store: JobStore) -> None:
     fresh_store.claim_open_jobs(0, 10, lease_seconds=-1)
     fresh_store.renew([REF], 60)
     assert fresh_store.claim_open_jobs(0, 10, 60) == []
+
+
+def test_a_follower_sees_every_move_and_commits_or_fails_with_it(fresh_store: JobStore) -> None:
+    """What must follow a move (an event to hand on, say) is written in the move's own transaction: it sees
+    the row as moved, and if it fails, the move does not happen either."""
+    seen: list[tuple[str, str | None]] = []
+    store = JobStore(fresh_store.database, followers=(lambda tx, row: seen.append((row["status"], row["job_id"])),))
+    store.add_submission(REF, "call.wav")
+    store.record_created(REF, JOB_ID)
+    store.record_notification(JOB_ID, TRANSCRIPT)
+    assert seen == [(State.RUNNING, JOB_ID), (State.DONE, JOB_ID)]
+
+    def refuse(tx: object, row: object) -> None:
+        raise RuntimeError("the follower could not write")
+
+    failing = JobStore(fresh_store.database, followers=(refuse,))
+    failing.add_submission(OTHER_REF, "other.wav")
+    with pytest.raises(RuntimeError):
+        failing.record_created(OTHER_REF, OTHER_ID)
+    assert fresh_store.find_by_reference(OTHER_REF).status is State.SUBMITTING
