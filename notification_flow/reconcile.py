@@ -47,9 +47,10 @@ class ReconcilePolicy:
     concurrency: int = 8  # jobs worked on at once
     batch: int = 200  # jobs leased at a time
     lease_seconds: float = 600  # a pass that dies lets its leases run out after this
-    # A `submitting` row's client heartbeats while it uploads and awaits the answer; after its last heartbeat
-    # it could still have created the job for a heartbeat's interval plus its API timeout. Past that, and a
-    # margin for a slow API, a listing that does not show the job shows that none was created.
+    # A `submitting` row's client heartbeats while it uploads; after its last heartbeat it could still have
+    # created the job for a heartbeat's interval of reading, then the rest of the body and the answer within
+    # an API timeout each. Past that, and a margin for a slow API, a listing that does not show the job shows
+    # that none was created (one that shows up later all the same is adopted, see `adopt_listed`).
     api_timeout_seconds: float = 30
     creation_margin_seconds: float = 60
     adoption_window_seconds: float = 1800  # how long a `submit_failed` row is still looked for in listings
@@ -62,6 +63,11 @@ class ReconcilePolicy:
     checks_per_pass: int = 100_000  # so that no pass grows without bound, whatever fell due at once
     check_batch: int = 1_000  # done jobs read per query
     repair_lease_seconds: float = 60
+
+    @property
+    def could_create_for(self) -> float:
+        """How long after a `submitting` row's last heartbeat its client could still create the job."""
+        return HEARTBEAT_SECONDS + 2 * self.api_timeout_seconds + self.creation_margin_seconds
 
 
 class Reconciler:
@@ -195,8 +201,7 @@ class Reconciler:
         listing began after the last moment its client could have created the job, and reached back past
         the row's creation. Absence seen any earlier may still change."""
         policy = self.policy
-        could_create_until = (job.updated_at + HEARTBEAT_SECONDS + policy.api_timeout_seconds
-                              + policy.creation_margin_seconds)
+        could_create_until = job.updated_at + policy.could_create_for
         return remote.listed_since(could_create_until) and remote.listed_back_to(job.created_at)
 
     def adopt_listed(self, remote: RemoteJobs, doubtful: list[Job]) -> None:

@@ -664,3 +664,46 @@ def test_the_rate_limiter_never_starts_more_than_its_limit_in_any_one_second_win
         thread.join()
     assert len(starts) == per_second * 18
     assert worst_one_second_window(starts) <= per_second
+
+
+class Ticking:
+    """Stands in for the `time` module inside notification_flow.api: each reading is `step` seconds later."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_long_upload_keeps_the_heartbeat_going_and_a_closed_row_stops_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row is seen alive while the audio goes out, however long that takes; a heartbeat saying the row
+    was closed stops the upload in the middle, and nothing is created."""
+    monkeypatch.setattr(api_module, "time", Ticking(api_module.HEARTBEAT_SECONDS / 2))
+    long_audio = tmp_path / "long.wav"
+    long_audio.write_bytes(bytes(4 * 1024 * 1024))
+    received: list[int] = []
+
+    def upload(request: httpx.Request) -> httpx.Response:
+        received.append(len(request.read()))
+        return created()
+
+    beats: list[int] = []
+    assert make_api(upload).submit(long_audio, CONFIG, heartbeat=lambda: beats.append(1)) == "newjob0001"
+    assert received[0] > 4 * 1024 * 1024 and len(beats) > 10  # one before the try, then during the upload
+
+    class RowClosed(Exception):
+        pass
+
+    def closed_after_two() -> None:
+        beats.append(1)
+        if len(beats) > 2:
+            raise RowClosed
+
+    beats.clear()
+    received.clear()
+    with pytest.raises(RowClosed):
+        make_api(upload).submit(long_audio, CONFIG, heartbeat=closed_after_two)
+    assert received == []
