@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,8 +21,8 @@ import httpx
 from notification_flow.retry import Budget, GaveUp, RetryPolicy, retry_after_seconds
 
 # Documented limits (docs: batch/limits): 10 job creations and 50 status requests per second. We stay a
-# little below them: a request started in one second can still arrive in the next.
-SUBMITS_PER_SECOND = 9
+# little below them: requests started evenly can still arrive bunched.
+SUBMITS_PER_SECOND = 9.5
 READS_PER_SECOND = 48
 PAGE_SIZE = 100  # the most GET /v2/jobs returns at once
 RETENTION_SECONDS = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
@@ -73,23 +72,24 @@ class _Retryable(Exception):
 
 
 class RateLimiter:
-    """At most `per_second` calls in any one-second window, shared by every thread of this process.
+    """At most `per_second` calls (rounded up) in any one-second window, shared by every thread of this process.
 
-    A sliding window of start times: a call waits until the call `per_second` places before it is a second
-    old, and its start is taken after that wait, under the lock. A thread that was late to start therefore
-    counts where it really started, and no one-second window ever holds more than `per_second` starts."""
+    Calls start evenly spaced, each at least 1/`per_second` after the previous one really started: the wait
+    is taken under the lock and the next start counted from the end of it, so a thread that was late to
+    start never bunches with punctual ones. Even spacing, not bursts up to the limit, because requests
+    started together can arrive in the service's next second together with the following ones."""
 
     def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.starts: deque[float] = deque(maxlen=max(1, int(per_second)))
+        self.interval, self.next_start = 1.0 / per_second, float("-inf")
         self.clock, self.sleep = clock, sleep
         self.lock = threading.Lock()
 
     def wait(self) -> None:
         with self.lock:  # held while waiting: the callers queue up in order
-            while len(self.starts) == self.starts.maxlen and (left := self.starts[0] + 1.0 - self.clock()) > 0:
+            while (left := self.next_start - self.clock()) > 0:
                 self.sleep(left)
-            self.starts.append(self.clock())
+            self.next_start = self.clock() + self.interval
 
 
 class SpeechmaticsAPI:
