@@ -10,6 +10,6 @@ benchmark, then the pages). Modules:
 - ingest.py      webhook ingest, and the same into S3 against local disk
 - memory.py      how far a worker's memory rises while it receives a 200 MB transcript
 - pacing.py      cronjob.py recovering lost notifications, and client.py submitting, at the API's limits
-- history.py     routine work against history size; history_report.py its page; rss.py a process's peak
+- history.py     an idle reconciler pass against history size, and its page; rss.py a process's peak
 - report.py      the results pages; stats.py the median over rounds
 """

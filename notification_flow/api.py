@@ -20,13 +20,13 @@ import httpx
 
 from notification_flow.retry import Budget, GaveUp, RetryPolicy, retry_after_seconds
 
-# Documented limits (docs: batch/limits): 10 job creations and 50 status requests per second.
-# We aim a little below them, because requests sent evenly can still arrive bunched.
+# Documented limits (docs: batch/limits): 10 job creations and 50 status requests per second. We stay a
+# little below them: requests started evenly can still arrive bunched.
 SUBMITS_PER_SECOND = 9.5
 READS_PER_SECOND = 48
 PAGE_SIZE = 100  # the most GET /v2/jobs returns at once
 RETENTION_SECONDS = 7 * 86400  # Speechmatics deletes a job's data a week after it was created
-HEARTBEAT_SECONDS = 30  # a submitting client shows it is alive at least this often, until it has its answer
+HEARTBEAT_SECONDS = 30  # a submitting client shows it is alive at least this often while it uploads
 CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # What Speechmatics appends to a job's `errors` when it could not deliver a notification.
 NOTIFICATION_ERRORS = ("Error in sending notification", "unable to send notification", "Sending notification failed")
@@ -72,19 +72,24 @@ class _Retryable(Exception):
 
 
 class RateLimiter:
-    """At most `per_second` calls in any one-second window, shared by every thread of this process."""
+    """At most `per_second` calls (rounded up) in any one-second window, shared by every thread of this process.
 
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second
-        self.next_slot = 0.0
+    Calls start evenly spaced, each at least 1/`per_second` after the previous one really started: the wait
+    is taken under the lock and the next start counted from the end of it, so a thread that was late to
+    start never bunches with punctual ones. Even spacing, not bursts up to the limit, because requests
+    started together can arrive in the service's next second together with the following ones."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval, self.next_start = 1.0 / per_second, float("-inf")
+        self.clock, self.sleep = clock, sleep
         self.lock = threading.Lock()
 
     def wait(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-        time.sleep(max(0.0, slot - now))
+        with self.lock:  # held while waiting: the callers queue up in order
+            while (left := self.next_start - self.clock()) > 0:
+                self.sleep(left)
+            self.next_start = self.clock() + self.interval
 
 
 class SpeechmaticsAPI:
@@ -113,8 +118,8 @@ class SpeechmaticsAPI:
 
     # -- calls ----------------------------------------------------------------------------------------
     def submit(self, audio: Path, job_config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
-        """Create a job, and never a second one that the listing could have shown. `heartbeat` runs at least
-        every HEARTBEAT_SECONDS until the answer is in, so the row's owner is seen to be alive; if it
+        """Create a job, and never a second one that the listing could have shown. `heartbeat` runs before
+        every try and every HEARTBEAT_SECONDS of the upload, so the row's owner is seen to be alive; if it
         raises, the upload stops.
 
         Speechmatics has no idempotency key, but our reference travels in `tracking.reference`: after an
@@ -126,9 +131,9 @@ class SpeechmaticsAPI:
         budget = self.retry.budget(heartbeat)
 
         def post() -> httpx.Response:
-            with audio.open("rb") as data, _Pulse(heartbeat) as pulse:
+            with audio.open("rb") as data:
                 return self.http.post("jobs", data={"config": json.dumps(job_config)},
-                                      files={"data_file": (audio.name, _CheckedReader(data, pulse))})
+                                      files={"data_file": (audio.name, _BeatingFile(data, heartbeat))})
 
         maybe_created = False
         while True:
@@ -270,47 +275,19 @@ class SpeechmaticsAPI:
                            response.status_code) from None
 
 
-class _Pulse:
-    """Runs `heartbeat` every HEARTBEAT_SECONDS on a thread while a request is in flight: while the audio
-    uploads and while we wait for the answer. If the heartbeat raises, `check` raises it in the uploader."""
+class _BeatingFile:
+    """The audio file as the upload reads it: every HEARTBEAT_SECONDS of reading, `heartbeat` runs, so the row
+    is seen alive while the audio goes out, and if it raises (the row was closed) the upload stops there. After
+    the last read, the rest of the body and the answer each take at most the API timeout, which the
+    reconciler's judgement of a silent row allows for."""
 
-    def __init__(self, heartbeat: Heartbeat | None, every: float = HEARTBEAT_SECONDS) -> None:
-        self.heartbeat, self.every = heartbeat, every
-        self.stopped = threading.Event()
-        self.problem: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
-
-    def __enter__(self) -> _Pulse:
-        if self.heartbeat:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopped.set()
-        if self.thread.is_alive():
-            self.thread.join()
-
-    def _run(self) -> None:
-        while not self.stopped.wait(self.every):
-            try:
-                self.heartbeat()  # type: ignore[misc]
-            except Exception as problem:
-                self.problem = problem
-                return
-
-    def check(self) -> None:
-        if self.problem is not None:
-            raise self.problem
-
-
-class _CheckedReader:
-    """The audio file, read for the upload, stopping it if the heartbeat says the row was closed."""
-
-    def __init__(self, file: BinaryIO, pulse: _Pulse) -> None:
-        self.file, self.pulse = file, pulse
+    def __init__(self, file: BinaryIO, heartbeat: Heartbeat | None) -> None:
+        self.file, self.heartbeat, self.beaten = file, heartbeat, time.monotonic()
 
     def read(self, size: int = -1) -> bytes:
-        self.pulse.check()
+        if self.heartbeat and time.monotonic() - self.beaten >= HEARTBEAT_SECONDS:
+            self.heartbeat()
+            self.beaten = time.monotonic()
         return self.file.read(size)
 
     def __getattr__(self, name: str) -> Any:

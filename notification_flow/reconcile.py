@@ -47,9 +47,10 @@ class ReconcilePolicy:
     concurrency: int = 8  # jobs worked on at once
     batch: int = 200  # jobs leased at a time
     lease_seconds: float = 600  # a pass that dies lets its leases run out after this
-    # A `submitting` row's client heartbeats while it uploads and awaits the answer; after its last heartbeat
-    # it could still have created the job for a heartbeat's interval plus its API timeout. Past that, and a
-    # margin for a slow API, a listing that does not show the job shows that none was created.
+    # A `submitting` row's client heartbeats while it uploads; after its last heartbeat it could still have
+    # created the job for a heartbeat's interval of reading, then the rest of the body and the answer within
+    # an API timeout each. Past that, and a margin for a slow API, a listing that does not show the job shows
+    # that none was created (one that shows up later all the same is adopted, see `adopt_listed`).
     api_timeout_seconds: float = 30
     creation_margin_seconds: float = 60
     adoption_window_seconds: float = 1800  # how long a `submit_failed` row is still looked for in listings
@@ -62,6 +63,11 @@ class ReconcilePolicy:
     checks_per_pass: int = 100_000  # so that no pass grows without bound, whatever fell due at once
     check_batch: int = 1_000  # done jobs read per query
     repair_lease_seconds: float = 60
+
+    @property
+    def could_create_for(self) -> float:
+        """How long after a `submitting` row's last heartbeat its client could still create the job."""
+        return HEARTBEAT_SECONDS + 2 * self.api_timeout_seconds + self.creation_margin_seconds
 
 
 class Reconciler:
@@ -132,7 +138,7 @@ class Reconciler:
         now = self.store.now()  # before the listing: it shows every job created up to this moment
         try:
             self.remote.learn(jobs, now)
-            self.adopt_listed(self.remote, self.doubtful)
+            self.adopt_listed()
         except ApiError as error:  # no listing: each job is asked for on its own instead
             log.warning("listing jobs failed: %s", error)
         return now
@@ -141,39 +147,38 @@ class Reconciler:
         """Each job, `concurrency` at a time: fetch and publish its transcript if it is done, and mark its
         new state; a job that moved gives up its lease with the move."""
         with ThreadPoolExecutor(self.policy.concurrency) as pool:
-            outcomes = list(pool.map(self.reconcile_safely, jobs, [self.remote] * len(jobs), [now] * len(jobs)))
+            outcomes = list(pool.map(self.reconcile_safely, jobs, [now] * len(jobs)))
         for job, outcome in zip(jobs, outcomes, strict=True):
             if outcome is not None and not outcome.leaves_job_open:
                 self.held.pop(job.reference)
 
-    def reconcile_safely(self, job: Job, remote: RemoteJobs, now: float) -> Outcome | None:
+    def reconcile_safely(self, job: Job, now: float) -> Outcome | None:
         """The job's outcome; None if the pass is stopping and the job was abandoned before it was started."""
         if self.stopping.is_set():
             return None
         try:
-            outcome = self.reconcile(job, remote, now)
+            outcome = self.reconcile(job, now)
         except Exception as error:  # one job's trouble must never stop the others
-            log.warning("job %s (%s): %s", self.job_id_of(job, remote), job.reference, error)
+            log.warning("job %s (%s): %s", self.job_id_of(job), job.reference, error)
             outcome = Outcome.FAILED
         if not outcome.leaves_job_open and outcome is not Outcome.ALREADY_FINAL:  # one line per job it changed
-            job_id = self.job_id_of(job, remote)
+            job_id = self.job_id_of(job)
             log.info("job %s: %s", job_id, outcome, extra={"fields": {
                 "job_id": job_id, "reference": job.reference, "outcome": str(outcome)}})
         self.count("checked", outcome)
         return outcome
 
-    @staticmethod
-    def job_id_of(job: Job, remote: RemoteJobs) -> str:
+    def job_id_of(self, job: Job) -> str:
         """The job's id for a log line: the row's, else the one a listing found for its reference."""
-        found = remote.by_reference.get(job.reference)
+        found = self.remote.by_reference.get(job.reference)
         return job.job_id or (found["id"] if found else f"- (reference {job.reference})")
 
-    def reconcile(self, job: Job, remote: RemoteJobs, now: float) -> Outcome:
-        job_id = job.job_id
+    def reconcile(self, job: Job, now: float) -> Outcome:
+        remote, job_id = self.remote, job.job_id
         if job_id is None:  # client.py died or timed out between creating the job and recording its id
             found = remote.by_reference.get(job.reference)
             if found is None:
-                if not self.judged_not_created(job, remote, now):
+                if not self.judged_not_created(job):
                     return Outcome.STILL_RUNNING
                 moved = self.store.record_not_created(job.reference, "Speechmatics has no job with this reference")
                 return Outcome.SUBMIT_FAILED if moved else Outcome.ALREADY_FINAL
@@ -190,21 +195,20 @@ class Reconciler:
             return Outcome.EXPIRED
         return self.apply(job_id, details)
 
-    def judged_not_created(self, job: Job, remote: RemoteJobs, now: float) -> bool:
+    def judged_not_created(self, job: Job) -> bool:
         """A `submitting` row whose reference the listing does not show created no job, but only if that
         listing began after the last moment its client could have created the job, and reached back past
         the row's creation. Absence seen any earlier may still change."""
-        policy = self.policy
-        could_create_until = (job.updated_at + HEARTBEAT_SECONDS + policy.api_timeout_seconds
-                              + policy.creation_margin_seconds)
-        return remote.listed_since(could_create_until) and remote.listed_back_to(job.created_at)
+        listing_began = self.remote.began  # by the database's clock, like the row's times
+        return listing_began >= job.updated_at + self.policy.could_create_for and self.remote.listed_back_to(
+            job.created_at)
 
-    def adopt_listed(self, remote: RemoteJobs, doubtful: list[Job]) -> None:
+    def adopt_listed(self) -> None:
         """A listing that shows a job carrying the reference of a row recently judged `submit_failed` proves
         the judgement wrong (the API was slower than any deadline): adopt the job, so it is fetched like any
         other. Rows judged longer ago than the adoption window are no longer looked for."""
-        for job in doubtful:
-            found = remote.by_reference.get(job.reference)
+        for job in self.doubtful:
+            found = self.remote.by_reference.get(job.reference)
             if found and self.store.record_created(job.reference, found["id"]):
                 log.info("job %s: adopted for %s, which had been judged not created", found["id"], job.reference)
 
@@ -345,10 +349,6 @@ class RemoteJobs:
 
     def knows(self, job: Job) -> bool:
         return job.job_id in self.by_id if job.job_id else job.reference in self.by_reference
-
-    def listed_since(self, moment: float) -> bool:
-        """Whether the listing began after `moment`, so it shows every job created before it."""
-        return self.began >= moment
 
     def listed_back_to(self, moment: float) -> bool:
         return self.oldest_listed <= moment - self.clock_skew

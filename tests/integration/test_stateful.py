@@ -55,6 +55,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
             self.running: list[str] = []
             self.last_seen: dict[str, str] = {}
             self.done_ids: list[str] = []
+            self.reference_of: dict[str, str] = {}  # job id -> the reference its config carries, as its token does
 
         @rule(crash=st.booleans())
         def submit(self, crash: bool) -> None:
@@ -66,6 +67,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
                 store.record_created(reference, job_id)
             self.references.append(reference)
             self.running.append(job_id)
+            self.reference_of[job_id] = reference
 
         @rule()
         def a_slow_api_creates_the_job_after_its_row_was_judged(self) -> None:
@@ -77,8 +79,10 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
                            "WHERE reference = $1", reference)
             run_pass(Reconciler(store, api, transcripts, ReconcilePolicy(grace_seconds=0, concurrency=2)))
             assert store.find_by_reference(reference).status == "submit_failed"
-            self.running.append(create_job(served, reference, {"contents": ["transcript"]}))
+            job_id = create_job(served, reference, {"contents": ["transcript"]})
+            self.running.append(job_id)
             self.references.append(reference)
+            self.reference_of[job_id] = reference
 
         # Choices are drawn as plain numbers, whatever the emulator holds, so Hypothesis can replay them.
         @precondition(lambda self: self.running)
@@ -94,11 +98,13 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
             served.emulator.set_faults(**{name: 1.0 if name == fault else 0.0 for name in DOWNLOAD_FAULTS})
 
         def report_conflicting(self, pick: int, statuses: tuple[str, str]) -> None:
+            """Speechmatics' own notifications carry the token of the job's reference, whether or not its row
+            has recorded the job id yet (the client may have crashed before it could)."""
             job_id = self.done_ids[pick % len(self.done_ids)]
             transcript = served.emulator.transcript_bytes(job_id)
             for status in statuses:
                 body = transcript if status == "success" else b""
-                assert served.notify(job_id, status=status, body=body,
+                assert served.notify(job_id, status=status, body=body, reference=self.reference_of[job_id],
                                      content_type="application/json").status_code in (200, 202, 503)
 
         @precondition(lambda self: self.done_ids)

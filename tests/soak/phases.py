@@ -16,7 +16,6 @@ from typing import Any
 import requests
 
 from emulator import Emulator
-from notification_flow.api import HEARTBEAT_SECONDS
 from notification_flow.jobs import open_store
 from notification_flow.lifecycle import OPEN_STATES
 from notification_flow.reconcile import ReconcilePolicy
@@ -136,12 +135,12 @@ def run_settling_cronjobs(stack: Stack, logs: Path) -> list[ProcessRun]:
     """More passes, as cron would start them, until no job is open (a download may have come back broken).
 
     A `submitting` row whose client gave up with no job made (every try refused) can only be judged once its
-    client could no longer create one: after its last heartbeat, a heartbeat, an API timeout and the margin.
+    client could no longer create one: `ReconcilePolicy.could_create_for` after its last heartbeat.
     While such a row is open, passes go on every CRON_SECONDS until then, as cron's would."""
     runs: list[ProcessRun] = []
     store = open_store(stack.database_url)
     policy = ReconcilePolicy()
-    judged_after = HEARTBEAT_SECONDS + policy.api_timeout_seconds + policy.creation_margin_seconds + CRON_SECONDS
+    judged_after = policy.could_create_for + CRON_SECONDS
     while open_jobs := [job for job in store.jobs() if job.status in OPEN_STATES]:
         submitting = [job.updated_at for job in open_jobs if job.status == "submitting"]
         if len(runs) >= SETTLING_PASSES and not (submitting and store.now() < max(submitting) + judged_after):

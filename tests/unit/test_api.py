@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
+import math
+import random
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -615,3 +619,92 @@ def test_the_api_client_imports_neither_the_parser_nor_the_spool() -> None:
     tree = ast.parse(Path(api_module.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not imported & {"notification_flow.transcripts", "notification_flow.jsonv2", "notification_flow.payloads"}
+
+
+class SharedClock:
+    """A fake clock several threads share: only sleeping moves it, and a sleeper may wake late (a busy
+    scheduler), by a seeded amount, so the same run gives the same clock readings."""
+
+    def __init__(self, seed: int) -> None:
+        self.now, self.lock = 0.0, threading.Lock()
+        self.late = random.Random(seed)
+
+    def monotonic(self) -> float:
+        with self.lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds + self.late.choice([0.0, 0.0, 0.0, 0.05, 0.3])
+
+
+def worst_one_second_window(starts: list[float]) -> int:
+    """The most starts any window [t, t + 1s) holds; enough to try windows opening at a start."""
+    starts = sorted(starts)
+    return max(bisect.bisect_left(starts, start + 1.0) - index for index, start in enumerate(starts))
+
+
+@pytest.mark.parametrize("per_second", [9.5, 48])
+def test_the_rate_limiter_never_starts_more_than_its_limit_in_any_one_second_window(per_second: float) -> None:
+    """Threads calling at once, some waking late from their wait: wherever the one-second window is put, it
+    never holds more starts than the limit (a paced schedule can: a late thread bunches with punctual ones)."""
+    clock, calls_each = SharedClock(seed=int(per_second)), int(per_second) * 3
+    limiter = api_module.RateLimiter(per_second, clock=clock.monotonic, sleep=clock.sleep)
+    starts: list[float] = []
+
+    def calls() -> None:
+        for _ in range(calls_each):
+            limiter.wait()
+            starts.append(clock.monotonic())
+            clock.sleep(0.0)  # the request itself, which may also be slow to come back
+
+    threads = [threading.Thread(target=calls) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(starts) == calls_each * 6
+    assert worst_one_second_window(starts) <= math.ceil(per_second)
+
+
+class Ticking:
+    """Stands in for the `time` module inside notification_flow.api: each reading is `step` seconds later."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_long_upload_keeps_the_heartbeat_going_and_a_closed_row_stops_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row is seen alive while the audio goes out, however long that takes; a heartbeat saying the row
+    was closed stops the upload in the middle, and nothing is created."""
+    monkeypatch.setattr(api_module, "time", Ticking(api_module.HEARTBEAT_SECONDS / 2))
+    long_audio = tmp_path / "long.wav"
+    long_audio.write_bytes(bytes(4 * 1024 * 1024))
+    received: list[int] = []
+
+    def upload(request: httpx.Request) -> httpx.Response:
+        received.append(len(request.read()))
+        return created()
+
+    beats: list[int] = []
+    assert make_api(upload).submit(long_audio, CONFIG, heartbeat=lambda: beats.append(1)) == "newjob0001"
+    assert received[0] > 4 * 1024 * 1024 and len(beats) > 10  # one before the try, then during the upload
+
+    class RowClosed(Exception):
+        pass
+
+    def closed_after_two() -> None:
+        beats.append(1)
+        if len(beats) > 2:
+            raise RowClosed
+
+    beats.clear()
+    received.clear()
+    with pytest.raises(RowClosed):
+        make_api(upload).submit(long_audio, CONFIG, heartbeat=closed_after_two)
+    assert received == []
