@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -254,7 +255,7 @@ class Reconciler:
         deployment checks every file on every pass."""
         policy, now = self.policy, self.store.now()
         due, checked = now - policy.recheck_seconds, 0
-        before, size = now, policy.check_floor  # the first batch: the files checked longest ago, due or not
+        before, size = math.inf, policy.check_floor  # the first batch: the files checked longest ago, due or not
         while not self.stopping.is_set():
             jobs = self.store.due_checks(before, size)
             marks: dict[float | None, list[str]] = {}
