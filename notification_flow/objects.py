@@ -8,25 +8,23 @@ be this job's complete json-v2, then streamed from that file in one PutObject, w
 PutObject takes far more than MAX_NOTIFICATION_MB or any transcript Speechmatics makes, so no upload is ever
 left half done in the bucket and there is nothing there to clean up.
 
-A 412 is a duplicate. The stored object carries the SHA-256 of its bytes (object metadata), so a stored
-object that differs from what we received is seen, read and logged; if it is not a valid transcript at all it
-is replaced, conditionally on its ETag (`If-Match`), so two replacements never both win. Every S3 fault
-(throttling, 5xx, a connection that fails, a timeout) becomes `StorageUnavailable`, an OSError: the server
-answers 503 and Speechmatics retries; the reconciler tries again next pass. boto3's own retries are bounded
-(`ATTEMPTS`) and each one is logged.
+A 412 is a duplicate: as in the file store, the stored object is read back and kept if it is this job's
+complete transcript, else replaced, conditionally on its ETag (`If-Match`), so two replacements never both
+win. Every S3 fault (throttling, 5xx, a connection that fails, a timeout) becomes `StorageUnavailable`, an
+OSError: the server answers 503 and Speechmatics retries; the reconciler tries again next pass. boto3's own
+retries are bounded (`ATTEMPTS`) and each one is logged.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import shutil
 import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 from notification_flow import jsonv2
 from notification_flow.settings import SettingsError, split_s3_url
@@ -36,7 +34,6 @@ log = logging.getLogger("storage")
 T = TypeVar("T")
 ATTEMPTS = 3  # boto3's tries of one request, the first included (throttling, 5xx and connection errors)
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60
-SHA_KEY = "sha256"  # object metadata: the SHA-256 of the transcript's bytes, to tell a divergent duplicate
 
 
 class StorageUnavailable(OSError):
@@ -146,42 +143,35 @@ class TranscriptObjects(Spool):
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
         """Store the transcript as `PREFIX/<job_id>.json` unless it is there; True if this call wrote it.
 
-        Only a file checked to be this job's complete transcript is published. A 412 is a duplicate: the stored
-        object is kept, and a divergence logged if its size or SHA-256 differ from ours; one that is not a
-        valid transcript is replaced, on the condition that it is still the object we judged (If-Match)."""
+        Only a file checked to be this job's complete transcript is published. A 412 is a duplicate: a stored
+        object that is this job's complete transcript is kept, as the file store keeps its file; one that is
+        not is replaced, on the condition that it is still the object we judged (If-Match)."""
         if incoming.checked_for != job_id:
             raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
         incoming.finish()
-        key, digest = self.key_for(job_id), _sha256(incoming)
-        condition: dict[str, str] = {"IfNoneMatch": "*"}
+        key, condition = self.key_for(job_id), {"IfNoneMatch": "*"}
         for _ in range(5):  # each round is decided by S3; another writer can only make us look again
-            if self._upload(key, incoming, digest, condition):
+            if self._upload(key, incoming, condition):
                 if "IfMatch" in condition:
                     log.warning("transcript %s: replaced a stored object that was not a valid transcript", job_id)
                 return True
             found = self.head(key)
             if found is None:  # deleted since our write was refused: try to create it again
                 condition = {"IfNoneMatch": "*"}
-                continue
-            if (found.get("Metadata") or {}).get(SHA_KEY) == digest and found["ContentLength"] == incoming.size:
+            elif self._holds_transcript(job_id, found):
                 return False
-            if self._holds_transcript(job_id, found):
-                log.warning("transcript %s: divergence: the stored object (%d bytes, sha256 %s) differs from the "
-                            "one received (%d bytes, sha256 %s); the stored one is kept", job_id,
-                            found["ContentLength"], (found.get("Metadata") or {}).get(SHA_KEY, "unknown"),
-                            incoming.size, digest)
-                return False
-            condition = {"IfMatch": found["ETag"]}
+            else:
+                condition = {"IfMatch": found["ETag"]}
         raise StorageUnavailable(f"transcript {job_id}: the stored object kept changing under us; try again")
 
-    def _upload(self, key: str, incoming: IncomingFile, digest: str, condition: dict[str, str]) -> bool:
+    def _upload(self, key: str, incoming: IncomingFile, condition: dict[str, str]) -> bool:
         """One conditional PutObject, streamed from the spool file (boto3 reads a file object in chunks, so
         memory does not grow with the size); False when the condition failed (412), or the object vanished
         under an If-Match (404)."""
         source = incoming.reader()
         written = self._call("PutObject", lambda: self.client.put_object(
             Bucket=self.bucket, Key=key, Body=source, ContentLength=incoming.size,
-            ContentType="application/json", Metadata={SHA_KEY: digest}, **condition), (404, 412))
+            ContentType="application/json", **condition), (404, 412))
         return written is not None
 
     def check_ready(self) -> None:
@@ -240,10 +230,3 @@ class TranscriptObjects(Spool):
                                      "conditional writes (If-None-Match: *), so a duplicate could overwrite a "
                                      "transcript; use a store that does (AWS S3 since 2024-08, SeaweedFS)")
 
-
-def _sha256(incoming: IncomingFile) -> str:
-    digest = hashlib.sha256()
-    source: BinaryIO = incoming.reader()
-    while chunk := source.read(1 << 20):
-        digest.update(chunk)
-    return digest.hexdigest()
