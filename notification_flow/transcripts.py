@@ -46,16 +46,6 @@ class TranscriptFiles(Spool):
         cannot be a job's)."""
         return str(self.path_for(job_id))
 
-    def check_ready(self) -> None:
-        """For /readyz: OSError unless a transcript could be published now. The probe does what publishing
-        does, a file in `.incoming` linked into the directory, so that the two fail together."""
-        with self.incoming_file() as probe:
-            probe.write(b"ready")
-            probe.finish()
-            linked = self.directory / f".ready-{os.path.basename(probe.name)}"
-            os.link(probe.name, linked)
-            os.unlink(linked)
-
     def exists(self, job_id: str) -> bool:
         """A regular file that begins with `{` and ends with `}`: the repair sweep asks this of every file once
         a day, so it reads only the two ends. A missing, empty, cut-off or zeroed file fails it; publishing
