@@ -30,9 +30,7 @@ class NotATranscript(ValueError):
 
 
 class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"body larger than {limit} bytes")
-        self.limit = limit
+    """More bytes than the limit the file was made with."""
 
 
 def check_job_id(job_id: str | None) -> str:
@@ -56,7 +54,7 @@ class IncomingFile:
     def write(self, chunk: bytes) -> int:
         self.size += len(chunk)
         if self.limit is not None and self.size > self.limit:
-            raise BodyTooLarge(self.limit)
+            raise BodyTooLarge(f"body larger than {self.limit} bytes")
         return self.file.write(chunk)
 
     def restart(self) -> None:
