@@ -149,20 +149,17 @@ class TranscriptObjects(Spool):
         if incoming.checked_for != job_id:
             raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
         incoming.finish()
-        key, condition = self.key_for(job_id), {"IfNoneMatch": "*"}
-        for _ in range(5):  # each round is decided by S3; another writer can only make us look again
-            if self._upload(key, incoming, condition):
-                if "IfMatch" in condition:
-                    log.warning("transcript %s: replaced a stored object that was not a valid transcript", job_id)
-                return True
-            found = self.head(key)
-            if found is None:  # deleted since our write was refused: try to create it again
-                condition = {"IfNoneMatch": "*"}
-            elif self._holds_transcript(job_id, found):
-                return False
-            else:
-                condition = {"IfMatch": found["ETag"]}
-        raise StorageUnavailable(f"transcript {job_id}: the stored object kept changing under us; try again")
+        key = self.key_for(job_id)
+        if self._upload(key, incoming, {"IfNoneMatch": "*"}):
+            return True
+        found = self.head(key)
+        if found is not None and self._holds_transcript(job_id, found):
+            return False
+        if found is not None and self._upload(key, incoming, {"IfMatch": found["ETag"]}):
+            log.warning("transcript %s: replaced a stored object that was not a valid transcript", job_id)
+            return True
+        # Deleted, or replaced by another writer, while we looked: the caller's next try decides (503, next pass).
+        raise StorageUnavailable(f"transcript {job_id}: the stored object changed while we looked; try again")
 
     def _upload(self, key: str, incoming: IncomingFile, condition: dict[str, str]) -> bool:
         """One conditional PutObject, streamed from the spool file (boto3 reads a file object in chunks, so
