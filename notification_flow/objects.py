@@ -2,52 +2,38 @@
 
 Several servers and cronjobs on different machines then need no shared filesystem. The guarantee is the local
 directory's: the first writer wins, a duplicate writes nothing, a reader never sees half an object. S3 gives it
-with a conditional write (`If-None-Match: *`, on PutObject and on CompleteMultipartUpload): of two concurrent
-writes of one key exactly one succeeds, the other gets 412. A body is received into a local spool file first
-(TRANSCRIPTS_DIR/.incoming), checked to be this job's complete json-v2, then streamed from that file, in one
-PUT or, above `MULTIPART_THRESHOLD`, in parts read from the file one at a time: memory does not grow with the size.
+with a conditional PutObject (`If-None-Match: *`): of two concurrent writes of one key exactly one succeeds,
+the other gets 412. A body is received into a local spool file first (TRANSCRIPTS_DIR/.incoming), checked to
+be this job's complete json-v2, then streamed from that file in one PutObject, whatever its size: a single
+PutObject takes far more than MAX_NOTIFICATION_MB or any transcript Speechmatics makes, so no upload is ever
+left half done in the bucket and there is nothing there to clean up.
 
-A 412 is a duplicate. The stored object carries the SHA-256 of its bytes (object metadata), so a stored
-object that differs from what we received is seen, read and logged; if it is not a valid transcript at all it
-is replaced, conditionally on its ETag (`If-Match`), so two replacements never both win. Every S3 fault
-(throttling, 5xx, a connection that fails, a timeout) becomes `StorageUnavailable`, an OSError: the server
-answers 503 and Speechmatics retries; the reconciler tries again next pass. boto3's own retries are bounded
-(`ATTEMPTS`) and each one is logged. Multipart uploads a killed process left unfinished are aborted by the
-housekeeping, only under our own prefix and of our own key pattern, judged by the store's clock; with no
-prefix the bucket may be shared, so none is aborted.
+A 412 is a duplicate: as in the file store, the stored object is read back and kept if it is this job's
+complete transcript, else replaced, conditionally on its ETag (`If-Match`), so two replacements never both
+win. Every S3 fault (throttling, 5xx, a connection that fails, a timeout) becomes `StorageUnavailable`, an
+OSError: the server answers 503 and Speechmatics retries; the reconciler tries again next pass. boto3's own
+retries are bounded (`ATTEMPTS`) and each one is logged.
 """
 
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import hashlib
-import io
 import logging
-import os
-import re
 import shutil
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 from notification_flow import jsonv2
 from notification_flow.settings import SettingsError, split_s3_url
-from notification_flow.spool import JOB_ID_PATTERN, IncomingFile, NotATranscript, Spool, check_job_id
+from notification_flow.spool import IncomingFile, NotATranscript, Spool, check_job_id
 
 log = logging.getLogger("storage")
 T = TypeVar("T")
-MB = 1024 * 1024
-MULTIPART_THRESHOLD = 16 * MB  # bodies above this go up in parts: no single request carries a large body
-PART_SIZE = 16 * MB  # above S3's smallest part, and few parts for the largest body allowed
 ATTEMPTS = 3  # boto3's tries of one request, the first included (throttling, 5xx and connection errors)
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60
-SHA_KEY = "sha256"  # object metadata: the SHA-256 of the transcript's bytes, to tell a divergent duplicate
-# The names we write under our prefix: transcripts, and the start-up check's probe.
-OUR_NAME = re.compile(rf"(?:{JOB_ID_PATTERN.pattern}\.json|\.probe-[0-9a-f]{{32}})")
 
 
 class StorageUnavailable(OSError):
@@ -71,47 +57,22 @@ def s3_client(session: Any = None) -> Any:
     config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT, max_pool_connections=32,
                     retries={"mode": "standard", "total_max_attempts": ATTEMPTS})
     client = (session or boto3.session.Session()).client("s3", config=config)
-    client.meta.events.register("needs-retry.s3", _remember_problem)
     client.meta.events.register("request-created.s3", _log_retry)
     return client
 
 
-def _remember_problem(request_dict: dict[str, Any], response: Any = None, caught_exception: Any = None,
-                      **_: Any) -> None:
-    """Note what went wrong with an attempt, so the next attempt's log line can say why it is made."""
-    if caught_exception is not None:
-        problem = type(caught_exception).__name__
-    elif response is not None:
-        problem = f"HTTP {response[0].status_code} {(response[1].get('Error') or {}).get('Code', '')}".strip()
-    else:
-        return
-    request_dict.setdefault("context", {})["last_problem"] = problem
-
-
 def _log_retry(request: Any, operation_name: str = "", **_: Any) -> None:
+    """botocore retries quietly; an operator sees each retry, counted against the bound. Why the last try
+    failed is in the StorageUnavailable that follows if every try does."""
     attempt = (request.context.get("retries") or {}).get("attempt", 1)
     if attempt > 1:
-        log.warning("S3 %s: try %d of %d after %s", operation_name, attempt, ATTEMPTS,
-                    request.context.get("last_problem", "an error"))
-
-
-def _describe(error: Exception) -> str:
-    """An S3 error in a few words: its code and HTTP status, never a request's headers or credentials."""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        return f"{(response.get('Error') or {}).get('Code', 'error')} (HTTP {status})"
-    return f"{type(error).__name__}: {error}"
-
-
-def _status(error: Exception) -> int | None:
-    response = getattr(error, "response", None)
-    return (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+        log.warning("S3 %s: try %d of %d", operation_name, attempt, ATTEMPTS)
 
 
 class TranscriptObjects(Spool):
     """The same interface as TranscriptFiles, on objects: `location` is the object's `s3://` URL. The spool
-    (TRANSCRIPTS_DIR) is local: bodies being received, and unreadable ones kept."""
+    (TRANSCRIPTS_DIR) is local: bodies being received, and unreadable ones kept. Its leftovers are the only
+    ones: `Spool.remove_leftovers` sweeps them."""
 
     def __init__(self, url: str, spool: Path | str, client: Any = None) -> None:
         super().__init__(spool)
@@ -127,27 +88,30 @@ class TranscriptObjects(Spool):
                 self._client = s3_client()
             return self._client
 
-    def key_for(self, job_id: str) -> str:
-        name = f"{check_job_id(job_id)}.json"
+    def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
+
+    def key_for(self, job_id: str) -> str:
+        return self._key(f"{check_job_id(job_id)}.json")
 
     def location(self, job_id: str) -> str:
         return f"s3://{self.bucket}/{self.key_for(job_id)}"
 
     def _call(self, operation: str, call: Callable[[], T], allowed: tuple[int, ...] = ()) -> T | None:
         """Run one S3 call; None for an answer with an `allowed` status (404, 412), StorageUnavailable for
-        any other failure."""
+        any other failure, described by its code and status, never a request's headers or credentials."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return call()
         except ClientError as error:
-            if _status(error) in allowed:
+            status = (error.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if status in allowed:
                 return None
-            raise StorageUnavailable(f"S3 {operation} s3://{self.bucket}: {_describe(error)}",
-                                     _status(error)) from None
+            code = (error.response.get("Error") or {}).get("Code", "error")
+            raise StorageUnavailable(f"S3 {operation} s3://{self.bucket}: {code} (HTTP {status})", status) from None
         except BotoCoreError as error:
-            raise StorageUnavailable(f"S3 {operation} s3://{self.bucket}: {_describe(error)}") from None
+            raise StorageUnavailable(f"S3 {operation} s3://{self.bucket}: {type(error).__name__}: {error}") from None
 
     def head(self, key: str) -> dict[str, Any] | None:
         return self._call("HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), (404,))
@@ -179,102 +143,38 @@ class TranscriptObjects(Spool):
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
         """Store the transcript as `PREFIX/<job_id>.json` unless it is there; True if this call wrote it.
 
-        Only a file checked to be this job's complete transcript is published. A 412 is a duplicate: the stored
-        object is kept, and a divergence logged if its size or SHA-256 differ from ours; one that is not a
-        valid transcript is replaced, on the condition that it is still the object we judged (If-Match)."""
+        Only a file checked to be this job's complete transcript is published. A 412 is a duplicate: a stored
+        object that is this job's complete transcript is kept, as the file store keeps its file; one that is
+        not is replaced, on the condition that it is still the object we judged (If-Match)."""
         if incoming.checked_for != job_id:
             raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
         incoming.finish()
-        key, digest = self.key_for(job_id), _sha256(incoming)
-        condition: dict[str, str] = {"IfNoneMatch": "*"}
-        for _ in range(5):  # each round is decided by S3; another writer can only make us look again
-            if self._upload(key, incoming, digest, condition):
-                if "IfMatch" in condition:
-                    log.warning("transcript %s: replaced a stored object that was not a valid transcript", job_id)
-                return True
-            found = self.head(key)
-            if found is None:  # deleted since our write was refused: try to create it again
-                condition = {"IfNoneMatch": "*"}
-                continue
-            if (found.get("Metadata") or {}).get(SHA_KEY) == digest and found["ContentLength"] == incoming.size:
-                return False
-            if self._holds_transcript(job_id, found):
-                log.warning("transcript %s: divergence: the stored object (%d bytes, sha256 %s) differs from the "
-                            "one received (%d bytes, sha256 %s); the stored one is kept", job_id,
-                            found["ContentLength"], (found.get("Metadata") or {}).get(SHA_KEY, "unknown"),
-                            incoming.size, digest)
-                return False
-            condition = {"IfMatch": found["ETag"]}
-        raise StorageUnavailable(f"transcript {job_id}: the stored object kept changing under us; try again")
+        key = self.key_for(job_id)
+        if self._upload(key, incoming, {"IfNoneMatch": "*"}):
+            return True
+        found = self.head(key)
+        if found is not None and self._holds_transcript(job_id, found):
+            return False
+        if found is not None and self._upload(key, incoming, {"IfMatch": found["ETag"]}):
+            log.warning("transcript %s: replaced a stored object that was not a valid transcript", job_id)
+            return True
+        # Deleted, or replaced by another writer, while we looked: the caller's next try decides (503, next pass).
+        raise StorageUnavailable(f"transcript {job_id}: the stored object changed while we looked; try again")
 
-    def _upload(self, key: str, incoming: IncomingFile, digest: str, condition: dict[str, str]) -> bool:
-        """One conditional write of the spool file; False when the condition failed (412), or the object
-        vanished under an If-Match (404)."""
-        if incoming.size <= MULTIPART_THRESHOLD:
-            source = incoming.reader()
-            written = self._call("PutObject", lambda: self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=source, ContentLength=incoming.size,
-                ContentType="application/json", Metadata={SHA_KEY: digest}, **condition), (404, 412))
-            return written is not None
-        return self._upload_parts(key, incoming, digest, condition)
-
-    def _upload_parts(self, key: str, incoming: IncomingFile, digest: str, condition: dict[str, str]) -> bool:
-        client, bucket = self.client, self.bucket
-        upload = self._call("CreateMultipartUpload", lambda: client.create_multipart_upload(
-            Bucket=bucket, Key=key, ContentType="application/json", Metadata={SHA_KEY: digest}))
-        assert upload is not None
-        upload_id, completed = upload["UploadId"], False
-        try:
-            parts = []
-            fd = incoming.file.fileno()
-            for number, start in enumerate(range(0, incoming.size, PART_SIZE), start=1):
-                part = io.BytesIO(os.pread(fd, PART_SIZE, start))  # one part in memory at a time, whatever the size
-                answer = self._call("UploadPart", lambda part=part, number=number: client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part))
-                assert answer is not None
-                parts.append({"ETag": answer["ETag"], "PartNumber": number})
-            done = self._call("CompleteMultipartUpload", lambda: client.complete_multipart_upload(
-                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **condition),
-                (404, 412))
-            completed = done is not None
-            return completed
-        finally:
-            if not completed:  # refused or failed: its parts must not linger (and be billed)
-                with contextlib.suppress(StorageUnavailable):
-                    self._call("AbortMultipartUpload", lambda: client.abort_multipart_upload(
-                        Bucket=bucket, Key=key, UploadId=upload_id), (404,))
+    def _upload(self, key: str, incoming: IncomingFile, condition: dict[str, str]) -> bool:
+        """One conditional PutObject, streamed from the spool file (boto3 reads a file object in chunks, so
+        memory does not grow with the size); False when the condition failed (412), or the object vanished
+        under an If-Match (404)."""
+        source = incoming.reader()
+        written = self._call("PutObject", lambda: self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=source, ContentLength=incoming.size,
+            ContentType="application/json", **condition), (404, 412))
+        return written is not None
 
     def check_ready(self) -> None:
         """For /readyz: the spool takes a file and the bucket answers; OSError (StorageUnavailable) if not."""
         super().check_ready()
         self._call("HeadBucket", lambda: self.client.head_bucket(Bucket=self.bucket))
-
-    def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int:
-        """The spool's leftovers, and multipart uploads a killed process left unfinished for an hour."""
-        removed = super().remove_leftovers(incoming_seconds, unreadable_seconds)
-        try:
-            return removed + self._abort_stale_uploads(incoming_seconds)
-        except StorageUnavailable as error:  # housekeeping: the next pass tries again
-            log.warning("could not clean up unfinished uploads: %s", error)
-            return removed
-
-    def _abort_stale_uploads(self, seconds: float) -> int:
-        """Abort our uploads begun more than `seconds` ago by the store's clock (its answer's Date): ours are
-        under our prefix and named as we name objects. With no prefix, none is known to be ours."""
-        if not self.prefix:
-            return 0
-        prefix, aborted = f"{self.prefix}/", 0
-        pages = self._call("ListMultipartUploads", lambda: list(self.client.get_paginator(
-            "list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)))
-        for page in pages or []:
-            store_now = _store_time(page)
-            for upload in page.get("Uploads") or []:
-                ours = OUR_NAME.fullmatch(upload["Key"].removeprefix(prefix))
-                if ours and store_now is not None and upload["Initiated"].timestamp() < store_now - seconds:
-                    self._call("AbortMultipartUpload", lambda upload=upload: self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]), (404,))
-                    aborted += 1
-        return aborted
 
     def check(self) -> TranscriptObjects:
         """At start-up: credentials, the bucket, and conditional writes honoured, or one line (exit 2)."""
@@ -303,42 +203,27 @@ class TranscriptObjects(Spool):
 
     def _probe_conditional_writes(self) -> None:
         """Write one probe object twice with If-None-Match: *; a store that lets the second write through
-        would let duplicates overwrite transcripts. CompleteMultipartUpload is asked the same."""
-        key = f"{self.prefix}/.probe-{uuid.uuid4().hex}" if self.prefix else f".probe-{uuid.uuid4().hex}"
-        # In a directory of its own, not the spool: a store refused at start-up leaves nothing behind here.
-        with tempfile.TemporaryDirectory(prefix="transcripts-probe-") as scratch, \
-                Spool(scratch).ensure_directories().incoming_file() as incoming:
-            incoming.write(b"{}")
-            incoming.finish()
-            try:
-                first = self._upload(key, incoming, "probe", {"IfNoneMatch": "*"})
-                second = first and self._upload(key, incoming, "probe", {"IfNoneMatch": "*"})
-                parts = first and self._upload_parts(key, incoming, "probe", {"IfNoneMatch": "*"})
-            except StorageUnavailable as error:
-                if error.status in (400, 401, 403):
-                    raise StorageConfigError(f"TRANSCRIPTS_URL: writing to {self.bucket} refused: check the IAM "
-                                             "permissions (README)") from None
-                raise
-            finally:
-                with contextlib.suppress(StorageUnavailable):
-                    self._call("DeleteObject", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
-        if not first or second or parts:
+        would let duplicates overwrite transcripts. Nothing is written locally: a store refused at start-up
+        leaves nothing behind."""
+        key = self._key(f".probe-{uuid.uuid4().hex}")
+
+        def put() -> bool:
+            return self._call("PutObject", lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=b"{}", IfNoneMatch="*"), (412,)) is not None
+
+        try:
+            first = put()
+            second = first and put()
+        except StorageUnavailable as error:
+            if error.status in (400, 401, 403):
+                raise StorageConfigError(f"TRANSCRIPTS_URL: writing to {self.bucket} refused: check the IAM "
+                                         "permissions (README)") from None
+            raise
+        finally:
+            with contextlib.suppress(StorageUnavailable):
+                self._call("DeleteObject", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+        if not first or second:
             raise StorageConfigError(f"TRANSCRIPTS_URL: the store at {self.client.meta.endpoint_url} does not honour "
                                      "conditional writes (If-None-Match: *), so a duplicate could overwrite a "
                                      "transcript; use a store that does (AWS S3 since 2024-08, SeaweedFS)")
 
-
-def _store_time(answer: dict[str, Any]) -> float | None:
-    """The store's own time when it answered (its Date header), or None if it did not say."""
-    date = ((answer.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
-    with contextlib.suppress(TypeError, ValueError):
-        return email.utils.parsedate_to_datetime(date).timestamp() if date else None
-    return None
-
-
-def _sha256(incoming: IncomingFile) -> str:
-    digest = hashlib.sha256()
-    source: BinaryIO = incoming.reader()
-    while chunk := source.read(1 << 20):
-        digest.update(chunk)
-    return digest.hexdigest()

@@ -125,12 +125,12 @@ def _read_json(incoming: IncomingFile, job_id: str) -> NotificationBody:
 
 
 def check_transcript(incoming: IncomingFile, job_id: str) -> None:
-    """Raise NotATranscript unless the file is a complete json-v2 transcript of `job_id`; mark it checked,
-    which publishing requires. Downloads go through here; notification bodies through `read_body`."""
+    """Raise NotATranscript unless the file is a complete json-v2 transcript of `job_id`, judged and marked
+    checked (which publishing requires) as a notification body's transcript is. Downloads go through here;
+    notification bodies through `read_body`."""
     try:
-        top_keys, info = jsonv2.read(incoming.reader())
-    except jsonv2.NotJson as error:
-        raise NotATranscript(f"the transcript of {job_id} is {error}") from error
-    if not top_keys >= jsonv2.TRANSCRIPT_KEYS or info.get("id") != job_id:
-        raise NotATranscript(f"the transcript of {job_id} is not a json-v2 transcript of that job")
-    incoming.checked_for = job_id
+        found = _read_json(incoming, job_id)
+    except UnreadableBody as error:
+        raise NotATranscript(f"the transcript of {job_id}: {error}") from error
+    if found.transcript is None:
+        raise NotATranscript(f"the transcript of {job_id} is not a json-v2 transcript")

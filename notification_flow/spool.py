@@ -30,9 +30,7 @@ class NotATranscript(ValueError):
 
 
 class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"body larger than {limit} bytes")
-        self.limit = limit
+    """More bytes than the limit the file was made with."""
 
 
 def check_job_id(job_id: str | None) -> str:
@@ -56,7 +54,7 @@ class IncomingFile:
     def write(self, chunk: bytes) -> int:
         self.size += len(chunk)
         if self.limit is not None and self.size > self.limit:
-            raise BodyTooLarge(self.limit)
+            raise BodyTooLarge(f"body larger than {self.limit} bytes")
         return self.file.write(chunk)
 
     def restart(self) -> None:
@@ -106,9 +104,15 @@ class Spool:
             incoming.discard()
 
     def check_ready(self) -> None:
-        """For /readyz: OSError unless the spool takes a file now."""
-        with tempfile.TemporaryFile(dir=self.incoming) as probe:
+        """For /readyz: OSError unless a body could be received and published now. The probe does what the
+        file store's publishing does, a file in `.incoming` linked into the directory, so that the two fail
+        together; the object store adds its bucket."""
+        with self.incoming_file() as probe:
             probe.write(b"ready")
+            probe.finish()
+            linked = self.directory / f".ready-{os.path.basename(probe.name)}"
+            os.link(probe.name, linked)
+            os.unlink(linked)
 
     def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path:
         """Keep a body we could not understand, so that an operator can see what was sent: one per job,

@@ -11,14 +11,14 @@ one, so the scripts never choose.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from notification_flow import jsonv2
+from notification_flow.objects import TranscriptObjects  # boto3 is imported only when it is used
 from notification_flow.spool import BodyTooLarge, IncomingFile, InvalidJobId, NotATranscript, Spool, check_job_id
 
 if TYPE_CHECKING:
@@ -45,16 +45,6 @@ class TranscriptFiles(Spool):
         """Where the job's transcript is, as recorded on its row and shown by `--list` (InvalidJobId if the id
         cannot be a job's)."""
         return str(self.path_for(job_id))
-
-    def check_ready(self) -> None:
-        """For /readyz: OSError unless a transcript could be published now. The probe does what publishing
-        does, a file in `.incoming` linked into the directory, so that the two fail together."""
-        with self.incoming_file() as probe:
-            probe.write(b"ready")
-            probe.finish()
-            linked = self.directory / f".ready-{os.path.basename(probe.name)}"
-            os.link(probe.name, linked)
-            os.unlink(linked)
 
     def exists(self, job_id: str) -> bool:
         """A regular file that begins with `{` and ends with `}`: the repair sweep asks this of every file once
@@ -111,20 +101,8 @@ def _sync_directory(directory: Path) -> None:
         os.close(handle)
 
 
-class TranscriptStore(Protocol):
-    """What the server, the cronjob and the reconciler use: TranscriptFiles or objects.TranscriptObjects."""
-
-    incoming: Path  # the local spool directory bodies are received into
-
-    def location(self, job_id: str) -> str: ...
-    def incoming_file(self, limit: int | None = None) -> contextlib.AbstractContextManager[IncomingFile]: ...
-    def publish(self, job_id: str, incoming: IncomingFile) -> bool: ...
-    def exists(self, job_id: str) -> bool: ...
-    def is_valid(self, job_id: str) -> bool: ...
-    def keep_unreadable(self, job_id: str, incoming: IncomingFile) -> Path: ...
-    def remove_leftovers(self, incoming_seconds: float = 3600, unreadable_seconds: float = 7 * 86400) -> int: ...
-    def check_ready(self) -> None: ...
-    def ensure_directories(self) -> TranscriptStore: ...
+# What the server, the cronjob and the reconciler use: both stores receive through the same spool.
+TranscriptStore = TranscriptFiles | TranscriptObjects
 
 
 def open_transcripts(settings: Settings, check: bool = False) -> TranscriptStore:
@@ -134,8 +112,6 @@ def open_transcripts(settings: Settings, check: bool = False) -> TranscriptStore
     exit 2) before any worker starts, writing nothing locally."""
     if not settings.transcripts_url:
         return TranscriptFiles(settings.transcripts_dir)
-    from notification_flow.objects import TranscriptObjects  # boto3 only for those who use it
-
     objects = TranscriptObjects(settings.transcripts_url, settings.transcripts_dir)
     if check:
         return objects.check()
