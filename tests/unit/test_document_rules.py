@@ -1,0 +1,33 @@
+"""What the transcript check reads of a document: the reason a job failed, and why a document is refused (jsonv2.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from notification_flow import jsonv2
+
+JOB_ID = "650krlru2e"
+
+
+def job_fields(document: dict[str, object]) -> dict[str, str]:
+    return jsonv2.read(io.BytesIO(json.dumps(document).encode()))[1]
+
+
+def test_of_several_reasons_the_first_is_the_jobs_error() -> None:
+    errors = [{"message": "Job rejected due to invalid audio"}, {"message": "Job rejected: too long"}]
+    assert job_fields({"id": JOB_ID, "errors": errors})[jsonv2.ERROR_FIELD] == "Job rejected due to invalid audio"
+
+
+def test_a_failed_delivery_reported_first_is_passed_over_for_the_reason() -> None:
+    errors = [{"message": "Sending notification failed: timeout"}, {"message": "Job rejected due to invalid audio"}]
+    assert job_fields({"id": JOB_ID, "errors": errors})[jsonv2.ERROR_FIELD] == "Job rejected due to invalid audio"
+
+
+@pytest.mark.parametrize(("data", "why"), [(b'{"id": "650krlru2e"', "not valid JSON"), (b"\xff{}", "not valid JSON"),
+                                          (b'["650krlru2e"]', "not an object"), (b'"650krlru2e"', "not an object")])
+def test_a_refused_document_is_told_apart_from_one_that_is_not_an_object(data: bytes, why: str) -> None:
+    with pytest.raises(jsonv2.NotJson, match=why):
+        jsonv2.read(io.BytesIO(data))
