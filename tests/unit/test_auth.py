@@ -36,7 +36,7 @@ def test_the_header_a_job_carries_is_one_the_guard_accepts_for_that_job(guard: G
 
 def test_a_reference_that_cannot_be_a_row_is_refused_with_the_rule_it_breaks() -> None:
     for reference in ("", "a" * 65, "has.dots", "has space", "ünïcode"):
-        with pytest.raises(ValueError, match="1 to 64 characters of A-Z a-z 0-9 _ -"):
+        with pytest.raises(ValueError, match=r"^a reference is 1 to 64 characters of A-Z a-z 0-9 _ -$"):
             job_token(SECRET, reference)
 
 

@@ -26,8 +26,22 @@ def test_a_failed_delivery_reported_first_is_passed_over_for_the_reason() -> Non
     assert job_fields({"id": JOB_ID, "errors": errors})[jsonv2.ERROR_FIELD] == "Job rejected due to invalid audio"
 
 
-@pytest.mark.parametrize(("data", "why"), [(b'{"id": "650krlru2e"', "not valid JSON"), (b"\xff{}", "not valid JSON"),
-                                          (b'["650krlru2e"]', "not an object"), (b'"650krlru2e"', "not an object")])
+NOT_AN_OBJECT, NOT_JSON = r"^JSON but not an object$", r"^not valid JSON: "
+
+
+@pytest.mark.parametrize(("data", "why"), [(b'{"id": "650krlru2e"', NOT_JSON), (b"\xff{}", NOT_JSON),
+                                          (b'["650krlru2e"]', NOT_AN_OBJECT), (b'"650krlru2e"', NOT_AN_OBJECT)])
 def test_a_refused_document_is_told_apart_from_one_that_is_not_an_object(data: bytes, why: str) -> None:
     with pytest.raises(jsonv2.NotJson, match=why):
         jsonv2.read(io.BytesIO(data))
+
+
+def nested(depth: int) -> bytes:
+    """An object `depth` objects deep."""
+    return b'{"a":' * (depth - 1) + b"{}" + b"}" * (depth - 1)
+
+
+def test_a_document_may_nest_as_deep_as_the_limit_and_no_deeper() -> None:
+    assert jsonv2.read(io.BytesIO(nested(jsonv2.MAX_DEPTH)))[0] == {"a"}
+    with pytest.raises(jsonv2.NotJson, match=r"^nested too deeply$"):
+        jsonv2.read(io.BytesIO(nested(jsonv2.MAX_DEPTH + 1)))
