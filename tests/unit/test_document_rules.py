@@ -45,3 +45,10 @@ def test_a_document_may_nest_as_deep_as_the_limit_and_no_deeper() -> None:
     assert jsonv2.read(io.BytesIO(nested(jsonv2.MAX_DEPTH)))[0] == {"a"}
     with pytest.raises(jsonv2.NotJson, match=r"^nested too deeply$"):
         jsonv2.read(io.BytesIO(nested(jsonv2.MAX_DEPTH + 1)))
+
+
+def test_a_transcripts_job_is_read_from_its_job_object_alone() -> None:
+    """Job fields nested under another top-level key are not the job's, and a `job` that is no object has none."""
+    fields = job_fields({"format": "2.9", "job": {"id": JOB_ID}, "results": [], "tracking": {"id": "otherjob99"}})
+    assert fields["id"] == JOB_ID
+    assert "id" not in job_fields({"format": "2.9", "job": JOB_ID, "results": []})
