@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_STAMP := $(VENV)/.debian-packages
 
-.PHONY: help venv demo test lint soak bench lock clean
+.PHONY: help venv demo test lint soak bench mutation lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -43,6 +43,14 @@ soak: $(STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite; PostgreS
 
 bench: $(STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md, -history.md and -s3.md
 	$(BIN)/python -m bench
+
+# mutmut copies the package into mutants/ and runs the unit tests against each mutant there (pyproject.toml's
+# [tool.mutmut]); a fresh copy each time, so changed tests are always seen. Scope and bar: tests/mutation_score.py.
+mutation: $(STAMP)  ## Mutation test the guard, bodies, lifecycle and mover; fails under 90% killed
+	rm -rf mutants && mkdir mutants
+	set -f; $(BIN)/mutmut run --max-children 2 $$($(BIN)/python -m tests.mutation_score --scope) \
+	  >mutants/run.log 2>&1 || { tail -c 2000 mutants/run.log; exit 1; }
+	$(BIN)/mutmut results --all true | $(BIN)/python tests/mutation_score.py
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
