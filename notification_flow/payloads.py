@@ -131,6 +131,6 @@ def check_transcript(incoming: IncomingFile, job_id: str) -> None:
     try:
         found = _read_json(incoming, job_id)
     except UnreadableBody as error:
-        raise NotATranscript(f"the transcript of {job_id}: {error}") from error
+        raise NotATranscript(f"the transcript of {job_id} is refused: {error}") from error
     if found.transcript is None:
         raise NotATranscript(f"the transcript of {job_id} is not a json-v2 transcript")
