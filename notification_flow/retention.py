@@ -16,7 +16,6 @@ by itself, so this module does the forgetting (see docs/privacy.md):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import logging
 import os
@@ -224,9 +223,11 @@ def erase(store: JobStore, api: SpeechmaticsAPI, transcripts: TranscriptStore, k
         store.record_remote_status(job.job_id, Event.DELETED)
     if store.record_purged(job.reference) is not None and (job.audio or job.error or job.transcript):
         removed.append("its audio name and error text")
-    with contextlib.suppress(FileNotFoundError):
+    try:
         if remove_transcript(transcripts, job.job_id):
             removed.insert(0, f"transcript {transcripts.location(job.job_id)}")
+    except OSError as error:  # the row is a tombstone already: run again to remove the file
+        return 75, f"{name}: could not remove its transcript; run --forget again: {error}"
     if not removed:
         return 0, f"{name}: nothing left to remove"
     return 0, f"{name}: removed {', '.join(removed)}"
