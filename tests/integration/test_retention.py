@@ -23,6 +23,12 @@ def remote_status(stack: Stack, job_id: str) -> str:
     return stack.emulator.job(job_id)["status"]
 
 
+def deleted_and_recorded(stack: Stack, job_id: str) -> bool:
+    """Deleted at the emulator, and the deletion recorded on the row (which the server does just after)."""
+    job = stack.store().find(job_id)
+    return remote_status(stack, job_id) == "deleted" and job is not None and job.remote_deleted_at is not None
+
+
 def row(stack: Stack, job_id: str) -> Job:
     job = stack.store().find(job_id)
     assert job is not None, job_id
@@ -60,7 +66,7 @@ def deletes_sent(stack: Stack) -> int:
 def test_a_job_finished_by_notification_is_deleted_at_speechmatics_and_its_file_kept(stack: Stack) -> None:
     stack.start_server(DELETE_AFTER_STORE=1)
     _, job_id = submit_like_client(stack, {"contents": ["transcript"]})
-    wait_for(lambda: remote_status(stack, job_id) == "deleted", message="the job to be deleted at the emulator")
+    wait_for(lambda: deleted_and_recorded(stack, job_id), message="the job to be deleted at the emulator")
     job = row(stack, job_id)
     assert job.status == "done" and job.remote_deleted_at is not None and intact(stack, job_id)
     assert pending_deletions(stack) == []
@@ -73,7 +79,7 @@ def test_a_job_finished_by_notification_is_deleted_at_speechmatics_and_its_file_
 def test_a_job_rejected_by_notification_is_deleted_too(stack: Stack) -> None:
     stack.start_server(DELETE_AFTER_STORE=1)
     _, job_id = submit_like_client(stack, {"contents": ["transcript"]})
-    wait_for(lambda: remote_status(stack, job_id) == "deleted", message="the job to be deleted at the emulator")
+    wait_for(lambda: deleted_and_recorded(stack, job_id), message="the job to be deleted at the emulator")
     job = row(stack, job_id)
     assert job.status == "rejected" and job.error and job.remote_deleted_at is not None
 
