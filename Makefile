@@ -36,8 +36,8 @@ test: $(STAMP) $(DEB_STAMP)  ## Lint, the in-process tests, the rest six at a ti
 	$(BIN)/python -m pytest -n 6 --dist worksteal -m "not paced" tests/integration tests/emulator
 	$(BIN)/python -m pytest -m paced tests/integration
 
-soak: $(STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite; PostgreSQL, 2 servers; the same on S3
-	$(BIN)/python -m tests.soak --jobs 1000 --database sqlite --servers 1
+soak: $(STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite, DELETE_AFTER_STORE; PostgreSQL, 2 servers; the same on S3
+	$(BIN)/python -m tests.soak --jobs 1000 --database sqlite --servers 1 --delete-after-store
 	$(BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2
 	$(BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2 --storage s3
 

@@ -29,6 +29,7 @@ from notification_flow.jobs import JobStore, StoreUnavailable, open_store
 from notification_flow.listing import add_list_arguments, show_jobs
 from notification_flow.logs import error_line
 from notification_flow.progress import Progress
+from notification_flow.retention import add_forget_argument, forget
 from notification_flow.settings import Settings, add_arguments, load_settings
 
 SAMPLE_AUDIO = Path(__file__).with_name("example.wav")
@@ -152,6 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="parallel uploads (default: 4; never "
                         "more than 10 job creations per second)")
     add_list_arguments(parser)
+    add_forget_argument(parser)
     add_arguments(parser, "api_key", "batch_url", "api_timeout", "webhook_url", "allow_private_webhook_url",
                   "webhook_secret", "database_url")
     args = parser.parse_args(argv)
@@ -173,20 +175,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with exit_on_bad_settings():
-        required = () if args.list else ("api_key", "webhook_url", "webhook_secret")
+        required = () if args.list else ("api_key",) if args.forget else ("api_key", "webhook_url", "webhook_secret")
         settings = load_settings(overrides=vars(args), required=required)
-        if args.list and not database_exists(settings.database_url):  # --list never creates a database
+        if (args.list or args.forget) and not database_exists(settings.database_url):  # these never create one
             print(error_line(f"no job database at {describe_database(settings.database_url)} (DATABASE_URL); "
                              "nothing has been submitted with these settings"), file=sys.stderr)
             return EXIT_NO_DATABASE
         paths = args.audio or [SAMPLE_AUDIO]
-        if not args.list and all(audio_problem(path) for path in paths):  # nothing to send: write nothing
+        if not (args.list or args.forget) and all(audio_problem(path) for path in paths):  # nothing to send
             print("\n".join(str(audio_problem(path)) for path in paths), file=sys.stderr)
             return EXIT_NOT_ALL_SUBMITTED
         store = open_store(settings.database_url)
     if args.list:
         show_jobs(store, args)
         return 0
+    if args.forget:  # erasure of one job (docs/privacy.md)
+        return forget(store, settings, args.forget)
     return submit_all(paths, settings, store, args)
 
 

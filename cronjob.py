@@ -33,6 +33,7 @@ from notification_flow.lifecycle import ReconcileOutcome as Outcome
 from notification_flow.logs import emit
 from notification_flow.passes import pass_counts, record_pass
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
+from notification_flow.retention import Retention, followers
 from notification_flow.settings import add_arguments, load_settings
 from notification_flow.transcripts import open_transcripts
 
@@ -48,7 +49,7 @@ def summary_line(summary: Counter[str]) -> str:
             + "".join(f", {name} {summary[name]}" for name in others if summary[name]))
 
 
-def run_pass(reconciler: Reconciler) -> Counter[str]:
+def run_pass(reconciler: Reconciler, retention: Retention | None = None) -> Counter[str]:
     """One pass: claim the quiet jobs, ask the API about them, fetch and publish what is done, mark each
     job's new state; then fetch again the transcripts of done jobs whose file went missing."""
     with reconciler.one_pass():  # a failure cuts the pass short (reconciler.cut_short), and leases are released
@@ -57,6 +58,8 @@ def run_pass(reconciler: Reconciler) -> Counter[str]:
             now = reconciler.ask_api(jobs)  # a listing where that is cheaper than asking for each job
             reconciler.settle(jobs, now)  # each: fetch and publish if done, mark its state
         reconciler.repair_missing_transcripts()  # done jobs whose file is missing: fetched again
+        if retention:  # deletions at Speechmatics left pending, transcripts past KEEP_TRANSCRIPTS_DAYS
+            retention.run(reconciler)
         reconciler.transcripts.remove_leftovers()  # spool files of a killed worker
     return reconciler.summary
 
@@ -85,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run a pass every SECONDS until stopped (SIGTERM or SIGINT: stops cleanly, exit 0)")
     parser.add_argument("--concurrency", type=number_in(int, 1, 64), default=DEFAULTS.concurrency,
                         help=f"jobs worked on at once (default: {DEFAULTS.concurrency})")
-    add_arguments(parser, "api_key", "batch_url", "api_timeout", "database_url", "transcripts_dir", "transcripts_url")
+    add_arguments(parser, "api_key", "batch_url", "api_timeout", "database_url", "transcripts_dir", "transcripts_url",
+                  "delete_after_store", "keep_transcripts_days")
     return parser.parse_args(argv)
 
 
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     with exit_on_bad_settings():
         settings = load_settings(overrides=vars(args), required=("api_key",))
         transcripts = open_transcripts(settings, check=True)  # refused before anything is written
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, followers=followers(settings))
         transcripts.ensure_directories()
     policy = ReconcilePolicy(grace_seconds=0 if args.all else args.grace, concurrency=args.concurrency,
                              api_timeout_seconds=settings.api_timeout)
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_on_signals(reconciler)
         while True:
             started = time.monotonic()
-            summary = run_pass(reconciler)
+            summary = run_pass(reconciler, Retention(settings.keep_transcripts_days))
             with contextlib.suppress(StoreUnavailable):  # the server's metrics then show an older pass
                 record_pass(store, summary, time.monotonic() - started, complete=reconciler.cut_short is None)
             emit(None, summary_line(summary), event="pass", **pass_counts(summary))

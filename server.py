@@ -31,6 +31,7 @@ from notification_flow.lifecycle import NotificationStatus
 from notification_flow.logs import log_notification, printable
 from notification_flow.metrics import Metrics
 from notification_flow.payloads import NotificationBody, UnreadableBody, check_transcript, read_body, request_class
+from notification_flow.retention import Deleter, delete_once_answered, followers, forgotten
 from notification_flow.retry import RetryPolicy
 from notification_flow.settings import Settings, add_arguments, load_settings
 from notification_flow.transcripts import BodyTooLarge, IncomingFile, InvalidJobId, NotATranscript, open_transcripts
@@ -65,13 +66,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 class Receiver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = open_store(settings.database_url, migrate_schema=False)  # connects on first use
+        self.store = open_store(settings.database_url, migrate_schema=False, followers=followers(settings))
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
         self.metrics = Metrics(self.store)
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
         self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10,
                                     retry=RetryPolicy(attempts=1, max_wait=0)) if settings.api_key else None)
         self.guard = Guard(settings, self.store, self.api)
+        self.deleter = Deleter(self.store, self.api) if settings.delete_after_store and self.api else None
 
     def receive(self) -> tuple[Response, int]:
         """Every notification's answer, its one log line and its count, whatever `handle` made of it."""
@@ -89,7 +91,7 @@ class Receiver:
         log_notification(log, job_id=job_id, status=status, outcome=answer.outcome, code=answer.code,
                          stored=answer.stored, duration_seconds=round(seconds, 4),
                          remote_addr=request.remote_addr, reference=answer.reference)
-        return jsonify(outcome=answer.outcome), answer.code
+        return delete_once_answered(self.deleter, jsonify(outcome=answer.outcome), job_id, answer.outcome), answer.code
 
     def handle(self, job_id: str, status: str) -> Answer:
         if self.guard.address_refused(request):
@@ -126,7 +128,7 @@ class Receiver:
             return Answer(503, Outcome.UNAVAILABLE)
 
     def on_success(self, job_id: str, body: NotificationBody) -> Answer:
-        if body.transcript is not None:
+        if body.transcript is not None and not forgotten(self.store, job_id):  # a purged job's is never kept
             return self.publish(job_id, body.transcript)
         # No json-v2 in the body (txt, srt, jobinfo or nothing): fetch it, unless nothing can change the job.
         if self.is_terminal(job_id):
@@ -174,7 +176,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_server_arguments(parser)
     add_arguments(parser, "webhook_secret", "webhook_secret_previous", "database_url", "transcripts_dir",
                   "transcripts_url", "webhook_path", "max_notification_mb", "allowed_regions", "trusted_proxies",
-                  "api_key", "batch_url")
+                  "api_key", "batch_url", "delete_after_store")
     return parser.parse_args(argv)
 
 

@@ -204,6 +204,16 @@ class SpeechmaticsAPI:
                 return
             cursor = _one_millisecond_later(page[-1]["created_at"])
 
+    def delete_job(self, job_id: str, force: bool = False) -> bool:
+        """Delete the job and its data at Speechmatics; False if it was already gone (404 or 410). A running job
+        is refused (423, an ApiError) unless `force`. Deleting twice deletes once, so the call is retried."""
+        params = {"force": "true"} if force else {}
+        try:
+            self._call(lambda: self.http.delete(f"jobs/{job_id}", params=params), self.reads)
+        except (JobNotFound, JobGone):
+            return False
+        return True
+
     def download_transcript(self, job_id: str, target: Download) -> None:
         """Stream the json-v2 transcript into `target`, so memory stays flat however long it is, within
         an overall deadline: per-read timeouts alone would let a trickling download run forever."""

@@ -44,6 +44,7 @@ class Job:
     error: str | None
     created_at: float
     updated_at: float
+    remote_deleted_at: float | None = None  # when the job was deleted at Speechmatics on our behalf (retention.py)
 
     @property
     def is_terminal(self) -> bool:
@@ -147,10 +148,27 @@ class JobStore:
 
     def record_repair(self, job_id: str, transcript: str | None, error: str | None = None) -> None:
         """Point a done job at its fetched-again transcript, or record that it cannot be had any more.
-        Not a move: the job stays done, since Speechmatics finished it."""
+        Not a move: the job stays done, since Speechmatics finished it. A transcript stored again is seen by
+        the followers, as a move is."""
         with self.database.transaction() as tx:
             tx.execute("UPDATE jobs SET transcript = $1, error = $2, updated_at = $3 WHERE job_id = $4 AND "
                        "status = $5", transcript, error, tx.now(), job_id, State.DONE)
+            row = self._row(tx, "job_id", job_id) if transcript and tx.rowcount == 1 else None
+            for follow in self.followers if row else ():
+                follow(tx, row)
+
+    def record_purged(self, reference: str) -> Job | None:
+        """Move a finished job to `purged`, keeping only what shows that it existed and when it was purged: its
+        reference, job id and times; the audio name, transcript location and error text go. None if the
+        table allows no such move (the job is not finished, or already purged)."""
+        with self.database.transaction() as tx:
+            row = self._row(tx, "reference", reference)
+            if row is None or self._move(tx, row, Event.PURGED) is None:
+                return None
+            tx.execute("UPDATE jobs SET audio = '', transcript = NULL, checked_at = NULL WHERE reference = $1",
+                       reference)
+            row = self._row(tx, "reference", reference)
+        return Job.from_row(row) if row else None
 
     def _move(self, tx: Transaction, row: Row, event: Event, job_id: str | None = None,
               transcript: str | None = None, error: str | None = None) -> State | None:

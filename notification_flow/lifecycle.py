@@ -24,6 +24,7 @@ class State(StrEnum):
     EXPIRED = "expired"  # Speechmatics deleted the job's data before we fetched it
     DELETED = "deleted"  # someone deleted the job at Speechmatics before we fetched it
     SUBMIT_FAILED = "submit_failed"  # the submission certainly created no job (as far as we can see)
+    PURGED = "purged"  # its transcript removed by retention or erasure (retention.py); the row is a tombstone
 
 
 class Event(StrEnum):
@@ -33,6 +34,7 @@ class Event(StrEnum):
     REJECTED = "rejected"  # Speechmatics reported it could not do the job (notification status or job status)
     EXPIRED = "expired"  # the API answers 410 (or 404 for a job older than its retention)
     DELETED = "deleted"  # the API lists the job as deleted
+    PURGED = "purged"  # retention or erasure removed what was kept of a finished job (retention.py)
 
 
 TRANSITIONS: dict[tuple[State, Event], State] = {
@@ -44,12 +46,17 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.RUNNING, Event.EXPIRED): State.EXPIRED,
     (State.RUNNING, Event.DELETED): State.DELETED,
     (State.REJECTED, Event.TRANSCRIPT_STORED): State.DONE,  # a transcript outranks a failure report
+    # Our own retention, never anything Speechmatics says: only a finished job is purged, and it stays so.
+    **{(state, Event.PURGED): State.PURGED for state in (State.DONE, State.REJECTED, State.EXPIRED, State.DELETED,
+                                                         State.SUBMIT_FAILED)},
 }
 
 OPEN_STATES = (State.SUBMITTING, State.RUNNING)  # the reconciler works on these
 SETTLED_STATES = tuple(state for state in State if state not in OPEN_STATES)  # it leaves these alone
-# No event moves these: whatever arrives later is a duplicate.
-TERMINAL_STATES = tuple(state for state in State if not any(start is state for start, _ in TRANSITIONS))
+# Nothing that arrives (a notification, an answer of the API) moves these: whatever arrives later is a
+# duplicate. Only our own retention may still purge them.
+TERMINAL_STATES = tuple(state for state in State
+                        if not any(start is state and event is not Event.PURGED for start, event in TRANSITIONS))
 
 
 def next_state(state: State | str, event: Event) -> State | None:

@@ -71,13 +71,19 @@ def show_jobs(store: JobStore, args: argparse.Namespace, out: TextIO = sys.stdou
             print(json.dumps(job_summary(job)), file=out)
         else:
             print(f"{job.job_id or '-':<12} {job.reference:<32} {job.status:<13} {timestamp(job.created_at):<19} "
-                  f"{job.transcript or job.error or ''}", file=out)
+                  f"{job.transcript or job.error or ''}{deleted_remotely(job)}", file=out)
 
 
 def job_summary(job: Job) -> dict[str, Any]:
     return {"job_id": job.job_id, "reference": job.reference, "audio": job.audio, "status": job.status,
             "transcript": job.transcript, "error": job.error, "created_at": timestamp(job.created_at),
-            "updated_at": timestamp(job.updated_at)}
+            "updated_at": timestamp(job.updated_at),
+            "deleted_at_speechmatics": timestamp(job.remote_deleted_at) if job.remote_deleted_at else None}
+
+
+def deleted_remotely(job: Job) -> str:
+    """What the table adds for a job deleted at Speechmatics on our behalf (DELETE_AFTER_STORE, --forget)."""
+    return f" (deleted at Speechmatics {timestamp(job.remote_deleted_at)})" if job.remote_deleted_at else ""
 
 
 def timestamp(epoch: float) -> str:

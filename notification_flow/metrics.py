@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from notification_flow import retention
 from notification_flow.api import RETENTION_SECONDS, ApiError
 from notification_flow.db import StoreUnavailable
 from notification_flow.jobs import JobStore
@@ -125,6 +126,11 @@ class DatabaseCollector:
                          "when there is none", facts["expires_in"])
         yield _gauge("submissions_failed_last_hour", "Jobs recorded submit_failed in the last hour (client.py is not "
                      "scraped: this is how its failures show)", facts["submit_failed"])
+        yield _gauge("transcripts_lost_last_day", "Done jobs whose transcript the repair sweep found missing or "
+                     "damaged in the last day with no copy left at Speechmatics (DELETE_AFTER_STORE)",
+                     facts["retention"]["lost"])
+        yield _gauge("deletions_pending", "Jobs stored here and not yet deleted at Speechmatics (DELETE_AFTER_STORE)",
+                     facts["retention"]["deletions_pending"])
         summary = facts["pass"]
         if summary is None:  # no pass recorded yet: absent, which the silence alert treats as silence
             return
@@ -157,9 +163,10 @@ def database_facts(store: JobStore) -> dict[str, Any]:
         failed = tx.execute("SELECT COUNT(*) AS n FROM jobs WHERE status = $1 AND updated_at > $2",  # indexed
                             State.SUBMIT_FAILED, now - 3600)[0]["n"]
         summary = last_pass(tx)
+        kept = retention.facts(tx, now)
     oldest = {row["status"]: float(row["oldest"]) for row in rows}
     running = oldest.get(State.RUNNING.value)
     return {"open": {row["status"]: int(row["n"]) for row in rows},
             "oldest_open_age": max(0.0, now - min(oldest.values())) if oldest else 0.0,
             "expires_in": None if running is None else running + RETENTION_SECONDS - now,
-            "submit_failed": int(failed), "pass": summary}
+            "submit_failed": int(failed), "pass": summary, "retention": kept}

@@ -34,6 +34,7 @@ from notification_flow.api import created_at as remote_created_at
 from notification_flow.jobs import Job, JobStore, StoreUnavailable
 from notification_flow.lifecycle import Event, ReconcileOutcome
 from notification_flow.payloads import check_transcript
+from notification_flow.retention import report_lost
 from notification_flow.transcripts import TranscriptStore
 
 log = logging.getLogger("cronjob")
@@ -279,6 +280,8 @@ class Reconciler:
             log.warning("job %s: cannot check its transcript, tried again next pass: %s", job.job_id, error)
             self.count(Outcome.FAILED)
             return due
+        if not present and job.remote_deleted_at is not None:  # deleted at Speechmatics: nothing to fetch it from
+            return report_lost(self, job)
         return now if present else self.repair(job, now, due)
 
     def repair(self, job: Job, now: float, due: float) -> float | None:

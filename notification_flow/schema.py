@@ -93,4 +93,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE reconciler_pass ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE reconciler_pass ADD COLUMN complete INTEGER NOT NULL DEFAULT 1",
     ),
+    (
+        # Retention (retention.py). A deletion at Speechmatics wished in the transaction that stored the job's
+        # transcript waits in `remote_deletions` until it is done (a small table: only the pending ones); the
+        # row records when it was done. A transcript the repair sweep found gone, with nothing left to fetch it
+        # from, is recorded lost; purges read finished rows by (status, created_at), an index already there.
+        "ALTER TABLE jobs ADD COLUMN remote_deleted_at DOUBLE PRECISION",
+        "ALTER TABLE jobs ADD COLUMN lost_at DOUBLE PRECISION",
+        "CREATE INDEX jobs_by_lost ON jobs (lost_at)",
+        """CREATE TABLE remote_deletions (
+            reference   TEXT PRIMARY KEY,
+            job_id      TEXT NOT NULL,
+            wanted_at   DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX remote_deletions_by_wanted ON remote_deletions (wanted_at)",
+    ),
 )

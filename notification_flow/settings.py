@@ -161,6 +161,10 @@ SETTINGS: tuple[Setting, ...] = (
             "WEBHOOK_URL with the production API (a deliberate tunnel)", _flag, "0"),
     Setting("TRANSCRIPTS_URL", "transcripts_url", "Store transcripts as objects PREFIX/<job_id>.json in "
             "S3-compatible storage, s3://BUCKET/PREFIX, instead of in TRANSCRIPTS_DIR (off when empty)", _s3_url),
+    Setting("DELETE_AFTER_STORE", "delete_after_store", "Delete each job at Speechmatics once its transcript (or "
+            "rejection) is stored here: the local copy is then the only one", _flag, "0"),
+    Setting("KEEP_TRANSCRIPTS_DAYS", "keep_transcripts_days", "cronjob.py removes transcripts of jobs created more "
+            "than this many days ago and marks them purged (kept for ever when empty)", _whole(1)),
 )
 
 
@@ -182,6 +186,8 @@ class Settings:
     log_format: str = "text"
     allow_private_webhook_url: bool = False
     transcripts_url: str | None = None
+    delete_after_store: bool = False
+    keep_transcripts_days: int | None = None
 
     def require(self, *names: str) -> Settings:
         """Fail, naming every variable at fault, unless every named setting has a usable value."""

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from notification_flow import db
+from notification_flow import db, retention
 from notification_flow.jobs import JobStore, Notification
 from notification_flow.lifecycle import Event, NotificationStatus, State
+from notification_flow.retention import Deleter
+from notification_flow.transcripts import TranscriptFiles
 
 TABLES = ("jobs", "reconciler_pass")
 # The tables that grow with history; the other holds one row.
@@ -81,6 +85,13 @@ def exercise(store: JobStore) -> None:
     for status in (None, State.DONE):
         for since in (None, now - 3 * 86400):
             list(store.newest_jobs(status, since, limit=5, batch=2))  # the second batch continues after the first
+    # retention.py: the server's deletion once answered, cronjob.py's purge, the gauges
+    Deleter(store, None).delete_now(job_id)  # type: ignore[arg-type]  (no wish waits: the API is not called)
+    with tempfile.TemporaryDirectory() as directory:
+        retention.purge_old(store, TranscriptFiles(Path(directory)), days=5, limit=3)
+    retention.record_deleted(store, reference)
+    with store.database.transaction(write=False) as tx:
+        retention.facts(tx, now)
 
 
 def statements(store: JobStore) -> list[Statement]:

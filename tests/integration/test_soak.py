@@ -35,6 +35,16 @@ def test_short_soak_loses_nothing(database_url: str, tmp_path: Path) -> None:
     assert result.timings["cronjob passes overlapping"] > 0
 
 
+def test_short_soak_with_delete_after_store_deletes_every_stored_job_and_loses_nothing(tmp_path: Path) -> None:
+    options = SoakOptions(jobs=JOBS, seed=SEED, servers=1, delete_after_store=True)
+    result = run_soak(options, f"sqlite:///{tmp_path / 'jobs.db'}", tmp_path / "soak", say=print)
+    print(result.report())
+    assert result.failures() == {}, result.report()
+    assert result.counters["stored jobs not deleted at the API"] == 0 == result.counters["deletions still waiting"]
+    assert result.observed["jobs deleted at the API once stored"] == result.observed["jobs at the API"] == JOBS
+    assert result.observed["server SIGKILLs (each restarted)"] >= 1
+
+
 def test_the_checks_fire(tmp_path: Path) -> None:
     """Zeros from a check that cannot count anything would prove nothing: feed each one a real failure."""
     url = "http://127.0.0.1:1/webhook"

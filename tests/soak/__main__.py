@@ -5,6 +5,7 @@ Run it from the repository root:
     python -m tests.soak --jobs 1000 --seed 7                           # sqlite, one server
     python -m tests.soak --jobs 1000 --database postgresql --servers 2  # a fresh schema, dropped afterwards
     python -m tests.soak --jobs 1000 --database postgresql --servers 2 --storage s3  # transcripts in SeaweedFS
+    python -m tests.soak --jobs 1000 --delete-after-store              # every stored job deleted at the API
 
 Exit code 0 when every checked counter is zero, 1 otherwise, 2 for bad arguments or no PostgreSQL.
 """
@@ -34,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--storage", choices=("dir", "s3"), default="dir", help="transcripts in one shared "
                         "directory, or in a bucket of a real S3-compatible store (SeaweedFS, started on loopback) "
                         "through TRANSCRIPTS_URL (default: %(default)s)")
+    parser.add_argument("--delete-after-store", action="store_true", help="run every process with "
+                        "DELETE_AFTER_STORE=1: each job stored is then deleted at the API, and checked to be")
     parser.add_argument("--postgres-url", default=POSTGRES_URL,
                         help="PostgreSQL server for --database postgresql; a fresh schema is created in it and "
                         "dropped afterwards (default: $TEST_DATABASE_URL or %(default)s)")
@@ -53,15 +56,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    options = SoakOptions(jobs=args.jobs, seed=args.seed, servers=args.servers, storage=args.storage)
+    options = SoakOptions(jobs=args.jobs, seed=args.seed, servers=args.servers, storage=args.storage,
+                          delete_after_store=args.delete_after_store)
     problem = postgres_problem(args.postgres_url) if args.database == "postgresql" else None
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    deleting = ", DELETE_AFTER_STORE=1" if args.delete_after_store else ""
     print(f"soak: seed {args.seed}, {args.jobs} jobs, {args.database}, {args.servers} server(s), transcripts in "
-          f"{args.storage}, work directory {workdir}", flush=True)
+          f"{args.storage}{deleting}, work directory {workdir}", flush=True)
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

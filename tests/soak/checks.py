@@ -4,6 +4,7 @@ must be zero) and records what the faults amounted to."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import re
 import signal
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from emulator import Emulator
+from notification_flow import jsonv2
+from notification_flow.api import rejection_reason
 from notification_flow.jobs import Job, open_store
 from notification_flow.lifecycle import OPEN_STATES
 from tests.integration.support import Stack
@@ -35,6 +38,8 @@ def check_everything(stack: Stack, servers: list[Stack], audio: list[Path], run:
     dump_json(stack.tmp / "deliveries.json", run.deliveries)
     check_jobs(run.truth, rows, audio, stored, result)
     check_transcripts(stack.emulator, run.truth, stored, result)
+    if "DELETE_AFTER_STORE" in stack.storage:
+        check_deleted(stack, rows, result)
     logs = [server.tmp / "server.log" for server in servers]
     check_logs(logs + [log for process in run.clients + run.cronjobs for log in process.logs], result)
     check_deliveries(run.deliveries, run.windows, result, unproven_answers(logs))
@@ -51,10 +56,28 @@ def epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+def as_finished(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as the API finished it: one deleted once stored (DELETE_AFTER_STORE) ended done, or rejected if
+    it carries a reason, and is marked `deleted_at_api`."""
+    if job["status"] != "deleted":
+        return job
+    return {**job, "status": "rejected" if rejection_reason(job) else "done", "deleted_at_api": True}
+
+
+def served_transcript(emulator: Emulator, job_id: str) -> bytes | None:
+    """The transcript the API serves, or None once the job is deleted there."""
+    try:
+        return emulator.transcript_bytes(job_id)
+    except KeyError:
+        return None
+
+
 def finished_at(emulator: Emulator, job: dict[str, Any]) -> float:
-    """When the API finished a job: its transcript's creation time, or the time of its rejection error."""
+    """When the API finished a job: its transcript's creation time, or the time of its rejection error (now, for
+    a done job already deleted there: later is the safe side to wait from)."""
     if job["status"] == "done":
-        return epoch(json.loads(emulator.transcript_bytes(job["id"]))["metadata"]["created_at"])
+        served = served_transcript(emulator, job["id"])
+        return epoch(json.loads(served)["metadata"]["created_at"]) if served else time.time()
     return epoch(job["errors"][0]["timestamp"])
 
 
@@ -97,10 +120,12 @@ def check_transcripts(emulator: Emulator, truth: dict[str, dict[str, Any]], stor
     bad = []
     for job_id, job in truth.items():
         if job["status"] == "done":
-            found = stored.read(job_id)
+            found, served = stored.read(job_id), served_transcript(emulator, job_id)
             if found is None:
                 bad.append(f"{job_id}(missing)")
-            elif found != emulator.transcript_bytes(job_id):
+            elif served is None and not jsonv2.is_transcript_of(io.BytesIO(found), job_id):  # deleted there
+                bad.append(f"{job_id}(not its transcript)")
+            elif served is not None and found != served:
                 bad.append(f"{job_id}(different)")
     done = {job_id for job_id, job in truth.items() if job["status"] == "done"}
     unexpected = sorted(f"{job_id}.json" for job_id in stored.job_ids() if job_id not in done)
@@ -108,6 +133,20 @@ def check_transcripts(emulator: Emulator, truth: dict[str, dict[str, Any]], stor
     result.examples["transcripts missing or different"] = bad
     result.counters["transcript files of jobs that are not done"] = len(unexpected)
     result.examples["transcript files of jobs that are not done"] = unexpected
+
+
+def check_deleted(stack: Stack, rows: list[Job], result: SoakResult) -> None:
+    """DELETE_AFTER_STORE: every job stored here (done or rejected) is deleted at the API, recorded so on its
+    row, and no wish to delete is left waiting."""
+    kept = [row.job_id for row in rows if row.status in ("done", "rejected") and row.job_id and (
+        row.remote_deleted_at is None or stack.emulator.job(row.job_id)["status"] != "deleted")]
+    with open_store(stack.database_url).database.transaction(write=False) as tx:
+        pending = [found["job_id"] for found in tx.execute("SELECT job_id FROM remote_deletions")]
+    result.counters["stored jobs not deleted at the API"] = len(kept)
+    result.examples["stored jobs not deleted at the API"] = kept
+    result.counters["deletions still waiting"] = len(pending)
+    result.examples["deletions still waiting"] = pending
+    result.observed["jobs deleted at the API once stored"] = sum(row.remote_deleted_at is not None for row in rows)
 
 
 def check_logs(logs: list[Path], result: SoakResult) -> None:

@@ -48,6 +48,7 @@ class SoakOptions:
     seed: int = 0
     servers: int = 1
     storage: str = "dir"  # "dir": one shared TRANSCRIPTS_DIR; "s3": TRANSCRIPTS_URL on a real SeaweedFS
+    delete_after_store: bool = False  # every process with DELETE_AFTER_STORE=1: jobs go at the API once stored
 
 
 def emulator_options(seed: int) -> EmulatorOptions:

@@ -82,5 +82,6 @@ class SoakResult:
         lines += [f"  {name:<56} {value:>6.1f}" for name, value in self.timings.items()]
         lines.append(f"{'PASS' if self.ok else 'FAIL'}: seed {self.seed}; replay with: python -m tests.soak "
                      f"--jobs {self.options.jobs} --seed {self.seed} --database {self.database} "
-                     f"--servers {self.options.servers} --storage {self.options.storage}")
+                     f"--servers {self.options.servers} --storage {self.options.storage}"
+                     + (" --delete-after-store" if self.options.delete_after_store else ""))
         return "\n".join(lines)

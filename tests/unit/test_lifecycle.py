@@ -32,6 +32,8 @@ def apply_event(store: JobStore, event: Event) -> None:
         store.record_created(REF, JOB_ID)
     elif event is Event.NOT_CREATED:
         store.record_not_created(REF, "no job")
+    elif event is Event.PURGED:
+        store.record_purged(REF)
     else:
         store.record_remote_status(JOB_ID, event, transcript="/t/abcdefghij.json", error="why")
 
@@ -61,9 +63,9 @@ def test_every_notification_from_every_state_with_an_id_moves_as_the_table_says(
     assert fresh_store.find(JOB_ID).status == (next_state(state, status.event) or state)
 
 
-def test_final_states_other_than_rejected_and_submit_failed_have_no_way_out() -> None:
+def test_final_states_other_than_rejected_and_submit_failed_have_no_way_out_but_our_own_purge() -> None:
     for state in SETTLED_STATES:
-        way_out = [event for event in Event if next_state(state, event)]
+        way_out = [event for event in Event if next_state(state, event) and event is not Event.PURGED]
         if state is State.REJECTED:
             assert way_out == [Event.TRANSCRIPT_STORED]  # a transcript outranks a failure report
         elif state is State.SUBMIT_FAILED:
@@ -72,9 +74,16 @@ def test_final_states_other_than_rejected_and_submit_failed_have_no_way_out() ->
             assert way_out == [], state
 
 
-def test_nothing_moves_a_job_back_to_submitting_and_done_is_never_left() -> None:
+def test_nothing_moves_a_job_back_to_submitting_and_done_is_never_left_but_for_a_purge() -> None:
     assert State.SUBMITTING not in TRANSITIONS.values()
-    assert all(source is not State.DONE for source, _ in TRANSITIONS)
+    assert all(source is not State.DONE or event is Event.PURGED for source, event in TRANSITIONS)
+
+
+def test_only_finished_jobs_are_purged_and_a_purged_one_never_moves_again() -> None:
+    purged_from = {source for (source, event), target in TRANSITIONS.items() if target is State.PURGED}
+    assert purged_from == {State.DONE, State.REJECTED, State.EXPIRED, State.DELETED, State.SUBMIT_FAILED}
+    assert all(event is Event.PURGED for (_, event), target in TRANSITIONS.items() if target is State.PURGED)
+    assert not any(source is State.PURGED for source, _ in TRANSITIONS)
 
 
 def test_open_and_final_states_partition_the_states() -> None:
