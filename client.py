@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from notification_flow import handoff
 from notification_flow.api import HEARTBEAT_SECONDS, AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
 from notification_flow.auth import auth_header
 from notification_flow.cli import OneLineParser, audio_problem, exit_on_bad_settings, read_json_object
@@ -155,7 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_list_arguments(parser)
     add_forget_argument(parser)
     add_arguments(parser, "api_key", "batch_url", "api_timeout", "webhook_url", "allow_private_webhook_url",
-                  "webhook_secret", "database_url")
+                  "webhook_secret", "database_url", *handoff.SETTING_FIELDS)
     args = parser.parse_args(argv)
     only_with_list = [flag for flag, used in (("--json", args.json), ("--status", args.status),
                                               ("--since", args.since)) if used]
@@ -185,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.list or args.forget) and all(audio_problem(path) for path in paths):  # nothing to send
             print("\n".join(str(audio_problem(path)) for path in paths), file=sys.stderr)
             return EXIT_NOT_ALL_SUBMITTED
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, followers=handoff.followers(settings))  # submit_failed: an event
     if args.list:
-        show_jobs(store, args)
+        show_jobs(store, args, handoff_states=handoff.states_of)
         return 0
     if args.forget:  # erasure of one job (docs/privacy.md)
         return forget(store, settings, args.forget)

@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 
+from notification_flow import handoff
 from notification_flow.api import ApiError, SpeechmaticsAPI, Unauthorized
 from notification_flow.cli import (
     EXIT_BAD_SETTINGS,
@@ -88,18 +89,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run a pass every SECONDS until stopped (SIGTERM or SIGINT: stops cleanly, exit 0)")
     parser.add_argument("--concurrency", type=number_in(int, 1, 64), default=DEFAULTS.concurrency,
                         help=f"jobs worked on at once (default: {DEFAULTS.concurrency})")
+    handoff.add_redeliver_arguments(parser)
     add_arguments(parser, "api_key", "batch_url", "api_timeout", "database_url", "transcripts_dir", "transcripts_url",
-                  "delete_after_store", "keep_transcripts_days")
+                  "delete_after_store", "keep_transcripts_days", *handoff.SETTING_FIELDS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
+    if args.redeliver is not None:  # hand-off events sent again, and nothing else
+        return handoff.redeliver(args)
     with exit_on_bad_settings():
         settings = load_settings(overrides=vars(args), required=("api_key",))
         transcripts = open_transcripts(settings, check=True)  # refused before anything is written
-        store = open_store(settings.database_url, followers=followers(settings))
+        store = open_store(settings.database_url, followers=(*followers(settings), *handoff.followers(settings)))
         transcripts.ensure_directories()
     policy = ReconcilePolicy(grace_seconds=0 if args.all else args.grace, concurrency=args.concurrency,
                              api_timeout_seconds=settings.api_timeout)
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             started = time.monotonic()
             summary = run_pass(reconciler, Retention(settings.keep_transcripts_days))
+            handoff.deliver_pass(settings, store.database, reconciler.stopping)  # every event due, whoever recorded it
             with contextlib.suppress(StoreUnavailable):  # the server's metrics then show an older pass
                 record_pass(store, summary, time.monotonic() - started, complete=reconciler.cut_short is None)
             emit(None, summary_line(summary), event="pass", **pass_counts(summary))

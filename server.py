@@ -21,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from notification_flow import ops
+from notification_flow import handoff, ops
 from notification_flow.api import ApiError, SpeechmaticsAPI, rejection_reason
 from notification_flow.auth import REFUSALS, Guard
 from notification_flow.cli import OneLineParser, exit_on_bad_settings, setup_logging
@@ -66,7 +66,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 class Receiver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = open_store(settings.database_url, migrate_schema=False, followers=followers(settings))
+        self.store = open_store(settings.database_url, migrate_schema=False,  # connects on first use
+                                followers=(*followers(settings), *handoff.followers(settings)))
+        self.courier = handoff.courier(settings, self.store.database)  # hands events on after our commit
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
         self.metrics = Metrics(self.store)
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
@@ -86,6 +88,8 @@ class Receiver:
         except Exception:  # never a stack trace; a 500 makes Speechmatics retry, and the log has the details
             log.exception("notification job=%s: unexpected error", printable(job_id))
             answer = Answer(500, "internal error")
+        if self.courier and answer.outcome in (Outcome.DONE, Outcome.REJECTED):
+            self.courier.wake()  # committed: deliver now, in the background, while we answer
         seconds = time.monotonic() - started
         self.metrics.observe_notification(answer.outcome, answer.code, seconds)
         log_notification(log, job_id=job_id, status=status, outcome=answer.outcome, code=answer.code,
@@ -176,7 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_server_arguments(parser)
     add_arguments(parser, "webhook_secret", "webhook_secret_previous", "database_url", "transcripts_dir",
                   "transcripts_url", "webhook_path", "max_notification_mb", "allowed_regions", "trusted_proxies",
-                  "api_key", "batch_url", "delete_after_store")
+                  "api_key", "batch_url", "delete_after_store", "transcripts_mode", *handoff.SETTING_FIELDS)
     return parser.parse_args(argv)
 
 

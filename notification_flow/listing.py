@@ -9,9 +9,11 @@ cost a scan of the history, which is exactly what this must not do.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -52,7 +54,12 @@ def parse_limit(text: str) -> int:
     return int(text)
 
 
-def show_jobs(store: JobStore, args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
+# Each job's hand-off state, asked for a batch of references at a time (handoff.states_of), or nothing.
+HandoffStates = Callable[[JobStore, list[str]], dict[str, str]]
+
+
+def show_jobs(store: JobStore, args: argparse.Namespace, out: TextIO = sys.stdout,
+              handoff_states: HandoffStates | None = None) -> None:
     since = None
     if args.since:
         kind, value = args.since
@@ -61,17 +68,29 @@ def show_jobs(store: JobStore, args: argparse.Namespace, out: TextIO = sys.stdou
     jobs = store.newest_jobs(State(args.status) if args.status else None, since,
                              None if limit is None else limit + 1)  # one more: were any left out?
     if not args.json:
-        print(f"{'job_id':<12} {'reference':<32} {'status':<13} {'created':<19} transcript / error", file=out)
-    for shown, job in enumerate(jobs):
-        if limit is not None and shown == limit:
-            note = f"more jobs not shown: only the newest {limit}; --limit 0 for all, or --status/--since to narrow"
-            print(note, file=sys.stderr if args.json else out)
-            break
-        if args.json:
-            print(json.dumps(job_summary(job)), file=out)
-        else:
-            print(f"{job.job_id or '-':<12} {job.reference:<32} {job.status:<13} {timestamp(job.created_at):<19} "
-                  f"{job.transcript or job.error or ''}{deleted_remotely(job)}", file=out)
+        print(f"{'job_id':<12} {'reference':<32} {'status':<13} {'created':<19} {'handoff':<9} transcript / error",
+              file=out)
+    shown = 0
+    for batch in batches(jobs, 100):
+        states = handoff_states(store, [job.reference for job in batch]) if handoff_states else {}
+        for job in batch:
+            if limit is not None and shown == limit:
+                note = (f"more jobs not shown: only the newest {limit}; --limit 0 for all, or --status/--since to "
+                        "narrow")
+                print(note, file=sys.stderr if args.json else out)
+                return
+            shown += 1
+            handoff = states.get(job.reference)
+            if args.json:
+                print(json.dumps({**job_summary(job), "handoff": handoff}), file=out)
+            else:
+                print(f"{job.job_id or '-':<12} {job.reference:<32} {job.status:<13} {timestamp(job.created_at):<19} "
+                      f"{handoff or '-':<9} {job.transcript or job.error or ''}{deleted_remotely(job)}", file=out)
+
+
+def batches(jobs: Iterator[Job], size: int) -> Iterator[list[Job]]:
+    while batch := list(itertools.islice(jobs, size)):
+        yield batch
 
 
 def job_summary(job: Job) -> dict[str, Any]:

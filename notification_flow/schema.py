@@ -108,4 +108,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX remote_deletions_by_wanted ON remote_deletions (wanted_at)",
     ),
+    (
+        # The hand-off's outbox (handoff.py): one event per job and final state, recorded in the move's own
+        # transaction, kept after delivery (and when dead) so that it can be sent again; and deliveries counted
+        # by result for /metrics.
+        """CREATE TABLE handoff_events (
+            id           TEXT PRIMARY KEY,
+            reference    TEXT NOT NULL,
+            status       TEXT NOT NULL,
+            body         TEXT NOT NULL,
+            state        TEXT NOT NULL,
+            created_at   DOUBLE PRECISION NOT NULL,
+            since        DOUBLE PRECISION NOT NULL,
+            due_at       DOUBLE PRECISION NOT NULL,
+            attempts     INTEGER NOT NULL,
+            lease_until  DOUBLE PRECISION,
+            delivered_at DOUBLE PRECISION,
+            last_error   TEXT
+        )""",
+        "CREATE INDEX handoff_events_by_state ON handoff_events (state, due_at)",
+        "CREATE INDEX handoff_events_by_reference ON handoff_events (reference, created_at)",
+        "CREATE INDEX handoff_events_by_created ON handoff_events (created_at)",
+        "CREATE TABLE handoff_deliveries (result TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+        "INSERT INTO handoff_deliveries (result, n) VALUES ('delivered', 0), ('failed', 0), ('dead', 0)",
+    ),
 )

@@ -9,9 +9,11 @@ fixes them all at once instead of one per run.
 from __future__ import annotations
 
 import argparse
+import base64
 import ipaddress
 import os
 import re
+import shlex
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -115,6 +117,34 @@ def _flag(name: str, value: str) -> bool:
     raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
 
 
+def _whsec(name: str, value: str) -> str:
+    """A Standard Webhooks secret: `whsec_` and base64, as the specification's libraries expect."""
+    body = value.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body, validate=True) if value.startswith("whsec_") else b""
+    except ValueError:
+        key = b""
+    if len(key) < 24:
+        raise SettingsError(f"{name} must be whsec_ followed by the base64 of 24 to 64 random bytes, e.g. "
+                            "whsec_$(openssl rand -base64 32)")
+    return value
+
+
+def _command(name: str, value: str) -> str:
+    try:
+        if shlex.split(value):
+            return value
+    except ValueError:
+        pass
+    raise SettingsError(f"{name} must be a command line (split as a shell would, but run without one)")
+
+
+def _mode(name: str, value: str) -> int:
+    if not re.fullmatch(r"0?[0-7]{3}", value) or int(value, 8) & 0o400 == 0:
+        raise SettingsError(f"{name} must be an octal file mode the owner can read, such as 600 or 640")
+    return int(value, 8)
+
+
 def _webhook_path(name: str, value: str) -> str:
     if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
         raise SettingsError(f"{name} must be a URL path such as /webhook, got {value!r}")
@@ -165,6 +195,17 @@ SETTINGS: tuple[Setting, ...] = (
             "rejection) is stored here: the local copy is then the only one", _flag, "0"),
     Setting("KEEP_TRANSCRIPTS_DAYS", "keep_transcripts_days", "cronjob.py removes transcripts of jobs created more "
             "than this many days ago and marks them purged (kept for ever when empty)", _whole(1)),
+    Setting("HANDOFF_URL", "handoff_url", "Hand each finished job on: POST its event, signed with "
+            "HANDOFF_SECRET, to this URL (docs/handoff.md; off when empty)", _url),
+    Setting("HANDOFF_SECRET", "handoff_secret", "Standard Webhooks secret (whsec_ and base64) that signs each "
+            "hand-off POST", _whsec),
+    Setting("HANDOFF_COMMAND", "handoff_command", "Hand each finished job on: run this command (no shell) with "
+            "the event's JSON on its standard input; exit 0 means delivered (off when empty)", _command),
+    Setting("HANDOFF_TIMEOUT", "handoff_timeout", "Seconds one hand-off attempt may take", _whole(1), "10"),
+    Setting("HANDOFF_MAX_AGE", "handoff_max_age", "Seconds an event may keep failing before it is marked dead "
+            "(kept, and sent again by cronjob.py --redeliver)", _whole(1), "259200"),
+    Setting("TRANSCRIPTS_MODE", "transcripts_mode", "File mode of stored transcripts, in octal: 640 lets the "
+            "server user's group read them (docs/handoff.md)", _mode, "600"),
 )
 
 
@@ -188,6 +229,12 @@ class Settings:
     transcripts_url: str | None = None
     delete_after_store: bool = False
     keep_transcripts_days: int | None = None
+    handoff_url: str | None = None
+    handoff_secret: str | None = None
+    handoff_command: str | None = None
+    handoff_timeout: int = 10
+    handoff_max_age: int = 259200
+    transcripts_mode: int = 0o600
 
     def require(self, *names: str) -> Settings:
         """Fail, naming every variable at fault, unless every named setting has a usable value."""
@@ -204,6 +251,8 @@ class Settings:
             problem = unreachable_webhook_url(self.webhook_url, self.batch_url)
             if problem:
                 problems.append(problem)
+        if self.handoff_url and not self.handoff_secret and "handoff_secret" not in names:
+            problems.append("HANDOFF_SECRET is not set: HANDOFF_URL's events must be signed (docs/handoff.md)")
         return problems
 
     @property
