@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"jobs worked on at once (default: {DEFAULTS.concurrency})")
     handoff.add_redeliver_arguments(parser)
     add_arguments(parser, "api_key", "batch_url", "api_timeout", "database_url", "transcripts_dir", "transcripts_url",
-                  "delete_after_store", "keep_transcripts_days", *handoff.SETTING_FIELDS)
+                  "delete_after_store", "keep_transcripts_days", "transcripts_mode", *handoff.SETTING_FIELDS)
     return parser.parse_args(argv)
 
 

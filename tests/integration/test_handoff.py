@@ -1,0 +1,232 @@
+"""The hand-off, process-level: real server.py and cronjob.py processes hand every finished job to a consumer on
+loopback, at least once, signed, with a stable webhook-id, whatever the consumer does (fails, is down, dies
+before answering, answers too late), by POST or by command, on both databases."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.integration.support import ROOT, Stack, free_port, json_lines, submit_like_client, wait_for
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TRANSCRIPT = {"contents": ["transcript"]}
+
+
+@dataclass
+class Consumer:
+    """A consumer on loopback that misbehaves as told, attempt by attempt: `plan` says what each of the first
+    attempts meets ("fail": 500, "hang-up": the connection closed after the body was read, as if the consumer was
+    killed before answering, "slow": an answer later than the sender's timeout); every later one is 204."""
+
+    port: int = field(default_factory=free_port)
+    plan: list[str] = field(default_factory=list)
+    slow_seconds: float = 3.0
+    delay: float = 0.0  # before every answer: a delivery that takes a while, so overlaps would show
+    received: list[dict[str, Any]] = field(default_factory=list)  # every attempt, in arrival order
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def start(self) -> None:
+        consumer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                started = time.monotonic()
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with consumer.lock:
+                    what = consumer.plan.pop(0) if consumer.plan else "ok"
+                    seen = {"headers": dict(self.headers.items()), "body": body.decode(), "what": what,
+                            "started": started}
+                    consumer.received.append(seen)
+                if what == "hang-up":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                time.sleep(consumer.slow_seconds if what == "slow" else consumer.delay)
+                self.send_response(500 if what == "fail" else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                seen["ended"] = time.monotonic()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def delivered(self) -> dict[str, dict[str, Any]]:
+        """Each event the consumer took (answered 2xx), by webhook-id, checked: a valid signature."""
+        with self.lock:
+            taken = [seen for seen in self.received if seen["what"] in ("ok",)]
+        events = {}
+        for seen in taken:
+            events[seen["headers"]["webhook-id"]] = Webhook(SECRET).verify(seen["body"], seen["headers"])
+        return events
+
+
+@contextlib.contextmanager
+def consumer_running(**options: Any) -> Iterator[Consumer]:
+    consumer = Consumer(**options)
+    consumer.start()
+    try:
+        yield consumer
+    finally:
+        consumer.stop()
+
+
+def handoff_env(consumer: Consumer, **extra: Any) -> dict[str, Any]:
+    return {"HANDOFF_URL": consumer.url, "HANDOFF_SECRET": SECRET, "HANDOFF_TIMEOUT": "1", **extra}
+
+
+def finished_jobs(stack: Stack, count: int) -> list[str]:
+    """`count` jobs created the way client.py does, notified to our server, done."""
+    job_ids = [submit_like_client(stack, TRANSCRIPT)[1] for _ in range(count)]
+    wait_for(lambda: all((job := stack.store().find(j)) and job.status == "done" for j in job_ids), timeout=60,
+             message="every job done")
+    return job_ids
+
+
+def assert_each_handed_on(stack: Stack, consumer: Consumer, job_ids: list[str], timeout: float = 90) -> None:
+    """Every job's event taken by the consumer, with its body, and every attempt of one event under one id."""
+    wait_for(lambda: {e["data"]["job_id"] for e in consumer.delivered().values()} >= set(job_ids), timeout=timeout,
+             message="every job handed on")
+    for event in consumer.delivered().values():
+        job = stack.store().find(event["data"]["job_id"])
+        assert event["type"] == "transcript.ready"
+        assert event["data"] == {"job_id": job.job_id, "reference": job.reference, "audio": job.audio,
+                                 "status": "done", "transcript": job.transcript, "error": None}
+    ids_by_body: dict[str, set[str]] = {}
+    for seen in consumer.received:
+        ids_by_body.setdefault(seen["body"], set()).add(seen["headers"]["webhook-id"])
+    assert all(len(ids) == 1 for ids in ids_by_body.values())  # retries keep the event's id
+
+
+def test_a_consumer_failing_its_first_deliveries_gets_every_job_from_the_server(stack: Stack) -> None:
+    with consumer_running(plan=["fail", "fail"]) as consumer:
+        stack.start_server(**handoff_env(consumer))
+        job_ids = finished_jobs(stack, 3)
+        assert_each_handed_on(stack, consumer, job_ids)
+        listed = {job["job_id"]: job["handoff"] for job in json_lines(stack.client("--list", "--json").stdout)}
+        assert listed == dict.fromkeys(job_ids, "delivered")
+
+
+def test_a_consumer_killed_before_answering_or_slower_than_the_timeout_still_gets_it(stack: Stack) -> None:
+    with consumer_running(plan=["hang-up", "slow"]) as consumer:
+        stack.start_server(**handoff_env(consumer))
+        (job_id,) = finished_jobs(stack, 1)
+        assert_each_handed_on(stack, consumer, [job_id])
+        attempts = [seen["headers"] for seen in consumer.received]
+        assert len({headers["webhook-id"] for headers in attempts}) == 1
+        assert len(attempts) >= 3
+
+
+def test_a_killed_server_and_a_consumer_down_for_cronjob_passes_lose_nothing(stack: Stack) -> None:
+    consumer = Consumer()  # not listening yet: down
+    stack.start_server(**handoff_env(consumer))
+    job_ids = finished_jobs(stack, 2)
+    stack.stop_server(signal.SIGKILL)
+    for _ in range(2):
+        assert stack.cronjob(**handoff_env(consumer)).returncode == 0
+    assert consumer.received == []
+    loop = subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--loop", "0.5"], cwd=stack.tmp,
+                            env=stack.env(**handoff_env(consumer)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        consumer.start()  # back: the next passes deliver what fell due
+        assert_each_handed_on(stack, consumer, job_ids)
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.wait(timeout=30)
+        consumer.stop()
+
+
+def test_a_command_gets_every_event_on_its_standard_input(stack: Stack, tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    sink.mkdir()
+    script = tmp_path / "take event.py"  # a space: the command is split as a shell would, run without one
+    script.write_text("import os, sys\n"
+                      "path = os.path.join(sys.argv[1], os.environ['WEBHOOK_ID'] + '.json')\n"
+                      "open(path, 'wb').write(sys.stdin.buffer.read())\n")
+    command = f"{sys.executable} '{script}' '{sink}'"
+    stack.start_server(HANDOFF_COMMAND=command)
+    job_ids = finished_jobs(stack, 2)
+    wait_for(lambda: len(list(sink.glob("*.json"))) == 2, timeout=60, message="both events taken")
+    events = [json.loads(path.read_text()) for path in sink.glob("*.json")]
+    assert {event["data"]["job_id"] for event in events} == set(job_ids)
+    assert all(event["data"]["transcript"] == str(stack.transcripts / f"{event['data']['job_id']}.json")
+               for event in events)
+
+
+def test_redeliver_sends_a_jobs_event_again_with_its_own_id(stack: Stack) -> None:
+    with consumer_running() as consumer:
+        stack.start_server(**handoff_env(consumer))
+        (job_id,) = finished_jobs(stack, 1)
+        assert_each_handed_on(stack, consumer, [job_id])
+        first = consumer.received[-1]["headers"]["webhook-id"]
+        result = stack.cronjob("--redeliver", job_id, **handoff_env(consumer))
+        assert result.returncode == 0, result.stderr
+        assert "1 events due again" in result.stdout
+        again = stack.cronjob("--redeliver", "--since", "1h", **handoff_env(consumer))
+        assert again.returncode == 0, again.stderr
+        assert [seen["headers"]["webhook-id"] for seen in consumer.received].count(first) >= 3
+
+
+def test_without_a_handoff_setting_nothing_is_recorded(served: Stack) -> None:
+    finished_jobs(served, 1)
+    with served.store().database.transaction(write=False) as tx:
+        assert tx.execute("SELECT COUNT(*) AS n FROM handoff_events")[0]["n"] == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_servers_and_two_cronjobs_never_deliver_one_event_at_once(stack: Stack) -> None:
+    with consumer_running(plan=["fail"] * 6, delay=0.3) as consumer:
+        env = handoff_env(consumer, HANDOFF_TIMEOUT="2")
+        stack.start_server(**env)
+        first = stack.server
+        second = Stack(tmp=stack.tmp / "second", emulator=stack.emulator, database_url=stack.database_url)
+        second.tmp.mkdir()
+        second.start_server(TRANSCRIPTS_DIR=stack.transcripts, **env)
+        loops = [subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--loop", "0.2"], cwd=stack.tmp,
+                                  env=stack.env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for _ in range(2)]
+        try:
+            job_ids = finished_jobs(stack, 4) + finished_jobs(second, 4)
+            assert_each_handed_on(stack, consumer, job_ids)
+        finally:
+            for loop in loops:
+                loop.send_signal(signal.SIGTERM)
+                loop.wait(timeout=30)
+            second.stop_server()
+        assert first is not None
+        by_event: dict[str, list[tuple[float, float]]] = {}
+        for seen in consumer.received:
+            by_event.setdefault(seen["headers"]["webhook-id"], []).append(
+                (seen["started"], seen.get("ended", seen["started"])))
+        for spans in by_event.values():
+            spans.sort()
+            assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
