@@ -44,8 +44,9 @@ class IncomingFile:
     that writes bytes (a download) can be given one as a plain binary file: `write`, and `restart` to begin
     the same download again."""
 
-    def __init__(self, directory: Path, limit: int | None = None) -> None:
+    def __init__(self, directory: Path, limit: int | None = None, mode: int = 0o600) -> None:
         handle, self.name = tempfile.mkstemp(dir=directory, suffix=".part")
+        os.fchmod(handle, mode)  # the published file is this inode: TRANSCRIPTS_MODE decides who may read it
         self.file: BinaryIO = os.fdopen(handle, "w+b")
         self.size = 0
         self.limit = limit
@@ -84,8 +85,9 @@ class IncomingFile:
 class Spool:
     """TRANSCRIPTS_DIR's `.incoming` and `.unreadable`."""
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, mode: int = 0o600) -> None:
         self.directory = Path(directory).resolve()
+        self.mode = mode  # of every file received, so of every transcript published from one (TRANSCRIPTS_MODE)
         self.incoming = self.directory / ".incoming"
         self.unreadable = self.directory / ".unreadable"
 
@@ -97,7 +99,7 @@ class Spool:
     @contextlib.contextmanager
     def incoming_file(self, limit: int | None = None) -> Iterator[IncomingFile]:
         """A `.part` file that is always removed, whether or not it was published."""
-        incoming = IncomingFile(self.incoming, limit)
+        incoming = IncomingFile(self.incoming, limit, self.mode)
         try:
             yield incoming
         finally:

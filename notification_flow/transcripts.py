@@ -111,7 +111,7 @@ def open_transcripts(settings: Settings, check: bool = False) -> TranscriptStore
     `ensure_directories`, not here. `check`: at start-up, refuse a store that cannot work (a SettingsError,
     exit 2) before any worker starts, writing nothing locally."""
     if not settings.transcripts_url:
-        return TranscriptFiles(settings.transcripts_dir)
+        return TranscriptFiles(settings.transcripts_dir, settings.transcripts_mode)
     objects = TranscriptObjects(settings.transcripts_url, settings.transcripts_dir)
     if check:
         return objects.check()

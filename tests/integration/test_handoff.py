@@ -165,7 +165,7 @@ def test_a_killed_server_and_a_consumer_down_for_cronjob_passes_lose_nothing(sta
         consumer.stop()
 
 
-def test_a_command_gets_every_event_on_its_standard_input(stack: Stack, tmp_path: Path) -> None:
+def test_a_command_gets_every_event_on_its_stdin_and_the_group_may_read_the_file(stack: Stack, tmp_path: Path) -> None:
     sink = tmp_path / "sink"
     sink.mkdir()
     script = tmp_path / "take event.py"  # a space: the command is split as a shell would, run without one
@@ -173,13 +173,14 @@ def test_a_command_gets_every_event_on_its_standard_input(stack: Stack, tmp_path
                       "path = os.path.join(sys.argv[1], os.environ['WEBHOOK_ID'] + '.json')\n"
                       "open(path, 'wb').write(sys.stdin.buffer.read())\n")
     command = f"{sys.executable} '{script}' '{sink}'"
-    stack.start_server(HANDOFF_COMMAND=command)
+    stack.start_server(HANDOFF_COMMAND=command, TRANSCRIPTS_MODE="640")  # a consumer in the group reads them
     job_ids = finished_jobs(stack, 2)
     wait_for(lambda: len(list(sink.glob("*.json"))) == 2, timeout=60, message="both events taken")
     events = [json.loads(path.read_text()) for path in sink.glob("*.json")]
     assert {event["data"]["job_id"] for event in events} == set(job_ids)
     assert all(event["data"]["transcript"] == str(stack.transcripts / f"{event['data']['job_id']}.json")
                for event in events)
+    assert {Path(event["data"]["transcript"]).stat().st_mode & 0o777 for event in events} == {0o640}
 
 
 def test_redeliver_sends_a_jobs_event_again_with_its_own_id(stack: Stack) -> None:
