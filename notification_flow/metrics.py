@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from notification_flow import retention
+from notification_flow import handoff, retention
 from notification_flow.api import RETENTION_SECONDS, ApiError
 from notification_flow.db import StoreUnavailable
 from notification_flow.jobs import JobStore
@@ -131,6 +131,7 @@ class DatabaseCollector:
                      facts["retention"]["lost"])
         yield _gauge("deletions_pending", "Jobs stored here and not yet deleted at Speechmatics (DELETE_AFTER_STORE)",
                      facts["retention"]["deletions_pending"])
+        yield from handoff_metrics(facts["handoff"])
         summary = facts["pass"]
         if summary is None:  # no pass recorded yet: absent, which the silence alert treats as silence
             return
@@ -141,6 +142,22 @@ class DatabaseCollector:
                      {(result,): summary[result] for result in COUNTS}, ["result"])
         yield _gauge("reconciler_last_pass_complete", "1 if that pass ran to its end, 0 if it was cut short (the "
                      "API or the database unreadable, a defect)", summary["complete"])
+
+
+def handoff_metrics(facts: dict[str, Any]) -> Iterator[Any]:
+    """The hand-off's outbox (docs/handoff.md): what waits, for how long, what died, what was delivered."""
+    from prometheus_client.core import CounterMetricFamily
+
+    yield _gauge("handoff_backlog", "Hand-off events not delivered yet (pending)", facts["backlog"])
+    yield _gauge("handoff_oldest_undelivered_age_seconds", "Age of the oldest hand-off event not delivered yet (0 "
+                 "when there is none)", facts["oldest_age"])
+    yield _gauge("handoff_dead_events", "Hand-off events that failed for HANDOFF_MAX_AGE and were given up on (kept; "
+                 "cronjob.py --redeliver sends them again)", facts["dead"])
+    deliveries = CounterMetricFamily(f"{PREFIX}handoff_deliveries", "Hand-off attempts by every process, by result",
+                                     labels=["result"])
+    for result, count in sorted(facts["deliveries"].items()):
+        deliveries.add_metric([result], count)
+    yield deliveries
 
 
 def _gauge(name: str, documentation: str, value: float | dict[tuple[str, ...], float],
@@ -164,9 +181,10 @@ def database_facts(store: JobStore) -> dict[str, Any]:
                             State.SUBMIT_FAILED, now - 3600)[0]["n"]
         summary = last_pass(tx)
         kept = retention.facts(tx, now)
+        handed_on = handoff.facts(tx)
     oldest = {row["status"]: float(row["oldest"]) for row in rows}
     running = oldest.get(State.RUNNING.value)
     return {"open": {row["status"]: int(row["n"]) for row in rows},
             "oldest_open_age": max(0.0, now - min(oldest.values())) if oldest else 0.0,
             "expires_in": None if running is None else running + RETENTION_SECONDS - now,
-            "submit_failed": int(failed), "pass": summary, "retention": kept}
+            "submit_failed": int(failed), "pass": summary, "retention": kept, "handoff": handed_on}

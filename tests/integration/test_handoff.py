@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from standardwebhooks.webhooks import Webhook
 
 from tests.integration.support import ROOT, Stack, free_port, json_lines, submit_like_client, wait_for
@@ -133,6 +134,11 @@ def test_a_consumer_failing_its_first_deliveries_gets_every_job_from_the_server(
         assert_each_handed_on(stack, consumer, job_ids)
         listed = {job["job_id"]: job["handoff"] for job in json_lines(stack.client("--list", "--json").stdout)}
         assert listed == dict.fromkeys(job_ids, "delivered")
+        metrics = requests.get(f"http://127.0.0.1:{stack.server_port}/metrics", timeout=10).text
+        assert 'transcribe_handoff_deliveries_total{result="delivered"} 3.0' in metrics
+        assert 'transcribe_handoff_deliveries_total{result="failed"} 2.0' in metrics
+        assert "transcribe_handoff_backlog 0.0" in metrics and "transcribe_handoff_dead_events 0.0" in metrics
+        assert "transcribe_handoff_oldest_undelivered_age_seconds 0.0" in metrics
 
 
 def test_a_consumer_killed_before_answering_or_slower_than_the_timeout_still_gets_it(stack: Stack) -> None:
