@@ -237,3 +237,34 @@ def test_two_servers_and_two_cronjobs_never_deliver_one_event_at_once(stack: Sta
         for spans in by_event.values():
             spans.sort()
             assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
+
+
+def test_the_example_consumer_verifies_dedups_and_reads_the_transcript(stack: Stack, tmp_path: Path) -> None:
+    port, output = free_port(), tmp_path / "handed-on"
+    log = (tmp_path / "consumer.log").open("w")
+    consumer = subprocess.Popen([sys.executable, str(ROOT / "examples" / "handoff_consumer.py"), "--port", str(port),
+                                 "--database", str(tmp_path / "consumer.db"), "--output", str(output)],
+                                env=stack.env(HANDOFF_SECRET=SECRET), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/handoff"
+    try:
+        wait_for(lambda: _answers(url), message="the example consumer to listen")
+        assert requests.post(url, data=b"{}", headers={"webhook-id": "msg_x", "webhook-timestamp": "1",
+                                                       "webhook-signature": "v1,AAAA"}, timeout=10).status_code == 401
+        env = {"HANDOFF_URL": url, "HANDOFF_SECRET": SECRET}
+        stack.start_server(**env)
+        (job_id,) = finished_jobs(stack, 1)
+        text = wait_for(lambda: (output / f"{job_id}.txt").is_file() and (output / f"{job_id}.txt").read_text(),
+                        message="the consumer to write the words")
+        words = json.loads((stack.transcripts / f"{job_id}.json").read_text())["results"]
+        assert text.split() == [word["alternatives"][0]["content"] for word in words]
+        assert stack.cronjob("--redeliver", job_id, **env).returncode == 0  # delivered again: taken once
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=30)
+    assert (tmp_path / "consumer.log").read_text().count("took transcript.ready") == 1
+
+
+def _answers(url: str) -> bool:
+    with contextlib.suppress(requests.RequestException):
+        return requests.get(url, timeout=1).status_code == 405
+    return False
