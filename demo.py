@@ -1,7 +1,8 @@
 """`make demo`: the whole flow on this machine, against the local Speechmatics emulator.
 
 It starts the emulator and server.py, submits the bundled sample with client.py, waits for the webhook to
-store the transcript, then loses a notification on purpose and lets cronjob.py recover it. Every command
+store the transcript, then loses a notification on purpose and lets cronjob.py recover it; each finished job
+is handed on to examples/handoff_consumer.py, a stand-in for your application. Every command
 is printed as you would type it, followed by its output. Everything is written under ./demo/.
 """
 
@@ -22,6 +23,7 @@ import requests
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "demo"
 API_KEY = "demo-api-key"
+HANDOFF_SECRET = "whsec_ZGVtby1oYW5kb2ZmLXNlY3JldC0wMTIzNDU2Nzg5"  # noqa: S105 (the demo's own, on loopback)
 
 
 def free_port() -> int:
@@ -73,11 +75,13 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
     emulator, batch_url = start_emulator()
-    port = free_port()
+    port, consumer_port = free_port(), free_port()
     env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning",
            "SPEECHMATICS_API_KEY": API_KEY, "SPEECHMATICS_BATCH_URL": batch_url,
            "WEBHOOK_URL": f"http://127.0.0.1:{port}/webhook", "WEBHOOK_SECRET": "demo-webhook-secret-0123456789",
-           "DATABASE_URL": f"sqlite:///{WORK / 'jobs.db'}", "TRANSCRIPTS_DIR": str(WORK / "transcripts")}
+           "DATABASE_URL": f"sqlite:///{WORK / 'jobs.db'}", "TRANSCRIPTS_DIR": str(WORK / "transcripts"),
+           "HANDOFF_URL": f"http://127.0.0.1:{consumer_port}/handoff", "HANDOFF_SECRET": HANDOFF_SECRET}
+    consumer = start_consumer(env, consumer_port)
     server = subprocess.Popen([sys.executable, "server.py", "--port", str(port), "--workers", "2"], cwd=ROOT,
                               env=env, stderr=(WORK / "server.log").open("w"), start_new_session=True)
     try:
@@ -109,22 +113,45 @@ def main() -> None:
         say("3. cronjob.py asks Speechmatics, fetches the transcript, and marks the job done.")
         run(env, "cronjob.py", "--all")
         run(env, "client.py", "--list")
-        say("4. What Prometheus scrapes from the server (README \"Operating it\"):")
+        say("4. The hand-off: server.py and cronjob.py POSTed each finished job, signed, to the example consumer")
+        wait_until(lambda: len(list((WORK / "handed-on").glob("*.txt"))) == 2, "both jobs to be handed on")
+        print("\n".join(line for line in (WORK / "consumer.log").read_text().splitlines() if line.startswith("took")))
+        for text in sorted((WORK / "handed-on").glob("*.txt")):
+            print(f"{text.relative_to(ROOT)}: {text.read_text().strip()[:60]} ...")
+        say("5. What Prometheus scrapes from the server (README \"Operating it\"):")
         _show_metrics(port)
         say(f"Done: every job has its transcript in {WORK / 'transcripts'}; server log in {WORK / 'server.log'}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-        emulator.terminate()
-        emulator.wait(timeout=30)
+        for process in (emulator, consumer):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def start_consumer(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    """examples/handoff_consumer.py, your application's stand-in: it writes each transcript's words to a file."""
+    consumer = subprocess.Popen([sys.executable, "examples/handoff_consumer.py", "--port", str(port), "--database",
+                                 str(WORK / "consumer.db"), "--output", str(WORK / "handed-on")], cwd=ROOT, env=env,
+                                stdout=(WORK / "consumer.log").open("w"), stderr=subprocess.DEVNULL, text=True)
+    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/handoff"), "the example consumer to start")
+    return consumer
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 405
+    except requests.RequestException:
+        return False
 
 
 def _show_metrics(port: int) -> None:
     """A few lines of /metrics: the jobs, the notifications and the reconciler's last pass."""
     print(f"$ curl -s http://127.0.0.1:{port}/metrics | grep -E '^transcribe_(jobs|notifications_total|"
-          "reconciler_last_pass_jobs)'")
+          "reconciler_last_pass_jobs|handoff_deliveries_total)'")
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    wanted = ("transcribe_jobs{", "transcribe_notifications_total{", "transcribe_reconciler_last_pass_jobs{")
+    wanted = ("transcribe_jobs{", "transcribe_notifications_total{", "transcribe_reconciler_last_pass_jobs{",
+              "transcribe_handoff_deliveries_total{")
     print("\n".join(line for line in text.splitlines() if line.startswith(wanted)), flush=True)
 
 

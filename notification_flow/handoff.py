@@ -177,7 +177,7 @@ class Outbox:
                        state, due, problem, delivered_at, row["id"], row["lease_until"])
             if tx.rowcount == 1:
                 tx.execute("UPDATE handoff_deliveries SET n = n + 1 WHERE result = $1", result)
-        log.info("handoff %s job=%s %s%s", row["id"], row["reference"], result, f": {problem}" if problem else "")
+        log.info("event %s job=%s %s%s", row["id"], row["reference"], result, f": {problem}" if problem else "")
         return result
 
     def deliver_due(self, stop: threading.Event | None = None) -> Counter[str]:

@@ -18,3 +18,5 @@ def test_the_demo_runs_the_whole_flow() -> None:
     assert "Authorization: Bearer v1." in out  # the job's own token, never the secret
     assert "checked 1, recovered 1, repaired 0, still running 0, failed 0" in out
     assert 'transcribe_notifications_total{code="200",outcome="done"}' in out
+    assert out.count("took transcript.ready for job") == 2  # each finished job handed to the example consumer
+    assert 'transcribe_handoff_deliveries_total{result="delivered"} 2.0' in out
