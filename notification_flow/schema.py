@@ -126,7 +126,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             delivered_at DOUBLE PRECISION,
             last_error   TEXT
         )""",
-        "CREATE INDEX handoff_events_by_state ON handoff_events (state, due_at)",
+        "CREATE INDEX handoff_events_by_state ON handoff_events (state, due_at, created_at)",
         "CREATE INDEX handoff_events_by_reference ON handoff_events (reference, created_at)",
         "CREATE INDEX handoff_events_by_created ON handoff_events (created_at)",
         "CREATE TABLE handoff_deliveries (result TEXT PRIMARY KEY, n BIGINT NOT NULL)",

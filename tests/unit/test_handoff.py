@@ -4,11 +4,13 @@ settled under its lease; retries within a minute at first and never more than te
 from __future__ import annotations
 
 import json
+import re
 
 from notification_flow import handoff
 from notification_flow.jobs import JobStore, Notification
 from notification_flow.lifecycle import Event, NotificationStatus, State
 from notification_flow.settings import load_settings
+from tests.query_plans import recording
 
 REF, JOB_ID = "a" * 32, "abcdefghij"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -155,3 +157,35 @@ def test_the_secret_must_be_a_standard_webhooks_secret() -> None:
     else:
         raise AssertionError("a URL without a secret")
     assert State.DONE in handoff.FINAL_STATES
+
+
+def test_the_outbox_reads_index_ranges_whatever_it_has_delivered(fresh_store: JobStore) -> None:
+    """Cost grows with the events waiting, never with those delivered: no statement reads the whole table."""
+    store, outbox, _ = outbox_store(fresh_store)
+    with store.database.transaction() as tx:
+        for number in range(500):
+            tx.execute("INSERT INTO handoff_events (id, reference, status, body, state, created_at, since, due_at, "
+                       "attempts) VALUES ($1, $2, 'done', '{}', 'delivered', $3, $3, $3, 1)", f"msg_{number}",
+                       f"old{number}", float(number))
+        tx.execute("ANALYZE")
+    with recording() as seen:
+        store.add_submission(REF, "call.wav")
+        store.record_created(REF, JOB_ID)
+        store.record_notification(JOB_ID, FAILURE)
+        outbox.deliver_due()
+        outbox.next_due_in()
+        outbox.redeliver(JOB_ID)
+        outbox.redeliver(since=1e9)
+        handoff.states_of(store, [REF, "old1"])
+        with store.database.transaction(write=False) as tx:
+            handoff.facts(tx)
+    scans = []
+    for sql, params in seen:
+        if "handoff_events" not in sql or sql.startswith("EXPLAIN"):
+            continue
+        with store.database.transaction(write=False) as tx:
+            plan = [row["detail"] for row in tx.execute("EXPLAIN QUERY PLAN " + sql, *params)]
+        if any(re.search(r"\bSCAN (handoff_events|jobs)\b", line) for line in plan):
+            scans.append((sql, plan))
+    assert len([sql for sql, _ in seen if "handoff_events" in sql]) >= 8
+    assert scans == []
