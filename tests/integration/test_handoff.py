@@ -5,99 +5,21 @@ before answering, answers too late), by POST or by command, on both databases.""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import itertools
 import json
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from standardwebhooks.webhooks import Webhook
 
+from tests.integration.handoff_consumer import SECRET, Consumer, consumer_running
 from tests.integration.support import ROOT, Stack, free_port, json_lines, submit_like_client, wait_for
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TRANSCRIPT = {"contents": ["transcript"]}
-
-
-@dataclass
-class Consumer:
-    """A consumer on loopback that misbehaves as told, attempt by attempt: `plan` says what each of the first
-    attempts meets ("fail": 500, "hang-up": the connection closed after the body was read, as if the consumer was
-    killed before answering, "slow": an answer later than the sender's timeout); every later one is 204."""
-
-    port: int = field(default_factory=free_port)
-    plan: list[str] = field(default_factory=list)
-    slow_seconds: float = 3.0
-    delay: float = 0.0  # before every answer: a delivery that takes a while, so overlaps would show
-    received: list[dict[str, Any]] = field(default_factory=list)  # every attempt, in arrival order
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    server: http.server.ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
-
-    def start(self) -> None:
-        consumer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                started = time.monotonic()
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with consumer.lock:
-                    what = consumer.plan.pop(0) if consumer.plan else "ok"
-                    seen = {"headers": dict(self.headers.items()), "body": body.decode(), "what": what,
-                            "started": started}
-                    consumer.received.append(seen)
-                if what == "hang-up":
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                time.sleep(consumer.slow_seconds if what == "slow" else consumer.delay)
-                self.send_response(500 if what == "fail" else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                seen["ended"] = time.monotonic()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def delivered(self) -> dict[str, dict[str, Any]]:
-        """Each event the consumer took (answered 2xx), by webhook-id, checked: a valid signature."""
-        with self.lock:
-            taken = [seen for seen in self.received if seen["what"] in ("ok",)]
-        events = {}
-        for seen in taken:
-            events[seen["headers"]["webhook-id"]] = Webhook(SECRET).verify(seen["body"], seen["headers"])
-        return events
-
-
-@contextlib.contextmanager
-def consumer_running(**options: Any) -> Iterator[Consumer]:
-    consumer = Consumer(**options)
-    consumer.start()
-    try:
-        yield consumer
-    finally:
-        consumer.stop()
 
 
 def handoff_env(consumer: Consumer, **extra: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from seaweed import SeaweedFS
 from tests.integration.support import ROOT, Stack, api_headers, wait_for
 from tests.soak.checks import as_finished, check_everything, finished_at, record_observations, record_timings
 from tests.soak.faults import ServerKiller, plan_kills, submit_and_kill_client
+from tests.soak.handoff import check_handoff, deliver_the_rest, flaky_consumer, handoff_env
 from tests.soak.options import (
     CONFLICTING_FRACTION,
     CRON_SECONDS,
@@ -55,8 +56,10 @@ def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: s
     result = SoakResult(options.seed, options, database, workdir)
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     audio = make_audio(workdir / "audio", options.jobs, rng)
-    with Emulator(emulator_options(options.seed)) as emulator, object_store(options, workdir) as storage:
-        settings = {**storage[0], **({"DELETE_AFTER_STORE": "1"} if options.delete_after_store else {})}
+    with (Emulator(emulator_options(options.seed)) as emulator, object_store(options, workdir) as storage,
+          flaky_consumer(options.seed) as consumer):
+        settings = {**storage[0], **({"DELETE_AFTER_STORE": "1"} if options.delete_after_store else {}),
+                    **handoff_env(consumer)}  # every process hands finished jobs on
         stack = Stack(tmp=workdir, emulator=emulator, database_url=database_url, storage=settings)
         stored = StoredTranscripts(stack.transcripts, storage[0].get("TRANSCRIPTS_URL"), storage[1])
         open_store(database_url)  # the schema, once, before several processes race to create it
@@ -66,7 +69,9 @@ def run_soak(options: SoakOptions, database_url: str, workdir: Path, database: s
         finally:
             for server in servers:
                 server.stop_server()
+        handing_on = deliver_the_rest(stack, progress)
         check_everything(stack, servers, audio, run, result, stored)
+        check_handoff(stack, consumer, result, handing_on)
         stats = emulator.stats()
         result.timings["submissions (client.py runs)"] = run.submission_seconds
         record_observations(result, run, stats, len(servers))
