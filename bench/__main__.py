@@ -25,11 +25,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import history, ingest, memory, pacing, report
+from bench import handoff, history, ingest, memory, pacing, report
 from bench.bodies import ROOT
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("ingest", "memory", "reconcile", "submission", "history", "s3")
+BENCHMARKS = ("ingest", "memory", "reconcile", "submission", "history", "s3", "handoff")
 PACKAGES = ("flask", "gunicorn", "ijson", "psycopg", "httpx", "boto3")
 
 
@@ -47,7 +47,8 @@ def plan(quick: bool) -> dict[str, Callable[[Path], Any]]:
             "submission": lambda scratch: pacing.submission(40 if quick else 200, rounds(3), scratch, log),
             "history": lambda scratch: history.run([1_000, 10_000] if quick else [1_000, 1_000_000],
                                                    rounds(5), scratch, log),
-            "s3": lambda scratch: ingest.into_s3(s3_20k, 200_000_000, rounds(3), scratch, log)}
+            "s3": lambda scratch: ingest.into_s3(s3_20k, 200_000_000, rounds(3), scratch, log),
+            "handoff": lambda scratch: handoff.run(50 if quick else 500, rounds(3), scratch, log)}
 
 
 def log(message: str) -> None:

@@ -17,7 +17,8 @@ from bench.stats import median
 GUARD, GUARDED_SIZE = 0.5, 20_000  # at 20 KB, server.py keeps at least half the lean handler's throughput
 NAMES = {"ours": "ours: `python server.py`, sqlite", "ours-postgresql": "ours: `python server.py`, PostgreSQL",
          "lean": "lean durable handler (`bench/lean_app.py`)", "ours-s3": "ours, `TRANSCRIPTS_URL` (S3)",
-         "cronjob": "`python cronjob.py --all`", "client": "`python client.py`"}
+         "cronjob": "`python cronjob.py --all`", "client": "`python client.py`",
+         "ours-handoff": "ours, `HANDOFF_URL` (the server delivering)"}
 Runs = list[dict[str, Any]]
 Column = tuple[str, Callable[[Runs], str]]
 
@@ -121,6 +122,18 @@ def s3_section(part: dict[str, Any]) -> list[str]:
             *ingest_table(part["ingest"]["runs"], "ours"), *memory_section(part["memory"], "## Memory, into S3")]
 
 
+def handoff_section(part: dict[str, Any]) -> list[str]:
+    """Notification to hand-off with the server delivering, and what handing on adds to the answer."""
+    return ["## Hand-off", "", f"{part['jobs']} notifications (20 KB) per run from {part['concurrency']} senders, "
+            f"{rounds(part)} rounds; medians over rounds. `ours-handoff` hands each finished job to a consumer on "
+            "loopback (HANDOFF_URL); *hand-off* runs from the notification's sending to its event's arrival.", "",
+            *runs_table(part["runs"], [("answer p50 (ms)", middle("answer_p50_ms", 1)),
+                                       ("answer p99 (ms)", middle("answer_p99_ms", 1)),
+                                       ("hand-off p50 (ms)", middle("handoff_p50_ms", 1)),
+                                       ("hand-off p99 (ms)", middle("handoff_p99_ms", 1)),
+                                       ("handed on", total("handed_on"))])]
+
+
 def heading(results: dict[str, Any], title: str, command: str) -> list[str]:
     machine = results["machine"]
     packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
@@ -140,7 +153,9 @@ PAGES = {ROOT / "docs" / "benchmarks-results.md": ("Benchmark results", "make be
              "ingest": ingest_section, "memory": memory_section, "reconcile": reconcile_section,
              "submission": submission_section}),
          ROOT / "docs" / "benchmarks-s3.md": ("Benchmark results: transcripts in S3", "python -m bench --only s3",
-                                              {"s3": s3_section})}
+                                              {"s3": s3_section}),
+         ROOT / "docs" / "benchmarks-handoff.md": ("Benchmark results: the hand-off", "python -m bench --only handoff",
+                                                   {"handoff": handoff_section})}
 
 
 def write(results: dict[str, Any], ran: Iterable[str]) -> None:

@@ -26,7 +26,7 @@ import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,6 +107,9 @@ class Sender:
     command: str | None
     secret: str | None
     timeout: float
+    # One connection pool per process, made on first use: a client per attempt would build its TLS context
+    # each time. (Made lazily, so none crosses a gunicorn fork.)
+    pool: dict[int, httpx.Client] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Sender:
@@ -128,11 +131,16 @@ class Sender:
 
     def post(self, event: str, body: str) -> str | None:
         try:
-            answer = httpx.post(self.url or "", content=body.encode(), headers=self.headers(event, body),
-                                timeout=self.timeout, follow_redirects=False)
+            answer = self.client().post(self.url or "", content=body.encode(), headers=self.headers(event, body))
         except httpx.HTTPError as error:
             return f"HANDOFF_URL: {type(error).__name__}"
         return None if 200 <= answer.status_code < 300 else f"HANDOFF_URL answered {answer.status_code}"
+
+    def client(self) -> httpx.Client:
+        if os.getpid() not in self.pool:
+            self.pool.clear()
+            self.pool[os.getpid()] = httpx.Client(timeout=self.timeout, follow_redirects=False)
+        return self.pool[os.getpid()]
 
     def run(self, event: str, body: str) -> str | None:
         try:
