@@ -48,7 +48,7 @@ def plan(quick: bool) -> dict[str, Callable[[Path], Any]]:
             "history": lambda scratch: history.run([1_000, 10_000] if quick else [1_000, 1_000_000],
                                                    rounds(5), scratch, log),
             "s3": lambda scratch: ingest.into_s3(s3_20k, 200_000_000, rounds(3), scratch, log),
-            "handoff": lambda scratch: handoff.run(50 if quick else 500, rounds(3), scratch, log)}
+            "handoff": lambda scratch: handoff.run(50 if quick else 300, rounds(3), scratch, log)}
 
 
 def log(message: str) -> None:

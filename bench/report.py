@@ -125,6 +125,7 @@ def s3_section(part: dict[str, Any]) -> list[str]:
 def handoff_section(part: dict[str, Any]) -> list[str]:
     """Notification to hand-off with the server delivering, and what handing on adds to the answer."""
     return ["## Hand-off", "", f"{part['jobs']} notifications (20 KB) per run from {part['concurrency']} senders, "
+            f"{part['rate']:g} a second, "
             f"{rounds(part)} rounds; medians over rounds. `ours-handoff` hands each finished job to a consumer on "
             "loopback (HANDOFF_URL); *hand-off* runs from the notification's sending to its event's arrival.", "",
             *runs_table(part["runs"], [("answer p50 (ms)", middle("answer_p50_ms", 1)),
