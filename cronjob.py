@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    if args.redeliver is not None:  # hand-off events sent again, and nothing else
+    if args.redeliver is not None or args.since:  # hand-off events sent again, and nothing else
         return handoff.redeliver(args)
     with exit_on_bad_settings():
         settings = load_settings(overrides=vars(args), required=("api_key",))

@@ -23,9 +23,9 @@ import os
 import random
 import shlex
 import subprocess
+import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from notification_flow.cli import exit_on_bad_settings
+from notification_flow.cli import EXIT_BAD_SETTINGS, exit_on_bad_settings
 from notification_flow.db import Database, Row, StoreUnavailable, Transaction
 from notification_flow.jobs import JobStore, open_store
 from notification_flow.lifecycle import State
@@ -289,12 +289,6 @@ def retry_delay(attempts: int) -> float:
     return delay * (1 - JITTER * random.random())
 
 
-def rows_of(outbox: Outbox, reference: str) -> Iterator[Row]:
-    """Every event of one job, oldest first (tests and the demo)."""
-    with outbox.database.transaction(write=False) as tx:
-        yield from tx.execute("SELECT * FROM handoff_events WHERE reference = $1 ORDER BY created_at", reference)
-
-
 # -- what the scripts call --------------------------------------------------------------------------------------
 SETTING_FIELDS = ("handoff_url", "handoff_secret", "handoff_command", "handoff_timeout", "handoff_max_age")
 
@@ -335,26 +329,21 @@ def add_redeliver_arguments(parser: argparse.ArgumentParser) -> None:
 
 def redeliver(args: argparse.Namespace) -> int:
     """`cronjob.py --redeliver JOB_ID` or `--redeliver --since 2h`: due again now, then delivered at once."""
-    if bool(args.redeliver) == bool(args.since):
-        raise SystemExit(error_line("--redeliver takes a JOB_ID or --since WHEN (one of them)"))
+    if args.redeliver is None or bool(args.redeliver) == bool(args.since):
+        print(error_line("--redeliver takes a JOB_ID, or --since WHEN (one of them)"), file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     with exit_on_bad_settings():
         settings = load_settings(overrides=vars(args))
         if not enabled(settings):
             raise SettingsError("--redeliver needs HANDOFF_URL or HANDOFF_COMMAND")
-        database = open_store(settings.database_url).database
-    outbox = open_outbox(settings, database)
-    assert outbox is not None
+        store = open_store(settings.database_url)
+    outbox = Outbox(store.database, Sender.from_settings(settings), float(settings.handoff_max_age))
     since = None
     if args.since:
         kind, value = args.since
-        since = outbox_now(database) - value if kind == "ago" else value
+        since = store.now() - value if kind == "ago" else value  # the database's clock, as events were recorded
     count = outbox.redeliver(args.redeliver or None, since)
     results = outbox.deliver_due()
     emit(None, f"redeliver: {count} events due again; delivered {results[DELIVERED]}, failed {results['failed']}",
          event="redeliver", due=count, delivered=results[DELIVERED], failed=results["failed"])
     return 0 if count and not results["failed"] else 1
-
-
-def outbox_now(database: Database) -> float:
-    with database.transaction(write=False) as tx:
-        return tx.now()

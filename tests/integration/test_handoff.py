@@ -190,3 +190,12 @@ def _answers(url: str) -> bool:
     with contextlib.suppress(requests.RequestException):
         return requests.get(url, timeout=1).status_code == 405
     return False
+
+
+def test_redeliver_needs_one_job_or_since_and_a_way_to_deliver(stack: Stack) -> None:
+    for args in (("--redeliver",), ("--since", "2h"), ("--redeliver", "abcdefghij", "--since", "2h")):
+        result = stack.cronjob(*args, HANDOFF_COMMAND="true")
+        assert (result.returncode, result.stdout) == (2, ""), args
+        assert len(result.stderr.strip().splitlines()) == 1 and "--redeliver" in result.stderr
+    without = stack.cronjob("--redeliver", "abcdefghij")
+    assert without.returncode == 2 and "HANDOFF_URL or HANDOFF_COMMAND" in without.stderr
