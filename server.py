@@ -66,8 +66,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 class Receiver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = open_store(settings.database_url, migrate_schema=False,  # connects on first use
-                                followers=(*followers(settings), *handoff.followers(settings)))
+        self.store = open_store(settings.database_url, migrate_schema=False, followers=(*followers(settings),
+                                *handoff.followers(settings)))  # connects on first use
         self.courier = handoff.courier(settings, self.store.database)  # hands events on after our commit
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
         self.metrics = Metrics(self.store)
@@ -88,8 +88,7 @@ class Receiver:
         except Exception:  # never a stack trace; a 500 makes Speechmatics retry, and the log has the details
             log.exception("notification job=%s: unexpected error", printable(job_id))
             answer = Answer(500, "internal error")
-        if self.courier and answer.outcome in (Outcome.DONE, Outcome.REJECTED):
-            self.courier.wake()  # committed: deliver now, in the background, while we answer
+        handoff.after_commit(self.courier, answer.outcome)  # an event recorded: delivered now, while we answer
         seconds = time.monotonic() - started
         self.metrics.observe_notification(answer.outcome, answer.code, seconds)
         log_notification(log, job_id=job_id, status=status, outcome=answer.outcome, code=answer.code,

@@ -303,6 +303,13 @@ def courier(settings: Any, database: Database) -> Courier | None:
     return running
 
 
+def after_commit(courier: Courier | None, outcome: str) -> None:
+    """The server's answer is decided and its move committed: a job that became done or rejected has an event
+    waiting, so the courier goes now, in the background."""
+    if courier is not None and outcome in (State.DONE, State.REJECTED):
+        courier.wake()
+
+
 def deliver_pass(settings: Any, database: Database, stopping: threading.Event | None = None) -> Counter[str]:
     """cronjob.py's share: deliver whatever is due, and say so in one line when anything was."""
     outbox = open_outbox(settings, database)
