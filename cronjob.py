@@ -60,7 +60,7 @@ def run_pass(reconciler: Reconciler, retention: Retention | None = None) -> Coun
             reconciler.settle(jobs, now)  # each: fetch and publish if done, mark its state
         reconciler.repair_missing_transcripts()  # done jobs whose file is missing: fetched again
         if retention:  # deletions at Speechmatics left pending, transcripts past KEEP_TRANSCRIPTS_DAYS
-            retention.run(reconciler)
+            reconciler.summary.update(retention.run(reconciler.store, reconciler.api, reconciler.transcripts))
         reconciler.transcripts.remove_leftovers()  # spool files of a killed worker
     return reconciler.summary
 

@@ -281,7 +281,9 @@ class Reconciler:
             self.count(Outcome.FAILED)
             return due
         if not present and job.remote_deleted_at is not None:  # deleted at Speechmatics: nothing to fetch it from
-            return report_lost(self, job)
+            report_lost(self.store, job)
+            self.count("lost")
+            return None
         return now if present else self.repair(job, now, due)
 
     def repair(self, job: Job, now: float, due: float) -> float | None:

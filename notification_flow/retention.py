@@ -33,7 +33,6 @@ from notification_flow.transcripts import TranscriptFiles, TranscriptStore, open
 if TYPE_CHECKING:
     from flask import Response
 
-    from notification_flow.reconcile import Reconciler
     from notification_flow.settings import Settings
 
 log = logging.getLogger("retention")
@@ -120,15 +119,14 @@ def forgotten(store: JobStore, job_id: str) -> bool:
 
 
 # -- the repair sweep's lost transcripts --------------------------------------------------------------------
-def report_lost(reconciler: Reconciler, job: Job) -> None:
+def report_lost(store: JobStore, job: Job) -> None:
     """A done job's file is missing or damaged and Speechmatics no longer has the job: nothing can repair it.
     Said once (a log line naming the job, `lost_at` for the metric and its alert); never checked again."""
     log.error("job %s (reference %s): %s", job.job_id, job.reference, LOST,
               extra={"fields": {"job_id": job.job_id, "reference": job.reference, "outcome": "lost"}})
-    with reconciler.store.database.transaction() as tx:
+    with store.database.transaction() as tx:
         tx.execute("UPDATE jobs SET transcript = NULL, error = $1, lost_at = $2, checked_at = NULL "
                    "WHERE reference = $3 AND status = $4", LOST, tx.now(), job.reference, State.DONE)
-    reconciler.count("lost")
 
 
 def facts(tx: Transaction, now: float) -> dict[str, int]:
@@ -181,10 +179,12 @@ class Retention:
 
     keep_days: int | None
 
-    def run(self, reconciler: Reconciler) -> None:
-        reconciler.summary.update(Deleter(reconciler.store, reconciler.api).finish_pending())
+    def run(self, store: JobStore, api: SpeechmaticsAPI, transcripts: TranscriptStore) -> Counter[str]:
+        """What the pass did, to add to its summary."""
+        done = Deleter(store, api).finish_pending()
         if self.keep_days:
-            reconciler.count(*["purged"] * purge_old(reconciler.store, reconciler.transcripts, self.keep_days))
+            done["purged"] += purge_old(store, transcripts, self.keep_days)
+        return done
 
 
 # -- client.py --forget --------------------------------------------------------------------------------------

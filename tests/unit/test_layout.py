@@ -63,3 +63,48 @@ def test_a_jobs_state_is_changed_in_one_place_only() -> None:
             if re.search(r"\bSET\b(?:(?!\bWHERE\b).)*\bstatus\s*=", line):
                 writes.append(f"{path.name}:{number}")
     assert len(writes) == 1 and writes[0].startswith("jobs.py:"), writes
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Each module of the package, and the modules of the package it imports (at any depth in its code)."""
+    graph: dict[str, set[str]] = {}
+    for path in python_files("notification_flow"):
+        names = imported_modules(path)
+        graph[path.stem] = {name.split(".", 1)[1] for name in names
+                            if name.startswith("notification_flow.")} | _from_package_imports(path)
+    return graph
+
+
+def _from_package_imports(path: Path) -> set[str]:
+    """`from notification_flow import jsonv2` names a module too."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and node.module == "notification_flow" for alias in node.names}
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = package_imports()
+    cycles = []
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        for imported in sorted(graph.get(module, ())):
+            if imported == path[0]:
+                cycles.append(" -> ".join((*path, imported)))
+            elif imported not in path and len(path) < len(graph):
+                visit(imported, (*path, imported))
+
+    for module in graph:
+        visit(module, (module,))
+    assert cycles == []
+
+
+def test_no_module_of_the_package_is_over_four_hundred_lines() -> None:
+    sizes = {path.name: len(path.read_text().splitlines()) for path in python_files("notification_flow")}
+    assert {name: size for name, size in sizes.items() if size > 400} == {}
+
+
+def test_one_json_parser_beyond_the_standard_library() -> None:
+    requirements = (ROOT / "requirements.txt").read_text().lower()
+    parsers = [name for name in ("ijson", "msgspec", "orjson", "ujson", "simdjson", "rapidjson")
+               if re.search(rf"^{name}\b", requirements, re.MULTILINE)]
+    assert len(parsers) == 1, parsers
