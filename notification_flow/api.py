@@ -117,8 +117,9 @@ class SpeechmaticsAPI:
         self.close()
 
     # -- calls ----------------------------------------------------------------------------------------
-    def submit(self, audio: Path, job_config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
-        """Create a job, and never a second one that the listing could have shown. `heartbeat` runs before
+    def submit(self, audio: Path | None, job_config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
+        """Create a job, and never a second one that the listing could have shown. With no `audio`, the config's
+        `fetch_data` names it and Speechmatics fetches it (sources.py). `heartbeat` runs before
         every try and every HEARTBEAT_SECONDS of the upload, so the row's owner is seen to be alive; if it
         raises, the upload stops.
 
@@ -131,6 +132,8 @@ class SpeechmaticsAPI:
         budget = self.retry.budget(heartbeat)
 
         def post() -> httpx.Response:
+            if audio is None:  # still multipart/form-data, as the API requires, with the config alone
+                return self.http.post("jobs", files={"config": (None, json.dumps(job_config))})
             with audio.open("rb") as data:
                 return self.http.post("jobs", data={"config": json.dumps(job_config)},
                                       files={"data_file": (audio.name, _BeatingFile(data, heartbeat))})

@@ -26,6 +26,7 @@ from notification_flow.lifecycle import (
     State,
     next_state,
 )
+from notification_flow.redaction import redact_urls_in
 
 __all__ = ["Job", "JobStore", "Notification", "StoreUnavailable", "open_store"]
 
@@ -175,6 +176,7 @@ class JobStore:
         """The one place a job changes state: only along the table, and only from the state it was read in. If
         another process moved the row since it was read (PostgreSQL lets a commit land in between), the
         move is judged again from the row as it now is."""
+        error = redact_urls_in(error)  # a fetch error quotes the audio URL, signature and all
         for _ in range(len(State)):  # each retry follows a move of the row: there cannot be more
             target = next_state(row["status"], event)
             if target is None:
