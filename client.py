@@ -26,6 +26,7 @@ from notification_flow.api import HEARTBEAT_SECONDS, AmbiguousSubmission, ApiErr
 from notification_flow.auth import auth_header
 from notification_flow.cli import OneLineParser, exit_on_bad_settings, read_json_object
 from notification_flow.db import database_exists, describe_database
+from notification_flow.formats import add_format_arguments, with_formats
 from notification_flow.jobs import JobStore, StoreUnavailable, open_store
 from notification_flow.listing import add_list_arguments, show_jobs
 from notification_flow.logs import error_line
@@ -61,7 +62,7 @@ def job_config(settings: Settings, reference: str, args: argparse.Namespace) -> 
         "auth_headers": [auth_header(settings.webhook_secret or "", reference)],  # this job's token, never the secret
     })
     job.setdefault("tracking", {})["reference"] = reference
-    return job
+    return with_formats(job, args.formats)
 
 
 def config_problem(config: dict[str, Any]) -> str | None:
@@ -87,7 +88,7 @@ def submit(source: Source, settings: Settings, store: JobStore, api: Speechmatic
         return False, problem  # nothing recorded for it
     reference = uuid.uuid4().hex
     try:
-        store.add_submission(reference, str(source))  # 1. intent, before anything is sent
+        store.add_submission(reference, str(source), args.formats)  # 1. intent, before anything is sent
     except StoreUnavailable as error:
         return False, f"{source}: not submitted: the database is unavailable ({error})"
     last_heartbeat = time.monotonic()
@@ -149,6 +150,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            "(or --list with no job database), 75 the database is unavailable (try again).")
     parser.add_argument("audio", nargs="*", type=Path, help=f"audio files (default: {SAMPLE_AUDIO.name})")
     add_source_arguments(parser)
+    add_format_arguments(parser)
     parser.add_argument("--language", help="language code (default: en)")
     parser.add_argument("--model", help="model, e.g. standard or enhanced")
     parser.add_argument("--operating-point", help="operating point (older name for --model)")

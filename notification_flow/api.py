@@ -217,14 +217,15 @@ class SpeechmaticsAPI:
             return False
         return True
 
-    def download_transcript(self, job_id: str, target: Download) -> None:
-        """Stream the json-v2 transcript into `target`, so memory stays flat however long it is, within
-        an overall deadline: per-read timeouts alone would let a trickling download run forever."""
+    def download_transcript(self, job_id: str, target: Download, fmt: str = "json-v2") -> None:
+        """Stream the transcript (json-v2, or txt or srt for formats.py) into `target`, so memory stays flat
+        however long it is, within an overall deadline: per-read timeouts alone would let a trickling download
+        run forever."""
 
         def request() -> httpx.Response:
             target.restart()
             deadline = time.monotonic() + self.download_seconds
-            params = {"format": "json-v2", "wait": 0}
+            params = {"format": fmt, "wait": 0}
             with self.http.stream("GET", f"jobs/{job_id}/transcript", params=params) as response:
                 if response.status_code != 200:
                     response.read()

@@ -96,12 +96,13 @@ class JobStore:
         self.followers = followers  # each runs in the transaction of every move, after it
 
     # -- the lifecycle --------------------------------------------------------------------------------
-    def add_submission(self, reference: str, audio: str) -> None:
-        """Record the intent to submit before anything is sent, so a crash can never lose a billed job."""
+    def add_submission(self, reference: str, audio: str, formats: str | None = None) -> None:
+        """Record the intent to submit before anything is sent, so a crash can never lose a billed job (and the
+        formats it will have beside the json-v2, formats.py)."""
         with self.database.transaction() as tx:
             now = tx.now()
-            tx.execute("INSERT INTO jobs (reference, audio, status, created_at, updated_at) "
-                       "VALUES ($1, $2, $3, $4, $4)", reference, audio, State.SUBMITTING, now)
+            tx.execute("INSERT INTO jobs (reference, audio, status, created_at, updated_at, formats) "
+                       "VALUES ($1, $2, $3, $4, $4, $5)", reference, audio, State.SUBMITTING, now, formats or None)
 
     def record_created(self, reference: str, job_id: str) -> Job | None:
         """Give the row its Speechmatics job id, learned from client.py's answer, a listing, or the API's answer

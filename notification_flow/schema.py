@@ -132,4 +132,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE handoff_deliveries (result TEXT PRIMARY KEY, n BIGINT NOT NULL)",
         "INSERT INTO handoff_deliveries (result, n) VALUES ('delivered', 0), ('failed', 0), ('dead', 0)",
     ),
+    (  # the formats stored beside the json-v2 (formats.py): "srt,txt", say; NULL for none
+        "ALTER TABLE jobs ADD COLUMN formats TEXT",
+    ),
 )
