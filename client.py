@@ -24,6 +24,7 @@ from typing import Any
 from notification_flow import handoff
 from notification_flow.api import HEARTBEAT_SECONDS, AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
 from notification_flow.auth import auth_header
+from notification_flow.check import run_check
 from notification_flow.cli import OneLineParser, exit_on_bad_settings, read_json_object
 from notification_flow.db import database_exists, describe_database
 from notification_flow.formats import add_format_arguments, with_formats
@@ -38,7 +39,6 @@ from notification_flow.sources import Source, add_source_arguments, sources_of
 SAMPLE_AUDIO = Path(__file__).with_name("example.wav")
 EXIT_NOT_ALL_SUBMITTED = 1
 EXIT_NO_DATABASE = 2
-
 
 MAX_NOTIFICATION_URLS = 3  # per job, the API's limit; client.py adds one of its own
 
@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.forget:  # erasure of one job (docs/privacy.md)
         return forget(store, settings, args.forget)
+    if args.check:  # the sample, to see whether its notification reaches server.py and stores the transcript
+        return run_check(settings, store, job_config, args)
     return submit_all(args.sources, settings, store, args)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from notification_flow.cli import audio_problem
+from notification_flow.cli import audio_problem, number_in
 from notification_flow.redaction import redact_url
 
 MAX_UPLOAD_BYTES = 1_000_000_000  # the API refuses uploads of 1 GB or more; fetch_data has no such limit
@@ -53,11 +53,16 @@ class Source:
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to submit: files, URLs, or the sample as a check of the notification path."""
     parser.add_argument("--url", action="append", default=[], help="audio at this URL, fetched by Speechmatics "
                         "(repeatable; for files of 1 GB or more); its query string is never recorded")
     parser.add_argument("--urls-from", type=Path, metavar="FILE", help="audio URLs, one a line")
     parser.add_argument("--url-header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="a header Speechmatics sends when it fetches each URL (repeatable); never recorded")
+    parser.add_argument("--check", action="store_true", help="submit the sample and say in one line whether its "
+                        "notification reached server.py and stored the transcript (exit 0 only then; check.py)")
+    parser.add_argument("--check-timeout", type=number_in(float, 1), default=120, metavar="SECONDS",
+                        help="with --check: how long to wait (default: 120)")
 
 
 def sources_of(parser: argparse.ArgumentParser, args: argparse.Namespace, default: Path) -> list[Source]:
