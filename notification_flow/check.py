@@ -51,10 +51,8 @@ def run_check(settings: Settings, store: JobStore, job_config: JobConfig, args: 
         except (ApiError, StoreUnavailable) as error:
             print(f"check: not submitted: {error}")
             return EXIT_NOT_STORED
-        print(f"check: job {job_id} submitted with a notification to {redact_urls_in(settings.webhook_url)}; "
-              f"waiting up to {args.check_timeout:g}s", flush=True)
         code, line = watch(store, api, job_id, time.monotonic() + args.check_timeout)
-    print(f"check: job {job_id}: {line}")
+    print(f"check: job {job_id} (notifying {redact_urls_in(settings.webhook_url)}): {line}")
     return code
 
 
