@@ -31,6 +31,7 @@ from notification_flow.lifecycle import NotificationOutcome as Outcome
 from notification_flow.lifecycle import NotificationStatus
 from notification_flow.logs import log_notification, printable
 from notification_flow.metrics import Metrics
+from notification_flow.notices import addon_follower
 from notification_flow.payloads import NotificationBody, UnreadableBody, check_transcript, read_body, request_class
 from notification_flow.retention import Deleter, delete_once_answered, followers, forgotten
 from notification_flow.retry import RetryPolicy
@@ -68,7 +69,7 @@ class Receiver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = open_store(settings.database_url, migrate_schema=False, followers=(*followers(settings),
-                                *handoff.followers(settings)))  # connects on first use
+                                *handoff.followers(settings), addon_follower))  # connects on first use
         self.courier = handoff.courier(settings, self.store.database)  # hands events on after our commit
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
         self.metrics = Metrics(self.store)

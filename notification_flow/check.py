@@ -17,14 +17,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from notification_flow.api import NOTIFICATION_ERRORS, ApiError, SpeechmaticsAPI
+from notification_flow.api import ApiError, SpeechmaticsAPI
 from notification_flow.jobs import JobStore, StoreUnavailable
 from notification_flow.lifecycle import State
+from notification_flow.notices import GAVE_UP, failed_notifications, messages
 from notification_flow.redaction import redact_urls_in
 from notification_flow.settings import Settings
 
 EXIT_STORED, EXIT_NOT_STORED = 0, 1
-GAVE_UP = "Sending notification failed"  # Speechmatics' last entry once every attempt has failed
 RESPONSE_STATUS = re.compile(r"Response status: (\d{3})")
 # What our server answers each status for (server.py, auth.py): the outcome a refusal most likely was.
 OUR_REFUSALS = {
@@ -82,15 +82,6 @@ def watch(store: JobStore, api: SpeechmaticsAPI, job_id: str, deadline: float) -
             return EXIT_NOT_STORED, (f"no answer in time: the job is {status} at Speechmatics and has recorded no "
                                      "failed notification yet; try a longer --check-timeout")
         time.sleep(1.0)
-
-
-def messages(job: dict[str, Any]) -> list[str]:
-    errors = job.get("errors")
-    return [str(item.get("message")) for item in errors if isinstance(item, dict)] if isinstance(errors, list) else []
-
-
-def failed_notifications(errors: list[str]) -> list[str]:
-    return [message for message in errors if message.startswith(NOTIFICATION_ERRORS) and message != GAVE_UP]
 
 
 def verdict(errors: list[str]) -> str:

@@ -46,6 +46,7 @@ class Job:
     created_at: float
     updated_at: float
     remote_deleted_at: float | None = None  # when the job was deleted at Speechmatics on our behalf (retention.py)
+    notice: str | None = None  # what Speechmatics recorded that the status does not say (notices.py)
 
     @property
     def is_terminal(self) -> bool:

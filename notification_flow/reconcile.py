@@ -34,6 +34,7 @@ from notification_flow.api import created_at as remote_created_at
 from notification_flow.formats import Formats
 from notification_flow.jobs import Job, JobStore, StoreUnavailable
 from notification_flow.lifecycle import Event, ReconcileOutcome
+from notification_flow.notices import record_notification_failures
 from notification_flow.payloads import check_transcript
 from notification_flow.retention import report_lost
 from notification_flow.transcripts import TranscriptStore
@@ -217,6 +218,7 @@ class Reconciler:
                 log.info("job %s: adopted for %s, which had been judged not created", found["id"], job.reference)
 
     def apply(self, job_id: str, details: dict[str, Any]) -> Outcome:
+        record_notification_failures(self.store, job_id, details)  # shown by --list, counted by /metrics
         status = details["status"]
         if status == "done":
             path = self.fetch_transcript(job_id)
