@@ -55,7 +55,7 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
-        values = {name: row[name] for name in cls.__dataclass_fields__}
+        values = {name: row[name] for name in cls.__dataclass_fields__ if name in row}  # notice: a later column
         return cls(**{**values, "status": State(row["status"])})
 
 
@@ -102,8 +102,10 @@ class JobStore:
         formats it will have beside the json-v2, formats.py)."""
         with self.database.transaction() as tx:
             now = tx.now()
-            tx.execute("INSERT INTO jobs (reference, audio, status, created_at, updated_at, formats) "
-                       "VALUES ($1, $2, $3, $4, $4, $5)", reference, audio, State.SUBMITTING, now, formats or None)
+            tx.execute("INSERT INTO jobs (reference, audio, status, created_at, updated_at) "
+                       "VALUES ($1, $2, $3, $4, $4)", reference, audio, State.SUBMITTING, now)
+            if formats:  # in the same transaction: the row never exists without them
+                tx.execute("UPDATE jobs SET formats = $1 WHERE reference = $2", formats, reference)
 
     def record_created(self, reference: str, job_id: str) -> Job | None:
         """Give the row its Speechmatics job id, learned from client.py's answer, a listing, or the API's answer
