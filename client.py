@@ -34,13 +34,11 @@ from notification_flow.logs import error_line
 from notification_flow.progress import Progress
 from notification_flow.retention import add_forget_argument, forget
 from notification_flow.settings import Settings, add_arguments, load_settings
-from notification_flow.sources import Source, add_source_arguments, sources_of
+from notification_flow.sources import Source, add_source_arguments, config_problem, sources_of
 
 SAMPLE_AUDIO = Path(__file__).with_name("example.wav")
 EXIT_NOT_ALL_SUBMITTED = 1
 EXIT_NO_DATABASE = 2
-
-MAX_NOTIFICATION_URLS = 3  # per job, the API's limit; client.py adds one of its own
 
 
 class RowClosed(Exception):
@@ -63,21 +61,6 @@ def job_config(settings: Settings, reference: str, args: argparse.Namespace) -> 
     })
     job.setdefault("tracking", {})["reference"] = reference
     return with_formats(job, args.formats)
-
-
-def config_problem(config: dict[str, Any]) -> str | None:
-    """Why a --config-file cannot take what job_config adds to it, or None: checked whole before any row is
-    recorded, so a wrong shape is one line and exit 2, never a traceback after the intent was written."""
-    for key in ("transcription_config", "tracking"):
-        if key in config and not isinstance(config[key], dict):
-            return f"{key} must be a JSON object"
-    notifications = config.get("notification_config", [])
-    if not isinstance(notifications, list) or not all(isinstance(item, dict) for item in notifications):
-        return "notification_config must be a list of JSON objects"
-    if len(notifications) >= MAX_NOTIFICATION_URLS:
-        return (f"notification_config has {len(notifications)} entries; Speechmatics takes at most "
-                f"{MAX_NOTIFICATION_URLS} and client.py adds its own")
-    return None
 
 
 def submit(source: Source, settings: Settings, store: JobStore, api: SpeechmaticsAPI,

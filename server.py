@@ -78,7 +78,6 @@ class Receiver:
                                     retry=RetryPolicy(attempts=1, max_wait=0)) if settings.api_key else None)
         self.guard = Guard(settings, self.store, self.api)
         self.deleter = Deleter(self.store, self.api) if settings.delete_after_store and self.api else None
-        self.formats = Formats(self.store, self.transcripts)  # srt and txt beside the json-v2
 
     def receive(self) -> tuple[Response, int]:
         """Every notification's answer, its one log line and its count, whatever `handle` made of it."""
@@ -156,7 +155,7 @@ class Receiver:
         written = self.transcripts.publish(job_id, transcript)
         if written:
             self.metrics.transcripts.inc()
-        self.formats.keep_notified(job_id, request.files.items() if request.mimetype == "multipart/form-data" else ())
+        Formats(self.transcripts).keep_notified(job_id, request)  # srt and txt parts, beside the json-v2
         notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id))
         return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")
 

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -29,6 +28,8 @@ from notification_flow.spool import IncomingFile, check_job_id
 from notification_flow.transcripts import TranscriptFiles, TranscriptStore
 
 if TYPE_CHECKING:
+    from flask import Request
+
     from notification_flow.api import SpeechmaticsAPI
     from notification_flow.jobs import JobStore
 
@@ -104,7 +105,8 @@ def srt_text(text: str) -> str:
 class Formats:
     """The srt and txt files of the jobs in one transcript store, and which ones each job should have."""
 
-    def __init__(self, store: JobStore, transcripts: TranscriptStore) -> None:
+    def __init__(self, transcripts: TranscriptStore, store: JobStore | None = None) -> None:
+        """`store` for what each job should have (cronjob.py); the server only keeps what it is sent."""
         self.store, self.transcripts = store, transcripts
         self.directory = transcripts.directory if isinstance(transcripts, TranscriptFiles) else None
 
@@ -114,7 +116,7 @@ class Formats:
 
     def wanted(self, job_id: str) -> list[str]:
         """The formats the job's row records (none where they cannot be kept)."""
-        if self.directory is None:
+        if self.directory is None or self.store is None:
             return []
         with self.store.database.transaction(write=False) as tx:
             rows = tx.execute("SELECT formats FROM jobs WHERE job_id = $1", job_id)
@@ -152,10 +154,11 @@ class Formats:
             os.close(handle)
         return True
 
-    def keep_notified(self, job_id: str, parts: Iterable[tuple[str, Any]]) -> list[str]:
+    def keep_notified(self, job_id: str, request: Request) -> list[str]:
         """Keep each srt or txt part of a notification whose json-v2 is stored; one that is not what it claims
         is left for cronjob.py to fetch. The formats written."""
         written = []
+        parts = request.files.items() if request.mimetype == "multipart/form-data" else ()
         for name, part in parts:
             fmt = name.removeprefix("transcript.")
             if self.directory is None or name not in (f"transcript.{fmt}" for fmt in FORMATS):

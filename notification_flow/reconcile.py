@@ -78,7 +78,7 @@ class Reconciler:
     def __init__(self, store: JobStore, api: SpeechmaticsAPI, transcripts: TranscriptStore,
                  policy: ReconcilePolicy | None = None) -> None:
         self.store, self.api, self.transcripts = store, api, transcripts
-        self.formats = Formats(store, transcripts)  # srt and txt beside the json-v2
+        self.formats = Formats(transcripts, store)  # srt and txt beside the json-v2
         self.policy = policy or ReconcilePolicy()
         self.summary: Counter[str] = Counter()
         self.cut_short: Exception | None = None  # what ended the last pass early, if anything did

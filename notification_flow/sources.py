@@ -1,4 +1,5 @@
-"""What client.py submits: audio files it uploads, or URLs that Speechmatics fetches itself (`fetch_data`).
+"""What client.py submits: audio files it uploads, or URLs that Speechmatics fetches itself (`fetch_data`), and
+the --config-file checked whole before anything is written (`config_problem`).
 
 A URL's query string (where presigned URLs carry their signature) and every `--url-header` value are secrets:
 they travel in the job config and nowhere else. The row, every message and `--list` name the URL without its
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from notification_flow.cli import audio_problem, number_in
 from notification_flow.redaction import redact_url
 
+MAX_NOTIFICATION_URLS = 3  # per job, the API's limit; client.py adds one of its own
 MAX_UPLOAD_BYTES = 1_000_000_000  # the API refuses uploads of 1 GB or more; fetch_data has no such limit
 
 
@@ -88,3 +90,18 @@ def sources_of(parser: argparse.ArgumentParser, args: argparse.Namespace, defaul
                     (header.partition(":") for header in args.url_header))
     sources = [Source(path=path) for path in args.audio] + [Source(url=url, headers=headers) for url in urls]
     return sources or [Source(path=default)]
+
+
+def config_problem(config: dict[str, Any]) -> str | None:
+    """Why a --config-file cannot take what client.py's job_config adds to it, or None: checked whole before any row is
+    recorded, so a wrong shape is one line and exit 2, never a traceback after the intent was written."""
+    for key in ("transcription_config", "tracking"):
+        if key in config and not isinstance(config[key], dict):
+            return f"{key} must be a JSON object"
+    notifications = config.get("notification_config", [])
+    if not isinstance(notifications, list) or not all(isinstance(item, dict) for item in notifications):
+        return "notification_config must be a list of JSON objects"
+    if len(notifications) >= MAX_NOTIFICATION_URLS:
+        return (f"notification_config has {len(notifications)} entries; Speechmatics takes at most "
+                f"{MAX_NOTIFICATION_URLS} and client.py adds its own")
+    return None
