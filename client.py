@@ -24,21 +24,21 @@ from typing import Any
 from notification_flow import handoff
 from notification_flow.api import HEARTBEAT_SECONDS, AmbiguousSubmission, ApiError, SpeechmaticsAPI, Unauthorized
 from notification_flow.auth import auth_header
-from notification_flow.cli import OneLineParser, audio_problem, exit_on_bad_settings, read_json_object
+from notification_flow.check import run_check
+from notification_flow.cli import OneLineParser, exit_on_bad_settings, read_json_object
 from notification_flow.db import database_exists, describe_database
+from notification_flow.formats import add_format_arguments, with_formats
 from notification_flow.jobs import JobStore, StoreUnavailable, open_store
 from notification_flow.listing import add_list_arguments, show_jobs
 from notification_flow.logs import error_line
 from notification_flow.progress import Progress
 from notification_flow.retention import add_forget_argument, forget
 from notification_flow.settings import Settings, add_arguments, load_settings
+from notification_flow.sources import Source, add_source_arguments, config_problem, sources_of
 
 SAMPLE_AUDIO = Path(__file__).with_name("example.wav")
 EXIT_NOT_ALL_SUBMITTED = 1
 EXIT_NO_DATABASE = 2
-
-
-MAX_NOTIFICATION_URLS = 3  # per job, the API's limit; client.py adds one of its own
 
 
 class RowClosed(Exception):
@@ -60,77 +60,62 @@ def job_config(settings: Settings, reference: str, args: argparse.Namespace) -> 
         "auth_headers": [auth_header(settings.webhook_secret or "", reference)],  # this job's token, never the secret
     })
     job.setdefault("tracking", {})["reference"] = reference
-    return job
+    return with_formats(job, args.formats)
 
 
-def config_problem(config: dict[str, Any]) -> str | None:
-    """Why a --config-file cannot take what job_config adds to it, or None: checked whole before any row is
-    recorded, so a wrong shape is one line and exit 2, never a traceback after the intent was written."""
-    for key in ("transcription_config", "tracking"):
-        if key in config and not isinstance(config[key], dict):
-            return f"{key} must be a JSON object"
-    notifications = config.get("notification_config", [])
-    if not isinstance(notifications, list) or not all(isinstance(item, dict) for item in notifications):
-        return "notification_config must be a list of JSON objects"
-    if len(notifications) >= MAX_NOTIFICATION_URLS:
-        return (f"notification_config has {len(notifications)} entries; Speechmatics takes at most "
-                f"{MAX_NOTIFICATION_URLS} and client.py adds its own")
-    return None
-
-
-def submit(path: Path, settings: Settings, store: JobStore, api: SpeechmaticsAPI,
+def submit(source: Source, settings: Settings, store: JobStore, api: SpeechmaticsAPI,
            args: argparse.Namespace) -> tuple[bool, str]:
-    """Submit one file; the answer is (submitted, message for the user)."""
-    problem = audio_problem(path)
+    """Submit one file or URL; the answer is (submitted, message for the user)."""
+    problem = source.problem()
     if problem:
         return False, problem  # nothing recorded for it
     reference = uuid.uuid4().hex
     try:
-        store.add_submission(reference, str(path))  # 1. intent, before anything is sent
+        store.add_submission(reference, str(source), args.formats)  # 1. intent, before anything is sent
     except StoreUnavailable as error:
-        return False, f"{path}: not submitted: the database is unavailable ({error})"
+        return False, f"{source}: not submitted: the database is unavailable ({error})"
     last_heartbeat = time.monotonic()
 
     def heartbeat() -> None:  # keeps cronjob.py from judging this row dead while we upload or wait
         nonlocal last_heartbeat
         try:
             if not store.heartbeat(reference):
-                raise RowClosed(f"{path}: row {reference} was closed before the upload finished")
+                raise RowClosed(f"{source}: row {reference} was closed before the upload finished")
             last_heartbeat = time.monotonic()
         except StoreUnavailable:  # a moment's trouble is no reason to stop; a long one is, since cronjob.py
             if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:  # can no longer see we are alive
-                raise RowClosed(f"{path}: the database has been unavailable for too long") from None
+                raise RowClosed(f"{source}: the database has been unavailable for too long") from None
 
     try:  # 2. the job, carrying our reference and notification URL
-        job_id = api.submit(path, job_config(settings, reference, args), heartbeat)
+        job_id = api.submit(source.path, source.add_to(job_config(settings, reference, args)), heartbeat)
     except RowClosed as error:
         job = store.find_by_reference(reference)  # a notification may have brought the job id already
         if job is not None and job.job_id:
-            return True, f"{path}: job {job.job_id} {job.status}"
+            return True, f"{source}: job {job.job_id} {job.status}"
         return False, f"{error}; not submitted"
     except AmbiguousSubmission as error:
-        return False, f"{path}: {error}; left as 'submitting' for cronjob.py to resolve"
+        return False, f"{source}: {error}; left as 'submitting' for cronjob.py to resolve"
     except ApiError as error:  # answered, and no job was made (a database that is away leaves it to cronjob.py)
         with contextlib.suppress(StoreUnavailable):
             store.record_not_created(reference, str(error))
         if isinstance(error, Unauthorized):
             raise  # every other file would fail the same way: stop
-        return False, f"{path}: not submitted: {error}"
+        return False, f"{source}: not submitted: {error}"
     try:
         job = store.record_created(reference, job_id)  # 3. its id (a fast notification may have done it already)
     except StoreUnavailable:
-        return False, f"{path}: job {job_id} created, its id not recorded yet (database unavailable); cronjob.py " \
+        return False, f"{source}: job {job_id} created, its id not recorded yet (database unavailable); cronjob.py " \
             "will find it by its reference"
     if job is None:
-        return False, f"{path}: job {job_id} created, but its row belongs to another job; see cronjob.py's log"
-    return True, f"{path}: job {job_id} {job.status}"
+        return False, f"{source}: job {job_id} created, but its row belongs to another job; see cronjob.py's log"
+    return True, f"{source}: job {job_id} {job.status}"
 
 
-def submit_all(paths: list[Path], settings: Settings, store: JobStore, args: argparse.Namespace) -> int:
+def submit_all(sources: list[Source], settings: Settings, store: JobStore, args: argparse.Namespace) -> int:
     failures = 0
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api, \
-            ThreadPoolExecutor(max_workers=args.concurrency) as pool, Progress(len(paths)) as progress:
-        results = pool.map(lambda path: submit(path, settings, store, api, args), paths)
+            ThreadPoolExecutor(max_workers=args.concurrency) as pool, Progress(len(sources)) as progress:
+        results = pool.map(lambda source: submit(source, settings, store, api, args), sources)
         try:
             for submitted, message in results:
                 failures += not submitted
@@ -147,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            epilog="Exit codes: 0 every file submitted, 1 some were not, 2 bad settings or arguments "
                            "(or --list with no job database), 75 the database is unavailable (try again).")
     parser.add_argument("audio", nargs="*", type=Path, help=f"audio files (default: {SAMPLE_AUDIO.name})")
+    add_source_arguments(parser)
+    add_format_arguments(parser)
     parser.add_argument("--language", help="language code (default: en)")
     parser.add_argument("--model", help="model, e.g. standard or enhanced")
     parser.add_argument("--operating-point", help="operating point (older name for --model)")
@@ -170,6 +157,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     problem = config_problem(args.extra_config)
     if problem:
         parser.error(f"--config-file {args.config_file}: {problem}")
+    args.sources = sources_of(parser, args, SAMPLE_AUDIO)
     return args
 
 
@@ -182,9 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             print(error_line(f"no job database at {describe_database(settings.database_url)} (DATABASE_URL); "
                              "nothing has been submitted with these settings"), file=sys.stderr)
             return EXIT_NO_DATABASE
-        paths = args.audio or [SAMPLE_AUDIO]
-        if not (args.list or args.forget) and all(audio_problem(path) for path in paths):  # nothing to send
-            print("\n".join(str(audio_problem(path)) for path in paths), file=sys.stderr)
+        if not (args.list or args.forget) and all(source.problem() for source in args.sources):  # nothing to send
+            print("\n".join(str(source.problem()) for source in args.sources), file=sys.stderr)
             return EXIT_NOT_ALL_SUBMITTED
         store = open_store(settings.database_url, followers=handoff.followers(settings))  # submit_failed: an event
     if args.list:
@@ -192,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.forget:  # erasure of one job (docs/privacy.md)
         return forget(store, settings, args.forget)
-    return submit_all(paths, settings, store, args)
+    if args.check:  # the sample, to see whether its notification reaches server.py and stores the transcript
+        return run_check(settings, store, job_config, args)
+    return submit_all(args.sources, settings, store, args)
 
 
 if __name__ == "__main__":

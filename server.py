@@ -21,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from notification_flow import handoff, ops
+from notification_flow import formats, handoff, notices, ops
 from notification_flow.api import ApiError, SpeechmaticsAPI, rejection_reason
 from notification_flow.auth import REFUSALS, Guard
 from notification_flow.cli import OneLineParser, exit_on_bad_settings, setup_logging
@@ -67,7 +67,7 @@ class Receiver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = open_store(settings.database_url, migrate_schema=False, followers=(*followers(settings),
-                                *handoff.followers(settings)))  # connects on first use
+                                *handoff.followers(settings), notices.addon_follower))  # connects on first use
         self.courier = handoff.courier(settings, self.store.database)  # hands events on after our commit
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
         self.metrics = Metrics(self.store)
@@ -151,8 +151,8 @@ class Receiver:
         """Write <job_id>.json, then record the job done: in that order, so `done` always has its file. The
         file is linked only if absent, so a duplicate or late notification writes nothing."""
         written = self.transcripts.publish(job_id, transcript)
-        if written:
-            self.metrics.transcripts.inc()
+        self.metrics.transcripts.inc(int(written))  # counts only what this call wrote
+        formats.Formats(self.transcripts).keep_notified(job_id, request)  # srt and txt parts, beside the json-v2
         notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id))
         return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")
 

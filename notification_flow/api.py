@@ -117,8 +117,9 @@ class SpeechmaticsAPI:
         self.close()
 
     # -- calls ----------------------------------------------------------------------------------------
-    def submit(self, audio: Path, job_config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
-        """Create a job, and never a second one that the listing could have shown. `heartbeat` runs before
+    def submit(self, audio: Path | None, job_config: dict[str, Any], heartbeat: Heartbeat | None = None) -> str:
+        """Create a job, and never a second one that the listing could have shown. With no `audio`, the config's
+        `fetch_data` names it and Speechmatics fetches it (sources.py). `heartbeat` runs before
         every try and every HEARTBEAT_SECONDS of the upload, so the row's owner is seen to be alive; if it
         raises, the upload stops.
 
@@ -131,6 +132,8 @@ class SpeechmaticsAPI:
         budget = self.retry.budget(heartbeat)
 
         def post() -> httpx.Response:
+            if audio is None:  # still multipart/form-data, as the API requires, with the config alone
+                return self.http.post("jobs", files={"config": (None, json.dumps(job_config))})
             with audio.open("rb") as data:
                 return self.http.post("jobs", data={"config": json.dumps(job_config)},
                                       files={"data_file": (audio.name, _BeatingFile(data, heartbeat))})
@@ -214,14 +217,15 @@ class SpeechmaticsAPI:
             return False
         return True
 
-    def download_transcript(self, job_id: str, target: Download) -> None:
-        """Stream the json-v2 transcript into `target`, so memory stays flat however long it is, within
-        an overall deadline: per-read timeouts alone would let a trickling download run forever."""
+    def download_transcript(self, job_id: str, target: Download, fmt: str = "json-v2") -> None:
+        """Stream the transcript (json-v2, or txt or srt for formats.py) into `target`, so memory stays flat
+        however long it is, within an overall deadline: per-read timeouts alone would let a trickling download
+        run forever."""
 
         def request() -> httpx.Response:
             target.restart()
             deadline = time.monotonic() + self.download_seconds
-            params = {"format": "json-v2", "wait": 0}
+            params = {"format": fmt, "wait": 0}
             with self.http.stream("GET", f"jobs/{job_id}/transcript", params=params) as response:
                 if response.status_code != 200:
                     response.read()

@@ -26,6 +26,7 @@ from notification_flow.lifecycle import (
     State,
     next_state,
 )
+from notification_flow.redaction import redact_urls_in
 
 __all__ = ["Job", "JobStore", "Notification", "StoreUnavailable", "open_store"]
 
@@ -45,6 +46,7 @@ class Job:
     created_at: float
     updated_at: float
     remote_deleted_at: float | None = None  # when the job was deleted at Speechmatics on our behalf (retention.py)
+    notice: str | None = None  # what Speechmatics recorded that the status does not say (notices.py)
 
     @property
     def is_terminal(self) -> bool:
@@ -53,7 +55,7 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
-        values = {name: row[name] for name in cls.__dataclass_fields__}
+        values = {name: row[name] for name in cls.__dataclass_fields__ if name in row}  # notice: a later column
         return cls(**{**values, "status": State(row["status"])})
 
 
@@ -95,12 +97,15 @@ class JobStore:
         self.followers = followers  # each runs in the transaction of every move, after it
 
     # -- the lifecycle --------------------------------------------------------------------------------
-    def add_submission(self, reference: str, audio: str) -> None:
-        """Record the intent to submit before anything is sent, so a crash can never lose a billed job."""
+    def add_submission(self, reference: str, audio: str, formats: str | None = None) -> None:
+        """Record the intent to submit before anything is sent, so a crash can never lose a billed job (and the
+        formats it will have beside the json-v2, formats.py)."""
         with self.database.transaction() as tx:
             now = tx.now()
             tx.execute("INSERT INTO jobs (reference, audio, status, created_at, updated_at) "
                        "VALUES ($1, $2, $3, $4, $4)", reference, audio, State.SUBMITTING, now)
+            if formats:  # in the same transaction: the row never exists without them
+                tx.execute("UPDATE jobs SET formats = $1 WHERE reference = $2", formats, reference)
 
     def record_created(self, reference: str, job_id: str) -> Job | None:
         """Give the row its Speechmatics job id, learned from client.py's answer, a listing, or the API's answer
@@ -175,6 +180,7 @@ class JobStore:
         """The one place a job changes state: only along the table, and only from the state it was read in. If
         another process moved the row since it was read (PostgreSQL lets a commit land in between), the
         move is judged again from the row as it now is."""
+        error = redact_urls_in(error)  # a fetch error quotes the audio URL, signature and all
         for _ in range(len(State)):  # each retry follows a move of the row: there cannot be more
             target = next_state(row["status"], event)
             if target is None:

@@ -85,7 +85,8 @@ def show_jobs(store: JobStore, args: argparse.Namespace, out: TextIO = sys.stdou
                 print(json.dumps({**job_summary(job), "handoff": handoff}), file=out)
             else:
                 print(f"{job.job_id or '-':<12} {job.reference:<32} {job.status:<13} {timestamp(job.created_at):<19} "
-                      f"{handoff or '-':<9} {job.transcript or job.error or ''}{deleted_remotely(job)}", file=out)
+                      f"{handoff or '-':<9} {job.transcript or job.error or ''}{deleted_remotely(job)}{notice_of(job)}",
+                      file=out)
 
 
 def batches(jobs: Iterator[Job], size: int) -> Iterator[list[Job]]:
@@ -97,12 +98,18 @@ def job_summary(job: Job) -> dict[str, Any]:
     return {"job_id": job.job_id, "reference": job.reference, "audio": job.audio, "status": job.status,
             "transcript": job.transcript, "error": job.error, "created_at": timestamp(job.created_at),
             "updated_at": timestamp(job.updated_at),
-            "deleted_at_speechmatics": timestamp(job.remote_deleted_at) if job.remote_deleted_at else None}
+            "deleted_at_speechmatics": timestamp(job.remote_deleted_at) if job.remote_deleted_at else None,
+            "notice": job.notice}
 
 
 def deleted_remotely(job: Job) -> str:
     """What the table adds for a job deleted at Speechmatics on our behalf (DELETE_AFTER_STORE, --forget)."""
     return f" (deleted at Speechmatics {timestamp(job.remote_deleted_at)})" if job.remote_deleted_at else ""
+
+
+def notice_of(job: Job) -> str:
+    """What the table adds for a job with a notice: a failed notification or add-on (notices.py)."""
+    return f"  ! {job.notice}" if job.notice else ""
 
 
 def timestamp(epoch: float) -> str:

@@ -25,6 +25,7 @@ from notification_flow.api import RETENTION_SECONDS, ApiError
 from notification_flow.db import StoreUnavailable
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import OPEN_STATES, State
+from notification_flow.notices import notice_counts
 from notification_flow.passes import COUNTS, last_pass
 
 log = logging.getLogger("server")
@@ -132,6 +133,8 @@ class DatabaseCollector:
         yield _gauge("deletions_pending", "Jobs stored here and not yet deleted at Speechmatics (DELETE_AFTER_STORE)",
                      facts["retention"]["deletions_pending"])
         yield from handoff_metrics(facts["handoff"])
+        yield _gauge("jobs_with_notice_last_day", "Jobs created in the last day whose notification Speechmatics "
+                     "could not deliver, or whose paid add-on failed (notices.py)", notice_counts(self.store), ["kind"])
         summary = facts["pass"]
         if summary is None:  # no pass recorded yet: absent, which the silence alert treats as silence
             return

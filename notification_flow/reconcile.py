@@ -31,8 +31,10 @@ from notification_flow.api import (
     rejection_reason,
 )
 from notification_flow.api import created_at as remote_created_at
+from notification_flow.formats import Formats
 from notification_flow.jobs import Job, JobStore, StoreUnavailable
 from notification_flow.lifecycle import Event, ReconcileOutcome
+from notification_flow.notices import record_notification_failures
 from notification_flow.payloads import check_transcript
 from notification_flow.retention import report_lost
 from notification_flow.transcripts import TranscriptStore
@@ -76,6 +78,7 @@ class Reconciler:
     def __init__(self, store: JobStore, api: SpeechmaticsAPI, transcripts: TranscriptStore,
                  policy: ReconcilePolicy | None = None) -> None:
         self.store, self.api, self.transcripts = store, api, transcripts
+        self.formats = Formats(transcripts, store)  # srt and txt beside the json-v2
         self.policy = policy or ReconcilePolicy()
         self.summary: Counter[str] = Counter()
         self.cut_short: Exception | None = None  # what ended the last pass early, if anything did
@@ -215,6 +218,7 @@ class Reconciler:
                 log.info("job %s: adopted for %s, which had been judged not created", found["id"], job.reference)
 
     def apply(self, job_id: str, details: dict[str, Any]) -> Outcome:
+        record_notification_failures(self.store, job_id, details)  # shown by --list, counted by /metrics
         status = details["status"]
         if status == "done":
             path = self.fetch_transcript(job_id)
@@ -236,6 +240,7 @@ class Reconciler:
             check_transcript(incoming, job_id)  # a truncated or empty download is never published
             if self.transcripts.publish(job_id, incoming):
                 log.info("stored transcript %s.json", job_id)
+        self.formats.fetch_missing(self.api, job_id)  # any srt or txt the job lacks, checked against the json
         return self.transcripts.location(job_id)
 
     def repair_missing_transcripts(self) -> None:
@@ -275,7 +280,7 @@ class Reconciler:
         if not job.job_id or not job.transcript or job.created_at < now - self.policy.retention_seconds:
             return None  # nothing to check, or nothing Speechmatics could give again
         try:
-            present = self.transcripts.exists(job.job_id)
+            present = self.transcripts.exists(job.job_id) and not self.formats.missing(job.job_id)
         except Exception as error:  # one bad file or object costs its own check, never the pass
             log.warning("job %s: cannot check its transcript, tried again next pass: %s", job.job_id, error)
             self.count(Outcome.FAILED)

@@ -132,4 +132,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE handoff_deliveries (result TEXT PRIMARY KEY, n BIGINT NOT NULL)",
         "INSERT INTO handoff_deliveries (result, n) VALUES ('delivered', 0), ('failed', 0), ('dead', 0)",
     ),
+    (
+        # issue 24: the formats stored beside the json-v2 (formats.py), "srt,txt" say, NULL for none; and what
+        # Speechmatics recorded that the status does not say (notices.py), counted over a day through the index
+        "ALTER TABLE jobs ADD COLUMN formats TEXT",
+        "ALTER TABLE jobs ADD COLUMN notice TEXT",
+        "CREATE INDEX jobs_with_notice ON jobs (created_at) WHERE notice IS NOT NULL",
+    ),
 )
