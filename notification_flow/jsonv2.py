@@ -8,8 +8,8 @@ last one counts, as json.load counts it, at any size.
 Refused: what is not JSON in UTF-8 (RFC 8259) and json.load's extensions to it (NaN and Infinity, a byte
 order mark); a number that does not fit a double (ijson is told to build floats, which also spares the
 process a crash on an integer of thousands of digits); nesting deeper than MAX_DEPTH, which json-v2 never
-comes near. yajl reads a lone surrogate escape as "?" and takes a form feed as whitespace; nothing
-Speechmatics sends has either.
+comes near; a vertical tab or form feed, which yajl alone would take for whitespace. yajl reads a lone
+surrogate escape as "?": nothing Speechmatics sends has one.
 """
 
 from __future__ import annotations
@@ -55,6 +55,20 @@ def is_transcript_of(source: BinaryIO, job_id: str) -> bool:
     return top_keys >= TRANSCRIPT_KEYS and info.get("id") == job_id
 
 
+class _StrictWhitespace:
+    """The bytes as read, refusing a vertical tab or form feed: JSON allows neither anywhere unescaped, but
+    yajl takes both for whitespace between tokens."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self.source = source
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(size)
+        if b"\x0b" in chunk or b"\x0c" in chunk:
+            raise NotJson("not valid JSON: a vertical tab or form feed outside a string")
+        return chunk
+
+
 def _follow(source: BinaryIO) -> tuple[set[str], dict[str, str], dict[str, str]]:
     """One pass over yajl's plain events, tracking the key (or "item") at each level above the current one.
     ijson's own prefixes are not used: they keep a string per level as long as the whole path."""
@@ -62,7 +76,7 @@ def _follow(source: BinaryIO) -> tuple[set[str], dict[str, str], dict[str, str]]
     top: dict[str, str] = {}  # job fields named from the top level
     job: dict[str, str] = {}  # job fields named from inside `job`
     path: list[str] = []
-    for event, value in ijson.basic_parse(source, buf_size=1 << 16, use_float=True):
+    for event, value in ijson.basic_parse(_StrictWhitespace(source), buf_size=1 << 16, use_float=True):
         if event == "map_key":
             path[-1] = value
             if len(path) == 1:
