@@ -27,6 +27,20 @@ def test_the_readme_fits_in_two_hundred_lines_and_shows_how_to_run_it_by_hand() 
         assert command in text, command
 
 
+def test_the_readme_explains_the_hand_off_with_its_event_and_the_consumers_dedup_line() -> None:
+    section = (ROOT / "README.md").read_text().split("## The hand-off", 1)[1].split("\n## ", 1)[0]
+    for word in ("HANDOFF_URL", "HANDOFF_SECRET", "HANDOFF_COMMAND", '"type": "transcript.ready"', '"job_id"',
+                 '"reference"', '"audio"', '"status"', '"transcript"', '"error"', 'headers["webhook-id"]'):
+        assert word in section, word
+
+
+def test_the_readme_shows_url_format_and_check_with_their_output() -> None:
+    text = (ROOT / "README.md").read_text()
+    for command, output in (("python client.py --url", ": job "), ("--format srt,txt", ".srt"),
+                            ("python client.py --check", "check: job ")):
+        assert command in text and output in text.split(command, 1)[1].split("```", 1)[0], command
+
+
 def test_the_benchmarks_page_fits_in_a_hundred_lines() -> None:
     assert len((ROOT / "docs" / "benchmarks.md").read_text().splitlines()) <= 100
 
