@@ -32,7 +32,6 @@ from notification_flow.cli import (
 from notification_flow.jobs import StoreUnavailable, open_store
 from notification_flow.lifecycle import ReconcileOutcome as Outcome
 from notification_flow.logs import emit
-from notification_flow.notices import addon_follower
 from notification_flow.passes import pass_counts, record_pass
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
 from notification_flow.retention import Retention, followers
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(overrides=vars(args), required=("api_key",))
         transcripts = open_transcripts(settings, check=True)  # refused before anything is written
         store = open_store(settings.database_url,
-                           followers=(*followers(settings), *handoff.followers(settings), addon_follower))
+                           followers=(*followers(settings), *handoff.followers(settings)))
         transcripts.ensure_directories()
     policy = ReconcilePolicy(grace_seconds=0 if args.all else args.grace, concurrency=args.concurrency,
                              api_timeout_seconds=settings.api_timeout)

@@ -21,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from notification_flow import formats, handoff, notices, ops
+from notification_flow import formats, handoff, ops
 from notification_flow.api import ApiError, SpeechmaticsAPI, rejection_reason
 from notification_flow.auth import REFUSALS, Guard
 from notification_flow.cli import OneLineParser, exit_on_bad_settings, setup_logging
@@ -30,6 +30,7 @@ from notification_flow.lifecycle import NotificationOutcome as Outcome
 from notification_flow.lifecycle import NotificationStatus
 from notification_flow.logs import log_notification, printable
 from notification_flow.metrics import Metrics
+from notification_flow.notices import addon_notice
 from notification_flow.payloads import NotificationBody, UnreadableBody, check_transcript, read_body, request_class
 from notification_flow.retention import Deleter, delete_once_answered, followers, forgotten
 from notification_flow.retry import RetryPolicy
@@ -66,8 +67,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 class Receiver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = open_store(settings.database_url, migrate_schema=False, followers=(*followers(settings),
-                                *handoff.followers(settings), notices.addon_follower))  # connects on first use
+        self.store = open_store(settings.database_url, migrate_schema=False,  # connects on first use
+                                followers=(*followers(settings), *handoff.followers(settings)))
         self.courier = handoff.courier(settings, self.store.database)  # hands events on after our commit
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
         self.metrics = Metrics(self.store)
@@ -153,7 +154,8 @@ class Receiver:
         written = self.transcripts.publish(job_id, transcript)
         self.metrics.transcripts.inc(int(written))  # counts only what this call wrote
         formats.Formats(self.transcripts).keep_notified(job_id, request)  # srt and txt parts, beside the json-v2
-        notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id))
+        notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id),
+                                    notice=addon_notice(transcript.failed_addons))
         return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")
 
     def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody) -> Answer:

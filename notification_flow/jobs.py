@@ -66,6 +66,7 @@ class Notification:
     status: NotificationStatus
     transcript: str | None = None
     error: str | None = None
+    notice: str | None = None  # what the transcript says its status does not: a failed add-on (notices.py)
 
     @property
     def event(self) -> Event | None:
@@ -139,17 +140,18 @@ class JobStore:
             event = notification.event
             if event is None:
                 return NotificationOutcome.DUPLICATE if row["status"] in SETTLED_STATES else NotificationOutcome.WAITING
-            moved = self._move(tx, row, event, transcript=notification.transcript, error=notification.reason)
+            moved = self._move(tx, row, event, transcript=notification.transcript, error=notification.reason,
+                               notice=notification.notice)
             if moved is State.DONE:
                 return NotificationOutcome.DONE
             return NotificationOutcome.REJECTED if moved is State.REJECTED else NotificationOutcome.DUPLICATE
 
     def record_remote_status(self, job_id: str, event: Event, transcript: str | None = None,
-                             error: str | None = None) -> bool:
+                             error: str | None = None, notice: str | None = None) -> bool:
         """Apply what the API says of a job (cronjob.py); False if the table allows no move (already final)."""
         with self.database.transaction() as tx:
             row = self._row(tx, "job_id", job_id)
-            return row is not None and self._move(tx, row, event, transcript=transcript, error=error) is not None
+            return row is not None and self._move(tx, row, event, transcript, error, notice) is not None
 
     def record_repair(self, job_id: str, transcript: str | None, error: str | None = None) -> None:
         """Point a done job at its fetched-again transcript, or record that it cannot be had any more.
@@ -175,8 +177,8 @@ class JobStore:
             row = self._row(tx, "reference", reference)
         return Job.from_row(row) if row else None
 
-    def _move(self, tx: Transaction, row: Row, event: Event, job_id: str | None = None,
-              transcript: str | None = None, error: str | None = None) -> State | None:
+    def _move(self, tx: Transaction, row: Row, event: Event, transcript: str | None = None,
+              error: str | None = None, notice: str | None = None, job_id: str | None = None) -> State | None:
         """The one place a job changes state: only along the table, and only from the state it was read in. If
         another process moved the row since it was read (PostgreSQL lets a commit land in between), the
         move is judged again from the row as it now is."""
@@ -186,8 +188,9 @@ class JobStore:
             if target is None:
                 return None
             tx.execute("UPDATE jobs SET status = $1, job_id = COALESCE($2, job_id), transcript = COALESCE($3, "
-                       "transcript), error = $4, updated_at = $5, lease_until = NULL WHERE reference = $6 AND "
-                       "status = $7", target, job_id, transcript, error, tx.now(), row["reference"], row["status"])
+                       "transcript), error = $4, updated_at = $5, lease_until = NULL, notice = COALESCE($8, notice) "
+                       "WHERE reference = $6 AND status = $7", target, job_id, transcript, error, tx.now(),
+                       row["reference"], row["status"], notice)
             if tx.rowcount == 1:
                 for follow in self.followers:
                     follow(tx, self._row(tx, "reference", row["reference"]) or {})

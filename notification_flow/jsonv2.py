@@ -24,6 +24,7 @@ MAX_DEPTH = 64  # how deeply a document may nest: the path followed stays small 
 JOB_FIELDS = {"id", "created_at", "data_name", "duration", "tracking", "errors", "status"}
 FOLLOWED = JOB_FIELDS | {"job"}  # the top-level keys whose strings are looked at
 ERROR_FIELD = "errors.item.message"
+ADDONS_FIELD = "metadata.failed_addons"  # a transcript's paid add-ons that failed, from `metadata.<name>_errors`
 # How the service words the failures of notification delivery it appends to a job's `errors`.
 NOTIFICATION_ERRORS = ("Error in sending notification", "unable to send notification", "Sending notification failed")
 
@@ -34,7 +35,7 @@ class NotJson(ValueError):
 
 def read(source: BinaryIO) -> tuple[set[str], dict[str, str]]:
     """The document's top-level keys and the job's string fields (`id`, `tracking.reference`, ...): a
-    transcript's from its `job`, any other object's from its top level."""
+    transcript's from its `job` (with ADDONS_FIELD when an add-on failed), any other object's from its top level."""
     try:
         top_keys, top, job = _follow(source)
     except NotJson:
@@ -71,11 +72,13 @@ class _StrictWhitespace:
 
 def _follow(source: BinaryIO) -> tuple[set[str], dict[str, str], dict[str, str]]:
     """One pass over yajl's plain events, tracking the key (or "item") at each level above the current one.
-    ijson's own prefixes are not used: they keep a string per level as long as the whole path."""
+    ijson's own prefixes are not used: they keep a string per level as long as the whole path. A failed add-on
+    is a key `<name>_errors` of the top-level `metadata`, found on the way."""
     top_keys: set[str] = set()
     top: dict[str, str] = {}  # job fields named from the top level
     job: dict[str, str] = {}  # job fields named from inside `job`
     path: list[str] = []
+    addons: list[str] = []  # failed add-ons
     for event, value in ijson.basic_parse(_StrictWhitespace(source), buf_size=1 << 16, use_float=True):
         if event == "map_key":
             path[-1] = value
@@ -83,6 +86,8 @@ def _follow(source: BinaryIO) -> tuple[set[str], dict[str, str], dict[str, str]]
                 top_keys.add(value)
                 if value == "job":
                     job.clear()  # a repeated key: the last one counts
+            elif len(path) == 2 and path[0] == "metadata" and value.endswith("_errors"):
+                addons.append(value.removesuffix("_errors"))
         elif event in ("start_map", "start_array"):
             if len(path) >= MAX_DEPTH:
                 raise NotJson("nested too deeply")
@@ -93,6 +98,8 @@ def _follow(source: BinaryIO) -> tuple[set[str], dict[str, str], dict[str, str]]
             _keep(top, path, value)
             if path[0] == "job" and len(path) > 1:
                 _keep(job, path[1:], value)
+    if addons:
+        job[ADDONS_FIELD] = ", ".join(addons)
     return top_keys, top, job
 
 

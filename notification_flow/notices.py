@@ -3,19 +3,15 @@ paid add-ons (translation, summarization, ...) that failed on a job that is none
 
 Each is one line on the job's row (`notice`), shown by `client.py --list` and counted by /metrics over the last
 day, so nothing hides behind "done". cronjob.py records failed notifications from the job's `errors` as it
-reconciles the job (the API appends one per failed attempt); a follower of the job store records failed add-ons
-from the json-v2's `metadata.*_errors` in the very transaction that makes the job `done`.
+reconciles the job (the API appends one per failed attempt); failed add-ons, found in the json-v2's
+`metadata.*_errors` as it is checked, are recorded by the very move that makes the job `done`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import ijson
-
 from notification_flow.api import NOTIFICATION_ERRORS
-from notification_flow.db import Row, Transaction
 from notification_flow.redaction import redact_urls_in
 
 NOTIFICATION, ADDON = "notification failed", "add-on failed"
@@ -52,31 +48,10 @@ def record_notification_failures(store: Any, job_id: str, details: dict[str, Any
                    notice, job_id, f"{ADDON}%")  # a failed add-on is the more useful line to keep
 
 
-def failed_addons(path: str) -> list[str]:
-    """The add-ons whose `metadata.<name>_errors` the json-v2 transcript at `path` holds; read only as far as
-    the end of `metadata`."""
-    failed = []
-    with open(path, "rb") as transcript:
-        for prefix, event, value in ijson.parse(transcript):
-            if prefix == "metadata" and event == "map_key" and str(value).endswith("_errors"):
-                failed.append(str(value).removesuffix("_errors"))
-            elif prefix == "metadata" and event == "end_map":
-                break
-    return failed
-
-
-def addon_follower(tx: Transaction, row: Row) -> None:
-    """A job-store follower: a job that has just become `done` with failed add-ons gets the notice."""
-    path = row.get("transcript")
-    if row.get("status") != "done" or not path or not os.path.isfile(path):
-        return  # not done, or transcripts stored as objects: nothing local to read
-    try:
-        failed = failed_addons(path)
-    except (OSError, ijson.JSONError):  # published only after it was checked whole: a notice is not worth a move
-        return
-    if failed:
-        tx.execute("UPDATE jobs SET notice = $1 WHERE reference = $2", f"{ADDON}: {', '.join(failed)}",
-                   row["reference"])
+def addon_notice(failed_addons: str | None) -> str | None:
+    """The notice of a transcript whose paid add-ons failed (`metadata.<name>_errors`, found as it was checked,
+    jsonv2.py): recorded by the move that makes the job `done`, whichever store keeps the transcript."""
+    return f"{ADDON}: {failed_addons}" if failed_addons else None
 
 
 def notice_counts(store: Any) -> dict[tuple[str, ...], float]:

@@ -120,7 +120,7 @@ def _read_json(incoming: IncomingFile, job_id: str) -> NotificationBody:
         raise UnreadableBody(f"body is not for job {job_id!r} (it names {info.get('id')!r})",
                              incoming if is_transcript else None)
     if is_transcript:
-        incoming.checked_for = job_id
+        incoming.checked_for, incoming.failed_addons = job_id, info.get(jsonv2.ADDONS_FIELD)
     return NotificationBody(transcript=incoming if is_transcript else None, info=info)
 
 

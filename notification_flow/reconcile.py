@@ -34,7 +34,7 @@ from notification_flow.api import created_at as remote_created_at
 from notification_flow.formats import Formats
 from notification_flow.jobs import Job, JobStore, StoreUnavailable
 from notification_flow.lifecycle import Event, ReconcileOutcome
-from notification_flow.notices import record_notification_failures
+from notification_flow.notices import addon_notice, record_notification_failures
 from notification_flow.payloads import check_transcript
 from notification_flow.retention import report_lost
 from notification_flow.transcripts import TranscriptStore
@@ -221,8 +221,9 @@ class Reconciler:
         record_notification_failures(self.store, job_id, details)  # shown by --list, counted by /metrics
         status = details["status"]
         if status == "done":
-            path = self.fetch_transcript(job_id)
-            moved = self.store.record_remote_status(job_id, Event.TRANSCRIPT_STORED, transcript=path)
+            path, failed_addons = self.fetch_transcript(job_id)
+            moved = self.store.record_remote_status(job_id, Event.TRANSCRIPT_STORED, transcript=path,
+                                                    notice=addon_notice(failed_addons))
             return Outcome.RECOVERED if moved else Outcome.ALREADY_FINAL
         if status == "rejected":
             reason = rejection_reason(details) or "rejected by Speechmatics"
@@ -234,14 +235,15 @@ class Reconciler:
             return Outcome(status)
         return Outcome.STILL_RUNNING
 
-    def fetch_transcript(self, job_id: str) -> str:
+    def fetch_transcript(self, job_id: str) -> tuple[str, str | None]:
+        """Where the job's transcript is now stored, and the add-ons it says failed."""
         with self.transcripts.incoming_file() as incoming:
             self.api.download_transcript(job_id, incoming)
             check_transcript(incoming, job_id)  # a truncated or empty download is never published
             if self.transcripts.publish(job_id, incoming):
                 log.info("stored transcript %s.json", job_id)
         self.formats.fetch_missing(self.api, job_id)  # any srt or txt the job lacks, checked against the json
-        return self.transcripts.location(job_id)
+        return self.transcripts.location(job_id), incoming.failed_addons
 
     def repair_missing_transcripts(self) -> None:
         """A done job promises its file; if someone deleted it, fetch it again while Speechmatics still has
@@ -296,7 +298,7 @@ class Reconciler:
         if not self.store.lease(job.reference, self.policy.repair_lease_seconds):
             return due  # another pass is on it: look again next pass
         try:
-            self.store.record_repair(job.job_id, self.fetch_transcript(job.job_id))
+            self.store.record_repair(job.job_id, self.fetch_transcript(job.job_id)[0])
             log.info("job %s: %s", job.job_id, Outcome.REPAIRED)
             self.count(Outcome.REPAIRED)
             return now

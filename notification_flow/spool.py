@@ -51,6 +51,7 @@ class IncomingFile:
         self.size = 0
         self.limit = limit
         self.checked_for: str | None = None  # the job whose complete json-v2 transcript this was found to be
+        self.failed_addons: str | None = None  # that transcript's failed add-ons, "translation, summarization"
 
     def write(self, chunk: bytes) -> int:
         self.size += len(chunk)
@@ -63,7 +64,7 @@ class IncomingFile:
         self.file.seek(0)
         self.file.truncate()
         self.size = 0
-        self.checked_for = None
+        self.checked_for = self.failed_addons = None
 
     def finish(self) -> None:
         """Make the bytes durable before anyone can link to them."""

@@ -45,3 +45,33 @@ def test_notifications_speechmatics_could_not_deliver_show_after_cronjob_reconci
     assert "! notification failed" in stack.client("--list").stdout
     stack.start_server()
     assert 'jobs_with_notice_last_day{kind="notification"} 1.0' in scrape(stack)
+
+
+@pytest.mark.emulator(addon_error_fraction=1.0)
+def test_a_failed_add_on_shows_with_transcripts_in_s3_too(s3_stack: Stack) -> None:
+    config = s3_stack.tmp / "translate.json"
+    config.write_text(json.dumps({"translation_config": {"target_languages": ["de"]}}))
+    s3_stack.start_server()
+    assert s3_stack.client("--config-file", str(config)).returncode == 0
+    job = wait_for(lambda: (j := listed_done(s3_stack))["notice"] and j, message="the notice")
+    assert job["transcript"].startswith("s3://") and job["notice"] == "add-on failed: translation"
+
+
+def recovered_by_cronjob_with_a_failed_add_on(stack: Stack) -> dict:
+    config = stack.tmp / "translate.json"
+    config.write_text(json.dumps({"translation_config": {"target_languages": ["de"]}}))
+    assert stack.client("--config-file", str(config)).returncode == 0  # no server: the notification is lost
+    [job] = json_lines(stack.client("--list", "--json").stdout)
+    wait_for(lambda: stack.emulator.job(job["job_id"])["status"] == "done", message="the job done at the API")
+    assert stack.cronjob("--all").returncode == 0
+    return listed_done(stack)
+
+
+@pytest.mark.emulator(addon_error_fraction=1.0)
+def test_a_failed_add_on_of_a_job_recovered_by_cronjob_shows(stack: Stack) -> None:
+    assert recovered_by_cronjob_with_a_failed_add_on(stack)["notice"] == "add-on failed: translation"
+
+
+@pytest.mark.emulator(addon_error_fraction=1.0)
+def test_a_failed_add_on_of_a_job_recovered_by_cronjob_into_s3_shows(s3_stack: Stack) -> None:
+    assert recovered_by_cronjob_with_a_failed_add_on(s3_stack)["notice"] == "add-on failed: translation"

@@ -224,3 +224,15 @@ def test_a_vertical_tab_or_form_feed_between_tokens_is_refused_as_json_loads_ref
     assert expected(data) is None
     with pytest.raises(jsonv2.NotJson):
         read(data)
+
+
+@pytest.mark.parametrize("metadata_first", [True, False])
+def test_the_failed_add_ons_of_a_transcript_are_found_wherever_its_metadata_is(metadata_first: bool) -> None:
+    metadata = {"metadata": {"created_at": "x", "translation_errors": [{"type": "x"}], "language_identification":
+                             {"translation_errors": []}, "summarization_errors": [{}]}}
+    rest = {"format": "2.9", "job": {"id": "abcdefghij"}, "results": []}
+    document = {**metadata, **rest} if metadata_first else {**rest, **metadata}
+    _, info = jsonv2.read(io.BytesIO(json.dumps(document).encode()))
+    assert info[jsonv2.ADDONS_FIELD] == "translation, summarization" and info["id"] == "abcdefghij"
+    _, plain = jsonv2.read(io.BytesIO(json.dumps(rest).encode()))
+    assert jsonv2.ADDONS_FIELD not in plain
