@@ -31,7 +31,6 @@ from notification_flow.formats import add_format_arguments, with_formats
 from notification_flow.jobs import JobStore, StoreUnavailable, open_store
 from notification_flow.listing import add_list_arguments, show_jobs
 from notification_flow.logs import error_line
-from notification_flow.progress import Progress
 from notification_flow.retention import add_forget_argument, forget
 from notification_flow.settings import Settings, add_arguments, load_settings
 from notification_flow.sources import Source, add_source_arguments, config_problem, sources_of
@@ -114,14 +113,14 @@ def submit(source: Source, settings: Settings, store: JobStore, api: Speechmatic
 def submit_all(sources: list[Source], settings: Settings, store: JobStore, args: argparse.Namespace) -> int:
     failures = 0
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api, \
-            ThreadPoolExecutor(max_workers=args.concurrency) as pool, Progress(len(sources)) as progress:
+            ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         results = pool.map(lambda source: submit(source, settings, store, api, args), sources)
         try:
-            for submitted, message in results:
+            for submitted, message in results:  # one line a source: what happened to it
                 failures += not submitted
-                progress.advance(message, ok=submitted)
+                print(message, file=sys.stdout if submitted else sys.stderr, flush=True)
         except Unauthorized as error:
-            progress.fail(str(error))
+            print(error_line(str(error)), file=sys.stderr)
             pool.shutdown(cancel_futures=True)
             return EXIT_NOT_ALL_SUBMITTED
     return EXIT_NOT_ALL_SUBMITTED if failures else 0
