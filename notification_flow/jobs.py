@@ -192,8 +192,9 @@ class JobStore:
                        "WHERE reference = $6 AND status = $7", target, job_id, transcript, error, tx.now(),
                        row["reference"], row["status"], notice)
             if tx.rowcount == 1:
+                moved = self._row(tx, "reference", row["reference"]) if self.followers else None
                 for follow in self.followers:
-                    follow(tx, self._row(tx, "reference", row["reference"]) or {})
+                    follow(tx, moved or {})
                 return target
             row = self._row(tx, "reference", row["reference"]) or {}
             if not row:
