@@ -21,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from notification_flow import formats, handoff, ops
+from notification_flow import formats, handoff, notices, ops
 from notification_flow.api import ApiError, SpeechmaticsAPI, rejection_reason
 from notification_flow.auth import REFUSALS, Guard
 from notification_flow.cli import OneLineParser, exit_on_bad_settings, setup_logging
@@ -30,7 +30,6 @@ from notification_flow.lifecycle import NotificationOutcome as Outcome
 from notification_flow.lifecycle import NotificationStatus
 from notification_flow.logs import log_notification, printable
 from notification_flow.metrics import Metrics
-from notification_flow.notices import addon_notice
 from notification_flow.payloads import NotificationBody, UnreadableBody, check_transcript, read_body, request_class
 from notification_flow.retention import Deleter, delete_once_answered, followers, forgotten
 from notification_flow.retry import RetryPolicy
@@ -135,7 +134,7 @@ class Receiver:
         if body.transcript is not None and not forgotten(self.store, job_id):  # a purged job's is never kept
             return self.publish(job_id, body.transcript)
         # No json-v2 in the body (txt, srt, jobinfo or nothing): fetch it, unless nothing can change the job.
-        if self.is_terminal(job_id):
+        if (job := self.store.find(job_id)) and job.is_terminal:
             return Answer(200, Outcome.DUPLICATE)
         if self.api is None:  # cronjob.py will fetch it
             return Answer(202, self.store.record_notification(job_id, Notification(NotificationStatus.SUCCESS)))
@@ -155,17 +154,14 @@ class Receiver:
         self.metrics.transcripts.inc(int(written))  # counts only what this call wrote
         formats.Formats(self.transcripts).keep_notified(job_id, request)  # srt and txt parts, beside the json-v2
         notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id),
-                                    notice=addon_notice(transcript.failed_addons))
+                                    notice=notices.addon_notice(transcript.failed_addons))  # shown beside `done`
         return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")
 
     def on_failure(self, job_id: str, status: NotificationStatus, body: NotificationBody) -> Answer:
-        if self.is_terminal(job_id):
+        if (job := self.store.find(job_id)) and job.is_terminal:  # nothing can change it
             return Answer(200, Outcome.DUPLICATE)
         reason = body.error or self.reason_from_api(job_id) or f"Speechmatics reported {status}"
         return Answer(200, self.store.record_notification(job_id, Notification(status, error=reason)))
-
-    def is_terminal(self, job_id: str) -> bool:
-        return (job := self.store.find(job_id)) is not None and job.is_terminal
 
     def reason_from_api(self, job_id: str) -> str | None:
         with contextlib.suppress(ApiError):
