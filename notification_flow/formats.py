@@ -6,8 +6,9 @@ multipart notification). The server keeps each part it is sent; cronjob.py fetch
 recovers a job and in the repair sweep. Each file is checked for being what it claims before it is published
 (UTF-8 text; for SRT, well-formed cues), and against the json-v2 already stored: every word of the transcript,
 in order, must be in it, so a download cut short, even at a cue boundary, is never kept. Like the json-v2, each
-is linked into place, never over a valid file. Transcript text never reaches a log line: a problem names word
-numbers, not words. Kept for transcripts stored as files in TRANSCRIPTS_DIR (not yet with TRANSCRIPTS_URL).
+is written once and never over a valid one: a file in TRANSCRIPTS_DIR is linked into place; with TRANSCRIPTS_URL,
+`PREFIX/<job_id>.srt` and `.txt` are conditional PutObjects (objects.py's `put_once`). Transcript text never
+reaches a log line: a problem names word numbers, not words.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from notification_flow.jobs import JobStore
 
 FORMATS = ("srt", "txt")
+CONTENT_TYPES = {"srt": "application/x-subrip; charset=utf-8", "txt": "text/plain; charset=utf-8"}
 SRT_TIMES = re.compile(r"\d{2,}:\d{2}:\d{2},\d{3} --> \d{2,}:\d{2}:\d{2},\d{3}")
 log = logging.getLogger("formats")
 
@@ -102,51 +104,71 @@ def srt_text(text: str) -> str:
 
 
 # -- storing ------------------------------------------------------------------------------------------
+def holds(fmt: str, data: bytes, words: list[str]) -> bool:
+    """Whether `data` is a `fmt` that is what it claims: a stored one that is stays (written once), else is replaced."""
+    try:
+        check(fmt, data, words)
+    except NotWhatItClaims:
+        return False
+    return True
+
+
 class Formats:
-    """The srt and txt files of the jobs in one transcript store, and which ones each job should have."""
+    """The srt and txt of the jobs in one transcript store, files or objects, and which ones each job should have."""
 
     def __init__(self, transcripts: TranscriptStore, store: JobStore | None = None) -> None:
         """`store` for what each job should have (cronjob.py); the server only keeps what it is sent."""
         self.store, self.transcripts = store, transcripts
-        self.directory = transcripts.directory if isinstance(transcripts, TranscriptFiles) else None
 
     def path(self, job_id: str, fmt: str) -> Path:
-        assert self.directory is not None
-        return self.directory / f"{check_job_id(job_id)}.{fmt}"
+        assert isinstance(self.transcripts, TranscriptFiles)
+        return self.transcripts.directory / f"{check_job_id(job_id)}.{fmt}"
 
     def wanted(self, job_id: str) -> list[str]:
-        """The formats the job's row records (none where they cannot be kept)."""
-        if self.directory is None or self.store is None:
+        """The formats the job's row records."""
+        if self.store is None:
             return []
         with self.store.database.transaction(write=False) as tx:
             rows = tx.execute("SELECT formats FROM jobs WHERE job_id = $1", job_id)
         return [fmt for fmt in (rows[0]["formats"] or "").split(",") if fmt] if rows else []
 
     def missing(self, job_id: str) -> list[str]:
-        """The formats the job should have whose file is not there (the repair sweep asks this daily)."""
-        def present(path: Path) -> bool:
+        """The formats the job should have that are not stored: one stat or HEAD each (the repair sweep asks this
+        daily)."""
+        def present(fmt: str) -> bool:
+            if not isinstance(self.transcripts, TranscriptFiles):
+                return self.transcripts.head(self.transcripts.key_for(job_id, fmt)) is not None
             try:
-                return stat.S_ISREG(os.stat(path).st_mode)
+                return stat.S_ISREG(os.stat(self.path(job_id, fmt)).st_mode)
             except (FileNotFoundError, NotADirectoryError):
                 return False
-        return [fmt for fmt in self.wanted(job_id) if not present(self.path(job_id, fmt))]
+        return [fmt for fmt in self.wanted(job_id) if not present(fmt)]
 
-    def publish(self, job_id: str, fmt: str, incoming: IncomingFile) -> bool:
-        """Check the file against the stored json-v2 and link it into place unless a valid one is there; True if
-        this call wrote it. NotWhatItClaims if it is not what it claims to be."""
-        with open(self.transcripts.location(job_id), "rb") as transcript:
-            words = words_of(transcript)
+    def words(self, job_id: str) -> list[str]:
+        """The words of the stored json-v2, which each format must hold."""
+        if isinstance(self.transcripts, TranscriptFiles):
+            with open(self.transcripts.location(job_id), "rb") as transcript:
+                return words_of(transcript)
+        words = self.transcripts.read(self.transcripts.key_for(job_id), words_of)
+        if words is None:
+            raise FileNotFoundError(f"the json-v2 of {job_id} is not stored")
+        return words
+
+    def publish(self, job_id: str, fmt: str, incoming: IncomingFile, words: list[str]) -> bool:
+        """Check the file against the json-v2's words and store it unless a valid one is there; True if this call
+        wrote it. NotWhatItClaims if it is not what it claims to be."""
         check(fmt, incoming.reader().read(), words)
+        if not isinstance(self.transcripts, TranscriptFiles):  # a conditional PutObject, as for the json-v2
+            return self.transcripts.put_once(self.transcripts.key_for(job_id, fmt), incoming,
+                                             lambda body: holds(fmt, body.read(), words), CONTENT_TYPES[fmt])
         final = self.path(job_id, fmt)
         incoming.finish()
         try:
             os.link(incoming.name, final)
         except FileExistsError:
-            try:
-                check(fmt, final.read_bytes(), words)
+            if holds(fmt, final.read_bytes(), words):
                 return False
-            except NotWhatItClaims:
-                os.replace(incoming.name, final)
+            os.replace(incoming.name, final)
         handle = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(handle)  # the new entry is durable once its directory is
@@ -157,16 +179,18 @@ class Formats:
     def keep_notified(self, job_id: str, request: Request) -> list[str]:
         """Keep each srt or txt part of a notification whose json-v2 is stored; one that is not what it claims
         is left for cronjob.py to fetch. The formats written."""
-        written = []
+        written: list[str] = []
+        words: list[str] | None = None
         parts = request.files.items() if request.mimetype == "multipart/form-data" else ()
         for name, part in parts:
             fmt = name.removeprefix("transcript.")
-            if self.directory is None or name not in (f"transcript.{fmt}" for fmt in FORMATS):
+            if name not in (f"transcript.{fmt}" for fmt in FORMATS):
                 continue
+            words = self.words(job_id) if words is None else words
             with self.transcripts.incoming_file() as incoming:
                 shutil.copyfileobj(part.stream, incoming)
                 try:
-                    if self.publish(job_id, fmt, incoming):
+                    if self.publish(job_id, fmt, incoming, words):
                         written.append(fmt)
                 except NotWhatItClaims as error:
                     log.warning("job %s: %s; not kept, cronjob.py fetches it", job_id, error)
@@ -176,11 +200,13 @@ class Formats:
         """Download and publish each format the job lacks; the formats written. An ApiError or NotWhatItClaims
         is raised after every format was tried, so the job is tried again by the next pass."""
         written, problem = [], None
-        for fmt in self.missing(job_id):
+        missing = self.missing(job_id)
+        words = self.words(job_id) if missing else []
+        for fmt in missing:
             with self.transcripts.incoming_file() as incoming:
                 try:
                     api.download_transcript(job_id, incoming, fmt)
-                    if self.publish(job_id, fmt, incoming):
+                    if self.publish(job_id, fmt, incoming, words):
                         written.append(fmt)
                         log.info("stored %s.%s", job_id, fmt)
                 except (ApiError, NotWhatItClaims, OSError) as error:

@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from notification_flow import jsonv2
 from notification_flow.settings import SettingsError, split_s3_url
@@ -91,8 +91,8 @@ class TranscriptObjects(Spool):
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def key_for(self, job_id: str) -> str:
-        return self._key(f"{check_job_id(job_id)}.json")
+    def key_for(self, job_id: str, fmt: str = "json") -> str:
+        return self._key(f"{check_job_id(job_id)}.{fmt}")
 
     def location(self, job_id: str) -> str:
         return f"s3://{self.bucket}/{self.key_for(job_id)}"
@@ -123,52 +123,52 @@ class TranscriptObjects(Spool):
 
     def is_valid(self, job_id: str) -> bool:
         """Whether the object holds this job's complete transcript, read to its end."""
-        found = self.head(self.key_for(job_id))
-        return found is not None and self._holds_transcript(job_id, found)
+        return bool(self.read(self.key_for(job_id), lambda body: jsonv2.is_transcript_of(body, job_id)))
 
-    def _holds_transcript(self, job_id: str, found: dict[str, Any]) -> bool:
-        """Whether the object HEAD described is this job's complete transcript: read into the spool and parsed
-        to the end (a damaged object can have any size)."""
-        if found["ContentLength"] == 0:
-            return False
+    def read(self, key: str, judge: Callable[[BinaryIO], T], etag: str | None = None) -> T | None:
+        """`judge` of the object (the version `etag` names, if given), copied into the spool and read from there
+        to its end (a damaged object can have any size); None if it is not there."""
         with self.incoming_file() as copy:
             body = self._call("GetObject", lambda: self.client.get_object(
-                Bucket=self.bucket, Key=self.key_for(job_id), IfMatch=found["ETag"])["Body"], (404, 412))
+                Bucket=self.bucket, Key=key, **({"IfMatch": etag} if etag else {}))["Body"], (404, 412))
             if body is None:
-                return False
+                return None
             with contextlib.closing(body):
                 self._call("GetObject", lambda: shutil.copyfileobj(body, copy))
-            return jsonv2.is_transcript_of(copy.reader(), job_id)
+            return judge(copy.reader())
 
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
-        """Store the transcript as `PREFIX/<job_id>.json` unless it is there; True if this call wrote it.
-
-        Only a file checked to be this job's complete transcript is published. A 412 is a duplicate: a stored
-        object that is this job's complete transcript is kept, as the file store keeps its file; one that is
-        not is replaced, on the condition that it is still the object we judged (If-Match)."""
+        """Store the transcript as `PREFIX/<job_id>.json` unless it is there; True if this call wrote it. Only
+        a file checked to be this job's complete transcript is published."""
         if incoming.checked_for != job_id:
             raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
+        return self.put_once(self.key_for(job_id), incoming, lambda body: jsonv2.is_transcript_of(body, job_id))
+
+    def put_once(self, key: str, incoming: IncomingFile, valid: Callable[[BinaryIO], bool],
+                 content_type: str = "application/json") -> bool:
+        """Store the spool file as `key` (the json-v2; formats.py's srt and txt) unless it is there; True if this
+        call wrote it. A 412 is a duplicate: a stored object that `valid` accepts is kept, as the file store keeps
+        its file; one it refuses is replaced, on the condition that it is still the object we judged (If-Match)."""
         incoming.finish()
-        key = self.key_for(job_id)
-        if self._upload(key, incoming, {"IfNoneMatch": "*"}):
+        if self._upload(key, incoming, {"IfNoneMatch": "*"}, content_type):
             return True
         found = self.head(key)
-        if found is not None and self._holds_transcript(job_id, found):
+        if found is not None and self.read(key, valid, found["ETag"]):
             return False
-        if found is not None and self._upload(key, incoming, {"IfMatch": found["ETag"]}):
-            log.warning("transcript %s: replaced a stored object that was not a valid transcript", job_id)
+        if found is not None and self._upload(key, incoming, {"IfMatch": found["ETag"]}, content_type):
+            log.warning("%s: replaced a stored object that was not what it claims", key)
             return True
         # Deleted, or replaced by another writer, while we looked: the caller's next try decides (503, next pass).
-        raise StorageUnavailable(f"transcript {job_id}: the stored object changed while we looked; try again")
+        raise StorageUnavailable(f"{key}: the stored object changed while we looked; try again")
 
-    def _upload(self, key: str, incoming: IncomingFile, condition: dict[str, str]) -> bool:
+    def _upload(self, key: str, incoming: IncomingFile, condition: dict[str, str], content_type: str) -> bool:
         """One conditional PutObject, streamed from the spool file (boto3 reads a file object in chunks, so
         memory does not grow with the size); False when the condition failed (412), or the object vanished
         under an If-Match (404)."""
         source = incoming.reader()
         written = self._call("PutObject", lambda: self.client.put_object(
             Bucket=self.bucket, Key=key, Body=source, ContentLength=incoming.size,
-            ContentType="application/json", **condition), (404, 412))
+            ContentType=content_type, **condition), (404, 412))
         return written is not None
 
     def check_ready(self) -> None:
