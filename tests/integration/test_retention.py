@@ -14,7 +14,7 @@ from notification_flow.retention import LOST, want_deletion
 from notification_flow.transcripts import TranscriptFiles
 from seaweed import SeaweedFS
 from tests.integration.support import Stack, json_lines, submit_like_client, wait_for
-from tests.integration.test_s3 import object_of
+from tests.integration.test_s3 import object_of, stored_objects
 
 DELETE_ROUTE = {"api_fault_routes": ("DELETE /v2/jobs/*",), "api_500_fraction": 1.0}
 
@@ -228,3 +228,31 @@ def test_forget_an_unknown_id_says_so_and_changes_nothing(stack: Stack) -> None:
     assert result.returncode == 1 and "nothing removed" in result.stderr, result.stdout + result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert row(stack, job_id).status == "running" and remote_status(stack, job_id) == "done"
+
+
+# -- every format goes with the JSON ---------------------------------------------------------------------
+def done_with_formats(stack: Stack) -> str:
+    """A job submitted with --format srt,txt whose notification was lost, recovered by cronjob.py."""
+    stack.emulator.set_faults(drop_fraction=1.0)
+    assert stack.client("--format", "srt,txt").returncode == 0
+    [job] = json_lines(stack.client("--list", "--json").stdout)
+    wait_for(lambda: remote_status(stack, job["job_id"]) == "done", message="the job to finish")
+    stack.emulator.set_faults(drop_fraction=0.0)
+    assert stack.cronjob("--all").returncode == 0
+    return job["job_id"]
+
+
+def test_forget_removes_the_subtitles_and_text_too(stack: Stack) -> None:
+    job_id = done_with_formats(stack)
+    assert all((stack.transcripts / f"{job_id}.{fmt}").exists() for fmt in ("json", "srt", "txt"))
+    assert stack.client("--forget", job_id).returncode == 0
+    assert not [path.name for path in stack.transcripts.glob(f"{job_id}.*")]
+
+
+def test_retention_removes_the_subtitles_and_text_objects_too(s3_stack: Stack, seaweedfs: SeaweedFS) -> None:
+    job_id = done_with_formats(s3_stack)
+    names = {key.rsplit("/", 1)[-1] for key in stored_objects(s3_stack, seaweedfs)}
+    assert {f"{job_id}.{fmt}" for fmt in ("json", "srt", "txt")} <= names
+    age(s3_stack, job_id, 10)
+    assert s3_stack.cronjob("--all", KEEP_TRANSCRIPTS_DAYS=7).returncode == 0
+    assert not [key for key in stored_objects(s3_stack, seaweedfs) if job_id in key]
