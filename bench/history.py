@@ -7,7 +7,8 @@ covers), each with its `<job_id>.json` (hard links of a few files, made once for
 shared), and its file last checked at a moment spread over the last recheck period, in shuffled order, as
 regular passes leave it. Then `cronjob.py --all`, as a user runs it, with nothing to reconcile, one cron
 interval (by the database's clock) after the previous pass: its wall time, CPU time and the kernel's peak
-RSS (through `bench.rss`), over several rounds.
+RSS (through `bench.rss`), over several rounds. Then `client.py --list`, and one notification at a time to
+`python server.py` for a `running` job.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import jobrows, targets
+from bench import jobrows, loadgen, targets
 from bench.bodies import ROOT, template
-from bench.report import heading, number, table
-from bench.stats import median
+from bench.report import heading, median, number, table
 from emulator import Emulator, EmulatorOptions
 from notification_flow.jobs import open_store
 from notification_flow.reconcile import ReconcilePolicy
@@ -42,7 +42,8 @@ PASS_INTERVAL = 300  # the cron interval the README suggests
 RECHECK = ReconcilePolicy().recheck_seconds
 DOC, PICTURE = ROOT / "docs" / "benchmarks-history.md", ROOT / "docs" / "benchmarks-history.png"
 MEASURES = (("seconds", "idle pass, wall time, s"), ("cpu_seconds", "idle pass, CPU time, s"),
-            ("peak_mb", "idle pass, peak RSS, MB"))
+            ("peak_mb", "idle pass, peak RSS, MB"), ("list_seconds", "`client.py --list`, s"),
+            ("notification_ms", "one notification, ms"))
 
 
 def run(sizes: list[int], rounds: int, scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -54,25 +55,11 @@ def run(sizes: list[int], rounds: int, scratch: Path, log: Callable[[str], None]
             for backend, problem in {"sqlite": None, "postgresql": jobrows.postgres_problem()}.items():
                 rows = results["backends"][backend] = {"skipped": problem} if problem else {}
                 for size in [] if problem else sizes:
-                    with database(backend, scratch) as url:
-                        rows[str(size)] = measure(url, size, rounds, files, emulator.url, scratch)
+                    rows[str(size)] = measure(backend, size, rounds, files, emulator.url, scratch)
                     log(f"history {backend} {size:,}: {', '.join(f'{k} {v:.2f}' for k, v in rows[str(size)].items())}")
     finally:
         shutil.rmtree(files, ignore_errors=True)
     return results
-
-
-@contextlib.contextmanager
-def database(backend: str, scratch: Path) -> Iterator[str]:
-    if backend == "postgresql":
-        with jobrows.fresh_schema("history") as url:
-            yield url
-        return
-    work = Path(tempfile.mkdtemp(prefix="history-db-", dir=scratch))
-    try:
-        yield f"sqlite:///{work / 'jobs.db'}"
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def link_transcripts(directory: Path, count: int, per_file: int = 60_000) -> None:
@@ -134,24 +121,40 @@ def timed(command: list[str], env: dict[str, str]) -> dict[str, float]:
     return {"seconds": seconds, "cpu_seconds": float(cpu_seconds), "peak_mb": int(peak_kb) / 1024}
 
 
-def measure(url: str, size: int, rounds: int, files: Path, api_url: str, scratch: Path) -> dict[str, float]:
-    """The idle pass's medians (wall and CPU time) and largest peak RSS over `rounds` passes."""
-    seed(url, size, files)
+def measure(backend: str, size: int, rounds: int, files: Path, api_url: str, scratch: Path) -> dict[str, float]:
+    """The idle pass's medians (wall and CPU time) and largest peak RSS over `rounds` passes; then the median
+    of `rounds` runs of `client.py --list`, and of one notification's latency (notify)."""
     work = Path(tempfile.mkdtemp(prefix="history-run-", dir=scratch))
     try:
-        env = targets.clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=api_url,
-                                DATABASE_URL=url, TRANSCRIPTS_DIR=str(files))
-        cron = [str(ROOT / "cronjob.py"), "--all"]
-        timed(cron, env)  # the first pass: what is due now, as regular passes would have left it
-        passes = []
-        for round_ in range(1, rounds + 1):
-            age_last_pass(url, round_ * PASS_INTERVAL)
-            passes.append(timed(cron, env))
+        with (jobrows.fresh_schema("history") if backend == "postgresql"
+              else contextlib.nullcontext(f"sqlite:///{work / 'jobs.db'}")) as url:
+            seed(url, size, files)
+            env = targets.clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=api_url,
+                                    DATABASE_URL=url, TRANSCRIPTS_DIR=str(files))
+            cron = [str(ROOT / "cronjob.py"), "--all"]
+            timed(cron, env)  # the first pass: what is due now, as regular passes would have left it
+            passes = []
+            for round_ in range(1, rounds + 1):
+                age_last_pass(url, round_ * PASS_INTERVAL)
+                passes.append(timed(cron, env))
+            listings = [timed([str(ROOT / "client.py"), "--list"], env)["seconds"] for _ in range(rounds)]
+            notification_ms = notify(url, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"seconds": median([run["seconds"] for run in passes]),
             "cpu_seconds": median([run["cpu_seconds"] for run in passes]),
-            "peak_mb": max(run["peak_mb"] for run in passes)}
+            "peak_mb": max(run["peak_mb"] for run in passes), "list_seconds": median(listings),
+            "notification_ms": notification_ms}
+
+
+def notify(url: str, work: Path, count: int = 300) -> float:
+    """The median latency of 20 KB notifications sent one at a time to `python server.py`, each for a job the
+    database holds as `running`, after a short warm-up."""
+    ids = jobrows.new_ids(count)
+    jobrows.create_running(url, ids)
+    with targets.running(targets.ours(work, url)) as server:
+        sent = loadgen.measure(server.port, targets.SECRET, ids, 20_000, concurrency=1, warmup=0.3, seconds=120)
+    return float(sent["p50_ms"])
 
 
 def render(results: dict[str, Any]) -> str:
@@ -161,7 +164,8 @@ def render(results: dict[str, Any]) -> str:
              f"An idle `cronjob.py --all` pass with N `done` jobs kept, each with its transcript file, "
              f"{PASS_INTERVAL // 60} minutes (by the database's clock) after the previous pass: wall and CPU "
              f"time (medians of {part['rounds']} runs) and the kernel's peak RSS (the largest), interpreter "
-             "start-up included. The method is in [benchmarks.md](benchmarks.md).", ""]
+             f"start-up included; `client.py --list` (median of {part['rounds']} runs); one 20 KB notification at "
+             "a time to `python server.py` (median latency). The method is in [benchmarks.md](benchmarks.md).", ""]
     for backend, rows in part["backends"].items():
         lines += [f"## {backend}", ""]
         if "skipped" in rows:
@@ -179,7 +183,7 @@ def write(results: dict[str, Any]) -> None:
     """The page and its figure: one panel per measure, one line per backend, sizes on a log scale."""
     DOC.write_text(render(results))
     part = results["history"]
-    figure, axes = plt.subplots(1, len(MEASURES), figsize=(11, 3.6))
+    figure, axes = plt.subplots(1, len(MEASURES), figsize=(3 * len(MEASURES), 3.6))
     for axis, (key, label) in zip(axes, MEASURES, strict=True):
         for backend, rows in part["backends"].items():
             sizes = [size for size in part["sizes"] if str(size) in rows]
@@ -188,7 +192,7 @@ def write(results: dict[str, Any]) -> None:
         axis.set_title(label, fontsize=9)
         axis.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    figure.suptitle("An idle reconciler pass against history size (flat is the goal)", fontsize=11)
+    figure.suptitle("Cost against history size (flat is the goal)", fontsize=11)
     figure.tight_layout()
     figure.savefig(PICTURE, dpi=100)
     plt.close(figure)
