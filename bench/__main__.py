@@ -25,8 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import handoff, history, ingest, memory, pacing, report
-from bench.bodies import ROOT
+from bench import ROOT, history, ingest, pacing, report
 
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ("ingest", "memory", "reconcile", "submission", "history", "s3", "handoff")
@@ -43,13 +42,13 @@ def plan(quick: bool) -> dict[str, Callable[[Path], Any]]:
     ingest_2m = ingest.Plan("2 MB", 2_000_000, rounds(3), 2 if quick else 6, warmup=1, pool=600)
     s3_20k = ingest.Plan("20 KB", 20_000, rounds(5), 2 if quick else 5, warmup=1, pool=8_000)
     return {"ingest": lambda scratch: ingest.run([ingest_20k, ingest_2m], scratch, log),
-            "memory": lambda scratch: memory.run(200_000_000, rounds(3), scratch, log),
+            "memory": lambda scratch: ingest.memory(200_000_000, rounds(3), scratch, log),
             "reconcile": lambda scratch: pacing.reconcile(200 if quick else 1_000, rounds(3), scratch, log),
             "submission": lambda scratch: pacing.submission(40 if quick else 200, rounds(3), scratch, log),
             "history": lambda scratch: history.run([1_000, 10_000] if quick else [1_000, 1_000_000],
                                                    rounds(5), scratch, log),
             "s3": lambda scratch: ingest.into_s3(s3_20k, 200_000_000, rounds(3), scratch, log),
-            "handoff": lambda scratch: handoff.run(50 if quick else 300, rounds(3), scratch, log)}
+            "handoff": lambda scratch: ingest.handoff(50 if quick else 300, rounds(3), scratch, log)}
 
 
 def log(message: str) -> None:

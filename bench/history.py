@@ -7,7 +7,7 @@ covers), each with its `<job_id>.json` (hard links of a few files, made once for
 shared), and its file last checked at a moment spread over the last recheck period, in shuffled order, as
 regular passes leave it. Then `cronjob.py --all`, as a user runs it, with nothing to reconcile, one cron
 interval (by the database's clock) after the previous pass: its wall time, CPU time and the kernel's peak
-RSS (through `bench.rss`), over several rounds. Then `client.py --list`, and one notification at a time to
+RSS (see PEAK), over several rounds. Then `client.py --list`, and one notification at a time to
 `python server.py` for a `running` job.
 """
 
@@ -29,8 +29,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import jobrows, loadgen, targets
-from bench.bodies import ROOT, template
+from bench import ROOT, loadgen, targets
 from bench.report import heading, median, number, table
 from emulator import Emulator, EmulatorOptions
 from notification_flow.jobs import open_store
@@ -41,6 +40,12 @@ SPACING = 0.1  # seconds between two jobs' creation: the API's limit of 10 a sec
 PASS_INTERVAL = 300  # the cron interval the README suggests
 RECHECK = ReconcilePolicy().recheck_seconds
 DOC, PICTURE = ROOT / "docs" / "benchmarks-history.md", ROOT / "docs" / "benchmarks-history.png"
+# A small interpreter of its own starts the command and prints, last, the command's peak RSS in KB and the CPU
+# seconds it used (RUSAGE_CHILDREN): a child started straight from this benchmark would inherit the
+# benchmark's larger RSS as its starting high-water mark, and the kernel would report that instead.
+PEAK = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime); sys.exit(code)")
 MEASURES = (("seconds", "idle pass, wall time, s"), ("cpu_seconds", "idle pass, CPU time, s"),
             ("peak_mb", "idle pass, peak RSS, MB"), ("list_seconds", "`client.py --list`, s"),
             ("notification_ms", "one notification, ms"))
@@ -52,7 +57,7 @@ def run(sizes: list[int], rounds: int, scratch: Path, log: Callable[[str], None]
     results: dict[str, Any] = {"sizes": sizes, "rounds": rounds, "backends": {}}
     try:
         with Emulator(EmulatorOptions(api_key=API_KEY, processing_seconds=0.05, seed=1)) as emulator:
-            for backend, problem in {"sqlite": None, "postgresql": jobrows.postgres_problem()}.items():
+            for backend, problem in {"sqlite": None, "postgresql": targets.postgres_problem()}.items():
                 rows = results["backends"][backend] = {"skipped": problem} if problem else {}
                 for size in [] if problem else sizes:
                     rows[str(size)] = measure(backend, size, rounds, files, emulator.url, scratch)
@@ -64,7 +69,7 @@ def run(sizes: list[int], rounds: int, scratch: Path, log: Callable[[str], None]
 
 def link_transcripts(directory: Path, count: int, per_file: int = 60_000) -> None:
     """`count` transcripts, hard links of a few files (ext4 allows 65,000 links to one): a million in seconds."""
-    body = template(2_000).body("hist00000000")
+    body = loadgen.template(2_000).body("hist00000000")
     for n in range(count):
         if n % per_file == 0:
             original = directory / f".original-{n // per_file}.json"
@@ -110,15 +115,12 @@ def age_last_pass(url: str, seconds: float) -> None:
 
 
 def timed(command: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Wall time, CPU time and the kernel's peak RSS of one process, started through `bench.rss`, so that the
-    figures are the command's own, not this benchmark's inherited across the fork."""
-    with tempfile.NamedTemporaryFile(prefix="rss-") as peak:
-        started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "bench.rss", peak.name, sys.executable, *command], env=env, cwd=ROOT,
-                       capture_output=True, check=True)
-        seconds = time.monotonic() - started
-        peak_kb, cpu_seconds = Path(peak.name).read_text().split()
-    return {"seconds": seconds, "cpu_seconds": float(cpu_seconds), "peak_mb": int(peak_kb) / 1024}
+    """Wall time, CPU time and the kernel's peak RSS of one process, started through PEAK."""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", PEAK, sys.executable, *command], env=env, cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    peak_kb, cpu_seconds = done.stdout.split()[-2:]
+    return {"seconds": time.monotonic() - started, "cpu_seconds": float(cpu_seconds), "peak_mb": int(peak_kb) / 1024}
 
 
 def measure(backend: str, size: int, rounds: int, files: Path, api_url: str, scratch: Path) -> dict[str, float]:
@@ -126,7 +128,7 @@ def measure(backend: str, size: int, rounds: int, files: Path, api_url: str, scr
     of `rounds` runs of `client.py --list`, and of one notification's latency (notify)."""
     work = Path(tempfile.mkdtemp(prefix="history-run-", dir=scratch))
     try:
-        with (jobrows.fresh_schema("history") if backend == "postgresql"
+        with (targets.fresh_schema("history") if backend == "postgresql"
               else contextlib.nullcontext(f"sqlite:///{work / 'jobs.db'}")) as url:
             seed(url, size, files)
             env = targets.clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=api_url,
@@ -150,8 +152,8 @@ def measure(backend: str, size: int, rounds: int, files: Path, api_url: str, scr
 def notify(url: str, work: Path, count: int = 300) -> float:
     """The median latency of 20 KB notifications sent one at a time to `python server.py`, each for a job the
     database holds as `running`, after a short warm-up."""
-    ids = jobrows.new_ids(count)
-    jobrows.create_running(url, ids)
+    ids = targets.new_ids(count)
+    targets.create_running(url, ids)
     with targets.running(targets.ours(work, url)) as server:
         sent = loadgen.measure(server.port, targets.SECRET, ids, 20_000, concurrency=1, warmup=0.3, seconds=120)
     return float(sent["p50_ms"])

@@ -6,11 +6,19 @@ database holds as `running`, named by its body's `job.id` too, signed with the j
 requests sent after the warm-up are measured. With a `rate`, the n-th notification waits for its moment, n /
 rate seconds after the start, so a busy account's latency is measured rather than a queue the loop built. It
 runs in a spawned process, so it shares no interpreter with the benchmark that starts it.
+
+Bodies are realistic json-v2 of any size: the results of a real 53 s Speechmatics transcript
+(shared/reference/samples), repeated until the body reaches the wanted size, so the parser sees real key
+order, nesting and number formats; without that sample an emulator-rendered transcript stands in. They are
+compact JSON, as the API sends them. A body is a prefix, the job id and a suffix, so each request gets its
+own id without serialising the body again.
 """
 
 from __future__ import annotations
 
 import http.client
+import itertools
+import json
 import math
 import multiprocessing
 import threading
@@ -18,13 +26,56 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from bench.bodies import BodyTemplate, template
-from bench.jobrows import reference_for
+from bench import ROOT
 from notification_flow.auth import job_token
 
+SAMPLE = ROOT.parent / "shared" / "reference" / "samples" / "transcript-json-v2-real-53s.json"
+PLACEHOLDER = "@@job-id@@"
 Answer = tuple[str, float, float, str]  # (job id, sent, answered, status)
+
+
+@dataclass(frozen=True)
+class BodyTemplate:
+    prefix: bytes
+    suffix: bytes
+
+    def body(self, job_id: str) -> bytes:
+        return self.prefix + job_id.encode() + self.suffix
+
+
+def sample() -> dict[str, Any]:
+    if SAMPLE.is_file():
+        return dict(json.loads(SAMPLE.read_text()))
+    from emulator.transcripts import build_json_v2
+
+    job = {"created_at": "2026-01-01T00:00:00.000Z", "data_name": "call.wav", "duration": 53, "id": "x"}
+    config = {"transcription_config": {"language": "en"}}
+    return dict(build_json_v2(job, config, 53.0, 1, 1, "2026-01-01T00:00:10.000000Z"))
+
+
+def template(size: int) -> BodyTemplate:
+    """A body of about `size` bytes (whole result items, so within one item of it), split around its job id."""
+    document = sample()
+    head = {**{key: value for key, value in document.items() if key != "results"},
+            "job": {**document["job"], "id": PLACEHOLDER}}
+    before, after = json.dumps(head, separators=(",", ":")).removesuffix("}").split(PLACEHOLDER)
+    items = [json.dumps(item, separators=(",", ":")).encode() for item in document["results"]]
+    chosen: list[bytes] = []
+    used = len(before) + len(after) + len(PLACEHOLDER) + len(',"results":[]}')
+    for item in itertools.cycle(items):
+        if chosen and used + len(item) + 1 > size:
+            break
+        chosen.append(item)
+        used += len(item) + 1
+    return BodyTemplate(before.encode(), after.encode() + b',"results":[' + b",".join(chosen) + b"]}")
+
+
+def reference_for(job_id: str) -> str:
+    """Derived from the job id, so the load generator can sign with each job's own token unaided."""
+    return f"bench{job_id}"
 
 
 def headers(secret: str, job_id: str) -> dict[str, str]:

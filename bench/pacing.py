@@ -26,8 +26,7 @@ from typing import Any
 
 import requests
 
-from bench import jobrows, targets
-from bench.bodies import ROOT
+from bench import ROOT, targets
 from emulator import Emulator, EmulatorOptions
 
 API_KEY = "bench-api-key"
@@ -50,7 +49,7 @@ def recover(count: int, work: Path) -> dict[str, Any]:
     with Emulator(options) as emulator:
         jobs = finished_jobs(emulator, count)
         url = f"sqlite:///{work / 'jobs.db'}"
-        store = jobrows.create_running(url, list(jobs), references=list(jobs.values()))
+        store = targets.create_running(url, list(jobs), references=list(jobs.values()))
         emulator.set_faults(api_latency_ms=LATENCY_MS, rate_limit_get_per_second=50, rate_limit_post_per_second=10)
         calls = api_requests(emulator)
         env = targets.clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=emulator.url,

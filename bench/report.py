@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from bench.bodies import ROOT
+from bench import ROOT
 
 GUARD, GUARDED_SIZE = 0.5, 20_000  # at 20 KB, server.py keeps at least half the lean handler's throughput
 NAMES = {"ours": "ours: `python server.py`, sqlite", "ours-postgresql": "ours: `python server.py`, PostgreSQL",
