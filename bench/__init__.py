@@ -6,9 +6,8 @@ benchmark, then the pages). Modules:
 - loadgen.py     the load generator, in a process of its own, and its bodies scaled from a real transcript
 - targets.py     the servers under test (ours, the lean handler of lean_app.py), their job rows, the rounds
 - ingest.py      webhook ingest, memory, into S3 against local disk, and the hand-off
-- pacing.py      cronjob.py recovering lost notifications, and client.py submitting, at the API's limits
-- history.py     an idle reconciler pass, --list and a notification against history size, and its page
-- report.py      the other results pages
+- scripts.py     cronjob.py recovering and client.py submitting at the API's limits, and against history size
+- report.py      the results pages, and the history's figure
 """
 
 from pathlib import Path

