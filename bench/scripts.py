@@ -161,7 +161,7 @@ def history(sizes: list[int], rounds: int, scratch: Path, log: Callable[[str], N
             for backend, problem in {"sqlite": None, "postgresql": targets.postgres_problem()}.items():
                 rows = results["backends"][backend] = {"skipped": problem} if problem else {}
                 for size in [] if problem else sizes:
-                    rows[str(size)] = measure(backend, size, rounds, files, emulator.url, scratch)
+                    rows[str(size)] = measure_history(backend, size, rounds, files, emulator.url, scratch)
                     log(f"history {backend} {size:,}: {', '.join(f'{k} {v:.2f}' for k, v in rows[str(size)].items())}")
     finally:
         shutil.rmtree(files, ignore_errors=True)
@@ -222,7 +222,7 @@ def timed(command: list[str], env: dict[str, str]) -> dict[str, float]:
     return {"seconds": time.monotonic() - started, "cpu_seconds": float(cpu_seconds), "peak_mb": int(peak_kb) / 1024}
 
 
-def measure(backend: str, size: int, rounds: int, files: Path, api_url: str, scratch: Path) -> dict[str, float]:
+def measure_history(backend: str, size: int, rounds: int, files: Path, api_url: str, scratch: Path) -> dict[str, float]:
     """The idle pass's medians (wall and CPU time) and largest peak RSS over `rounds` passes; then the median
     of `rounds` runs of `client.py --list`, and of one notification's latency (notify)."""
     work = Path(tempfile.mkdtemp(prefix="history-run-", dir=scratch))
