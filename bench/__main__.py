@@ -21,16 +21,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import handoff, history, ingest, memory, pacing, report
-from bench.bodies import ROOT
+from bench import ROOT, ingest, report, scripts
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("ingest", "memory", "reconcile", "submission", "history", "s3", "handoff")
-PACKAGES = ("flask", "gunicorn", "ijson", "psycopg", "httpx", "boto3")
 
 
 def plan(quick: bool) -> dict[str, Callable[[Path], Any]]:
@@ -38,17 +34,18 @@ def plan(quick: bool) -> dict[str, Callable[[Path], Any]]:
     def rounds(full: int) -> int:
         return 1 if quick else full
 
-    ingest_20k = ingest.Plan("20 KB", 20_000, rounds(7), 2 if quick else 5, warmup=1, pool=8_000)
+    ingest_20k = ingest.Plan("20 KB", 20_000, rounds(7), 2 if quick else 5, warmup=1, pool=8_000,
+                             targets=(*ingest.TARGETS, "ours-handoff"))
     ingest_2m = ingest.Plan("2 MB", 2_000_000, rounds(3), 2 if quick else 6, warmup=1, pool=600)
     s3_20k = ingest.Plan("20 KB", 20_000, rounds(5), 2 if quick else 5, warmup=1, pool=8_000)
     return {"ingest": lambda scratch: ingest.run([ingest_20k, ingest_2m], scratch, log),
-            "memory": lambda scratch: memory.run(200_000_000, rounds(3), scratch, log),
-            "reconcile": lambda scratch: pacing.reconcile(200 if quick else 1_000, rounds(3), scratch, log),
-            "submission": lambda scratch: pacing.submission(40 if quick else 200, rounds(3), scratch, log),
-            "history": lambda scratch: history.run([1_000, 10_000] if quick else [1_000, 1_000_000],
-                                                   rounds(5), scratch, log),
+            "memory": lambda scratch: ingest.memory(200_000_000, rounds(3), scratch, log),
+            "reconcile": lambda scratch: scripts.reconcile(200 if quick else 1_000, rounds(3), scratch, log),
+            "submission": lambda scratch: scripts.submission(40 if quick else 200, rounds(3), scratch, log),
+            "history": lambda scratch: scripts.history([1_000, 10_000] if quick else [1_000, 1_000_000],
+                                                       rounds(5), scratch, log),
             "s3": lambda scratch: ingest.into_s3(s3_20k, 200_000_000, rounds(3), scratch, log),
-            "handoff": lambda scratch: handoff.run(50 if quick else 300, rounds(3), scratch, log)}
+            "handoff": lambda scratch: ingest.handoff(50 if quick else 300, rounds(3), scratch, log)}
 
 
 def log(message: str) -> None:
@@ -63,7 +60,7 @@ def machine() -> dict[str, Any]:
     return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "cores": os.cpu_count(),
             "system": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "sqlite": sqlite3.sqlite_version, "commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(dirty),
-            "packages": {name: metadata.version(name) for name in PACKAGES}, "load_before": load_average()}
+            "load_before": load_average()}
 
 
 def git(*args: str) -> str:
@@ -77,7 +74,7 @@ def load_average() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the benchmarks and write their pages in docs/.")
     parser.add_argument("--quick", action="store_true", help="one short round of each (not for committing)")
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
+    parser.add_argument("--only", nargs="+", choices=list(plan(quick=False)), default=list(plan(quick=False)))
     args = parser.parse_args(argv)
     runs = plan(args.quick)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -94,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"].update(load_after=load_average(), minutes=(time.monotonic() - started) / 60)
     latest.write_text(json.dumps(results))
     report.write(results, args.only)
-    if "history" in args.only:
-        history.write(results)
     log(f"done in {results['machine']['minutes']:.1f} min")
     return 0
 

@@ -1,8 +1,13 @@
-"""The servers under test, each in a process group of its own, and the interleaved rounds they run in.
+"""The servers under test, each in a process group of its own, the job rows they finish, and the interleaved
+rounds they run in.
 
 Our server runs as a user runs it, `python server.py`, with its defaults: gunicorn, one gthread worker per
 core, four threads each. The lean handler runs under a gunicorn command line with the same worker class,
 worker count, threads, timeout and keep-alive, so the comparison isolates the handler.
+
+Every notification the load generator sends is for a job the database holds as `running`, as client.py
+leaves it, so the server does its full work. On PostgreSQL (TEST_DATABASE_URL, like the tests) every run
+gets a schema of its own, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +30,13 @@ from typing import Any
 
 import requests
 
-from bench.bodies import ROOT
+from bench import ROOT
+from bench.loadgen import reference_for
+from notification_flow.jobs import JobStore, open_store
 
 SECRET = secrets.token_hex(20)  # a fresh one per `make bench`, passed to each server and the load generator
 THREADS, KEEPALIVE = 4, 5  # server.py's default --threads; notification_flow/wsgi.py's keep-alive
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @dataclass
@@ -38,10 +47,6 @@ class Server:
     workdir: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def pids(self) -> list[int]:
         """The gunicorn master (the process we started) and its workers."""
@@ -102,7 +107,7 @@ def running(server: Server, timeout: float = 30) -> Iterator[Server]:
 
 def healthy(server: Server) -> bool:
     with contextlib.suppress(requests.RequestException):
-        return requests.get(f"{server.url}/healthz", timeout=1).status_code == 200
+        return requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=1).status_code == 200
     return False
 
 
@@ -113,6 +118,51 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=wait)
             return
+
+
+def _postgres(statement: str, timeout: int = 10) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=timeout) as conn:
+        conn.execute(statement)
+
+
+def postgres_problem() -> str | None:
+    """Why the PostgreSQL runs are skipped, or None when the server at POSTGRES_URL answers."""
+    try:
+        _postgres("SELECT 1", timeout=3)
+    except Exception as error:
+        return f"no PostgreSQL at {POSTGRES_URL}: {' '.join(str(error).split())}"
+    return None
+
+
+@contextlib.contextmanager
+def fresh_schema(prefix: str = "bench") -> Iterator[str]:
+    """A DATABASE_URL whose tables go into a new schema (via search_path), dropped when the run is over."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    _postgres(f'CREATE SCHEMA "{schema}"')
+    joiner = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{joiner}options=-csearch_path%3D{schema}"
+    finally:
+        _postgres(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` job ids matching [a-z0-9]{8,32}, random, so never repeated."""
+    return [f"b{uuid.uuid4().hex[:16]}" for _ in range(count)]
+
+
+def create_running(database_url: str, job_ids: list[str], references: list[str] | None = None) -> JobStore:
+    """Rows exactly as client.py leaves them after a submission: reference, audio, job id, `running`."""
+    store = open_store(database_url)
+    now = time.time()
+    references = references or [reference_for(job_id) for job_id in job_ids]
+    with store.database.transaction() as tx:
+        for job_id, reference in zip(job_ids, references, strict=True):
+            tx.execute("INSERT INTO jobs (reference, job_id, audio, status, created_at, updated_at) "
+                       "VALUES ($1, $2, $3, 'running', $4, $4)", reference, job_id, f"{job_id}.wav", now)
+    return store
 
 
 def rounds(label: str, count: int, targets: dict[str, Callable[[Path], dict[str, Any]]], scratch: Path,
