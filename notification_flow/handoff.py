@@ -50,9 +50,7 @@ FINAL_STATES = (State.DONE, State.REJECTED, State.EXPIRED, State.DELETED, State.
 # apart.
 RETRY_DELAYS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600)
 JITTER = 0.25
-# A lease outlasts any attempt (each has a timeout), so no second process starts one still under way.
-LEASE_TIMEOUTS = 6
-BATCH = 20
+BATCH = 20  # events claimed, attempted one after another, and settled together
 # How often the server's courier looks for due retries when nothing wakes it.
 COURIER_POLL_SECONDS = 5.0
 
@@ -167,33 +165,45 @@ class Outbox:
                f" {self.database.skip_locked}) RETURNING *")
         with self.database.transaction() as tx:
             now = tx.now()
-            return tx.execute(sql, now + self.sender.timeout * LEASE_TIMEOUTS, PENDING, now, limit)
+            # The lease outlasts a whole batch of attempts, each within its timeout: no second process takes an
+            # event that this one still has to attempt.
+            return tx.execute(sql, now + self.sender.timeout * (limit + 1), PENDING, now, limit)
 
-    def settle(self, row: Row, problem: str | None) -> str:
-        """Record one attempt's result, only while its lease is still ours: delivered, failed, or dead."""
+    def settle(self, attempts: list[tuple[Row, str | None]]) -> Counter[str]:
+        """Record a batch's attempts in one transaction, each only while its lease is still ours: delivered,
+        failed (due again after its retry delay), or dead."""
+        results: Counter[str] = Counter()
+        settled: list[tuple[Row, str]] = []
         with self.database.transaction() as tx:
             now = tx.now()
-            if problem is None:
-                result, state, due = DELIVERED, DELIVERED, row["due_at"]
-            elif now - row["since"] >= self.max_age:
-                result, state, due = DEAD, DEAD, row["due_at"]
-            else:
-                result, state, due = "failed", PENDING, now + retry_delay(row["attempts"])
-            delivered_at = now if problem is None else row["delivered_at"]
-            tx.execute("UPDATE handoff_events SET state = $1, due_at = $2, last_error = $3, delivered_at = $4, "
-                       "lease_until = NULL WHERE id = $5 AND lease_until = $6",
-                       state, due, problem, delivered_at, row["id"], row["lease_until"])
-            if tx.rowcount == 1:
-                tx.execute("UPDATE handoff_deliveries SET n = n + 1 WHERE result = $1", result)
-        log.info("event %s job=%s %s%s", row["id"], row["reference"], result, f": {problem}" if problem else "")
-        return result
+            for row, problem in attempts:
+                if problem is None:
+                    result, state, due = DELIVERED, DELIVERED, row["due_at"]
+                elif now - row["since"] >= self.max_age:
+                    result, state, due = DEAD, DEAD, row["due_at"]
+                else:
+                    result, state, due = "failed", PENDING, now + retry_delay(row["attempts"])
+                delivered_at = now if problem is None else row["delivered_at"]
+                tx.execute("UPDATE handoff_events SET state = $1, due_at = $2, last_error = $3, delivered_at = $4, "
+                           "lease_until = NULL WHERE id = $5 AND lease_until = $6",
+                           state, due, problem, delivered_at, row["id"], row["lease_until"])
+                if tx.rowcount == 1:
+                    results[result] += 1
+                    settled.append((row, result + (f": {problem}" if problem else "")))
+            for result, count in results.items():
+                tx.execute("UPDATE handoff_deliveries SET n = n + $1 WHERE result = $2", count, result)
+        for row, said in settled:
+            log.info("event %s job=%s %s", row["id"], row["reference"], said)
+        return results
 
     def deliver_due(self, stop: threading.Event | None = None) -> Counter[str]:
-        """Attempt every due event, batch by batch, until none is due (or `stop` is set)."""
+        """Attempt every due event, a batch at a time, until a batch comes back short (or `stop` is set)."""
         results: Counter[str] = Counter()
-        while not (stop and stop.is_set()) and (rows := self.claim()):
-            for row in rows:
-                results[self.settle(row, self.sender.attempt(row["id"], row["body"]))] += 1
+        while not (stop and stop.is_set()):
+            rows = self.claim()
+            results += self.settle([(row, self.sender.attempt(row["id"], row["body"])) for row in rows])
+            if len(rows) < BATCH:
+                break
         return results
 
     def next_due_in(self) -> float | None:

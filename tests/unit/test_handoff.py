@@ -189,3 +189,26 @@ def test_the_outbox_reads_index_ranges_whatever_it_has_delivered(fresh_store: Jo
             scans.append((sql, plan))
     assert len([sql for sql, _ in seen if "handoff_events" in sql]) >= 8
     assert scans == []
+
+
+def test_a_claimed_batch_is_attempted_and_settled_within_its_lease(fresh_store: JobStore) -> None:
+    """Attempts of one batch go one after another, each up to the timeout: the lease must outlast them all, or
+    another process could take an event of the batch while this one still has it to attempt."""
+    store, outbox, consumer = outbox_store(fresh_store)
+    for number in range(3):
+        reference, job_id = f"{number}" * 32, f"job{number}abcdef"
+        store.add_submission(reference, "call.wav")
+        store.record_created(reference, job_id)
+        store.record_notification(job_id, TRANSCRIPT)
+    with recording() as statements:
+        assert outbox.deliver_due() == {"delivered": 3}
+    events_updated = [sql for sql, _ in statements if sql.startswith("UPDATE handoff_events")]
+    counted = [sql for sql, _ in statements if sql.startswith("UPDATE handoff_deliveries")]
+    assert (len(events_updated), len(counted)) == (1 + 3, 1)  # a claim for the batch, one settling transaction
+    store.add_submission("9" * 32, "call.wav")
+    store.record_created("9" * 32, "job9abcdefg")
+    store.record_notification("job9abcdefg", TRANSCRIPT)
+    with store.database.transaction(write=False) as tx:
+        now = tx.now()
+    [claimed] = outbox.claim()
+    assert claimed["lease_until"] - now >= consumer.timeout * handoff.BATCH
