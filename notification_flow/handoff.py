@@ -25,6 +25,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,7 +51,11 @@ FINAL_STATES = (State.DONE, State.REJECTED, State.EXPIRED, State.DELETED, State.
 # apart.
 RETRY_DELAYS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600)
 JITTER = 0.25
-BATCH = 20  # events claimed, attempted one after another, and settled together
+BATCH = 20  # events claimed together, then attempted and settled one after another
+# One attempt lasts at most this many timeouts (a POST's connect, write and read have one each, the command its
+# own); a batch's lease is a few attempts long, and an attempt starts only while the lease has room for it.
+ATTEMPT_TIMEOUTS = 4
+LEASE_TIMEOUTS = 3 * ATTEMPT_TIMEOUTS
 # How often the server's courier looks for due retries when nothing wakes it.
 COURIER_POLL_SECONDS = 5.0
 
@@ -157,59 +162,76 @@ class Outbox:
     def __init__(self, database: Database, sender: Sender, max_age: float) -> None:
         self.database, self.sender, self.max_age = database, sender, max_age
 
-    def claim(self, limit: int = BATCH) -> list[Row]:
-        """Lease up to `limit` due events, earliest due first, skipping those another process holds."""
+    def claim(self, limit: int = BATCH, due_by: float | None = None) -> list[Row]:
+        """Lease up to `limit` events due (by `due_by`, else now), earliest due first, skipping those another
+        process holds."""
         sql = ("UPDATE handoff_events SET lease_until = $1, attempts = attempts + 1 WHERE id IN ("  # noqa: S608
                " SELECT id FROM handoff_events WHERE state = $2 AND due_at <= $3"
-               " AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at LIMIT $4"
+               " AND (lease_until IS NULL OR lease_until < $4) ORDER BY due_at LIMIT $5"
                f" {self.database.skip_locked}) RETURNING *")
         with self.database.transaction() as tx:
             now = tx.now()
-            # The lease outlasts a whole batch of attempts, each within its timeout: no second process takes an
-            # event that this one still has to attempt.
-            return tx.execute(sql, now + self.sender.timeout * (limit + 1), PENDING, now, limit)
+            return tx.execute(sql, now + self.lease_seconds, PENDING, now if due_by is None else due_by, now, limit)
 
-    def settle(self, attempts: list[tuple[Row, str | None]]) -> Counter[str]:
-        """Record a batch's attempts in one transaction, each only while its lease is still ours: delivered,
-        failed (due again after its retry delay), or dead."""
-        results: Counter[str] = Counter()
-        settled: list[tuple[Row, str]] = []
+    @property
+    def lease_seconds(self) -> float:
+        return self.sender.timeout * LEASE_TIMEOUTS
+
+    def release(self, rows: list[Row]) -> None:
+        """Give back claimed events that were not attempted: due again at once, for whoever comes next."""
+        with self.database.transaction() as tx:
+            for row in rows:
+                tx.execute("UPDATE handoff_events SET lease_until = NULL, attempts = attempts - 1 WHERE id = $1 AND "
+                           "lease_until = $2", row["id"], row["lease_until"])
+
+    def settle(self, row: Row, problem: str | None) -> str:
+        """Record one attempt's result, only while its lease is still ours: delivered, failed, or dead."""
         with self.database.transaction() as tx:
             now = tx.now()
-            for row, problem in attempts:
-                if problem is None:
-                    result, state, due = DELIVERED, DELIVERED, row["due_at"]
-                elif now - row["since"] >= self.max_age:
-                    result, state, due = DEAD, DEAD, row["due_at"]
-                else:
-                    result, state, due = "failed", PENDING, now + retry_delay(row["attempts"])
-                delivered_at = now if problem is None else row["delivered_at"]
-                tx.execute("UPDATE handoff_events SET state = $1, due_at = $2, last_error = $3, delivered_at = $4, "
-                           "lease_until = NULL WHERE id = $5 AND lease_until = $6",
-                           state, due, problem, delivered_at, row["id"], row["lease_until"])
-                if tx.rowcount == 1:
-                    results[result] += 1
-                    settled.append((row, result + (f": {problem}" if problem else "")))
-            for result, count in results.items():
-                tx.execute("UPDATE handoff_deliveries SET n = n + $1 WHERE result = $2", count, result)
-        for row, said in settled:
-            log.info("event %s job=%s %s", row["id"], row["reference"], said)
-        return results
+            if problem is None:
+                result, state, due = DELIVERED, DELIVERED, row["due_at"]
+            elif now - row["since"] >= self.max_age:
+                result, state, due = DEAD, DEAD, row["due_at"]
+            else:
+                result, state, due = "failed", PENDING, now + retry_delay(row["attempts"])
+            delivered_at = now if problem is None else row["delivered_at"]
+            tx.execute("UPDATE handoff_events SET state = $1, due_at = $2, last_error = $3, delivered_at = $4, "
+                       "lease_until = NULL WHERE id = $5 AND lease_until = $6",
+                       state, due, problem, delivered_at, row["id"], row["lease_until"])
+            if tx.rowcount == 1:
+                tx.execute("UPDATE handoff_deliveries SET n = n + 1 WHERE result = $1", result)
+            else:
+                result = "lease lost"  # another process may have it now: its result is the one recorded
+        log.info("event %s job=%s %s%s", row["id"], row["reference"], result, f": {problem}" if problem else "")
+        return result
 
     def deliver_due(self, stop: threading.Event | None = None) -> Counter[str]:
-        """Attempt every due event, a batch at a time, until a batch comes back short (or `stop` is set)."""
+        """Attempt every event due when the round began, a batch at a time, each settled as soon as it is
+        tried. An attempt starts only while the batch's lease has room for a whole one, and never once `stop`
+        is set: the events left are released. Events that fail during the round wait for the next one, so a
+        consumer that keeps failing cannot hold a round for ever."""
         results: Counter[str] = Counter()
+        due_by = None
         while not (stop and stop.is_set()):
-            rows = self.claim()
-            results += self.settle([(row, self.sender.attempt(row["id"], row["body"])) for row in rows])
+            claimed_at = time.monotonic()
+            rows = self.claim(due_by=due_by)
+            due_by = min((row["lease_until"] - self.lease_seconds for row in rows), default=due_by)  # its clock
+            for index, row in enumerate(rows):
+                room = claimed_at + self.lease_seconds - time.monotonic()
+                if (stop and stop.is_set()) or room < self.sender.timeout * ATTEMPT_TIMEOUTS:
+                    self.release(rows[index:])
+                    return results
+                results[self.settle(row, self.sender.attempt(row["id"], row["body"]))] += 1
             if len(rows) < BATCH:
                 break
+        results.pop("lease lost", None)
         return results
 
     def next_due_in(self) -> float | None:
         """Seconds until the earliest pending event is due (0 if one is), None if nothing is pending."""
         with self.database.transaction(write=False) as tx:
-            found = tx.execute("SELECT MIN(due_at) AS due FROM handoff_events WHERE state = $1", PENDING)
+            found = tx.execute("SELECT MIN(CASE WHEN lease_until > due_at THEN lease_until ELSE due_at END) AS due "
+                               "FROM handoff_events WHERE state = $1", PENDING)  # not before another's lease ends
             due = found[0]["due"] if found else None
             return None if due is None else max(0.0, float(due) - tx.now())
 

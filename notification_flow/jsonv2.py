@@ -20,6 +20,7 @@ import ijson
 
 TRANSCRIPT_KEYS = {"format", "job", "results"}  # json-v2's top level
 MAX_DEPTH = 64  # how deeply a document may nest: the path followed stays small whatever the body
+MAX_ADDONS = 8  # failed add-ons named at most: a body cannot make the job's notice grow without bound
 # The job's fields: under `job` in a transcript, at the top level in a jobinfo body.
 JOB_FIELDS = {"id", "created_at", "data_name", "duration", "tracking", "errors", "status"}
 FOLLOWED = JOB_FIELDS | {"job"}  # the top-level keys whose strings are looked at
@@ -78,16 +79,16 @@ def _follow(source: BinaryIO) -> tuple[set[str], dict[str, str], dict[str, str]]
     top: dict[str, str] = {}  # job fields named from the top level
     job: dict[str, str] = {}  # job fields named from inside `job`
     path: list[str] = []
-    addons: list[str] = []  # failed add-ons
+    addons: dict[str, None] = {}  # failed add-ons, once each, in order
     for event, value in ijson.basic_parse(_StrictWhitespace(source), buf_size=1 << 16, use_float=True):
         if event == "map_key":
             path[-1] = value
             if len(path) == 1:
                 top_keys.add(value)
-                if value == "job":
-                    job.clear()  # a repeated key: the last one counts
-            elif len(path) == 2 and path[0] == "metadata" and value.endswith("_errors"):
-                addons.append(value.removesuffix("_errors"))
+                if value in ("job", "metadata"):  # a repeated key: the last one counts
+                    (job if value == "job" else addons).clear()
+            elif len(path) == 2 and path[0] == "metadata" and value.endswith("_errors") and len(addons) < MAX_ADDONS:
+                addons[value.removesuffix("_errors")] = None
         elif event in ("start_map", "start_array"):
             if len(path) >= MAX_DEPTH:
                 raise NotJson("nested too deeply")

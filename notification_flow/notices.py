@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from notification_flow.api import NOTIFICATION_ERRORS
+from notification_flow.logs import printable
 from notification_flow.redaction import redact_urls_in
 
 NOTIFICATION, ADDON = "notification failed", "add-on failed"
@@ -51,7 +52,7 @@ def record_notification_failures(store: Any, job_id: str, details: dict[str, Any
 def addon_notice(failed_addons: str | None) -> str | None:
     """The notice of a transcript whose paid add-ons failed (`metadata.<name>_errors`, found as it was checked,
     jsonv2.py): recorded by the move that makes the job `done`, whichever store keeps the transcript."""
-    return f"{ADDON}: {failed_addons}" if failed_addons else None
+    return printable(f"{ADDON}: {failed_addons}")[:500] if failed_addons else None  # names come from the body
 
 
 def notice_counts(store: Any) -> dict[tuple[str, ...], float]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+
+import pytest
 
 from notification_flow import handoff
 from notification_flow.jobs import JobStore, Notification
@@ -191,24 +194,77 @@ def test_the_outbox_reads_index_ranges_whatever_it_has_delivered(fresh_store: Jo
     assert scans == []
 
 
-def test_a_claimed_batch_is_attempted_and_settled_within_its_lease(fresh_store: JobStore) -> None:
-    """Attempts of one batch go one after another, each up to the timeout: the lease must outlast them all, or
-    another process could take an event of the batch while this one still has it to attempt."""
-    store, outbox, consumer = outbox_store(fresh_store)
-    for number in range(3):
-        reference, job_id = f"{number}" * 32, f"job{number}abcdef"
+def finished_jobs(store: JobStore, count: int) -> None:
+    for number in range(count):
+        reference, job_id = f"{number:032d}", f"job{number:07d}"
         store.add_submission(reference, "call.wav")
         store.record_created(reference, job_id)
         store.record_notification(job_id, TRANSCRIPT)
-    with recording() as statements:
-        assert outbox.deliver_due() == {"delivered": 3}
-    events_updated = [sql for sql, _ in statements if sql.startswith("UPDATE handoff_events")]
-    counted = [sql for sql, _ in statements if sql.startswith("UPDATE handoff_deliveries")]
-    assert (len(events_updated), len(counted)) == (1 + 3, 1)  # a claim for the batch, one settling transaction
-    store.add_submission("9" * 32, "call.wav")
-    store.record_created("9" * 32, "job9abcdefg")
-    store.record_notification("job9abcdefg", TRANSCRIPT)
-    with store.database.transaction(write=False) as tx:
-        now = tx.now()
-    [claimed] = outbox.claim()
-    assert claimed["lease_until"] - now >= consumer.timeout * handoff.BATCH
+
+
+class SlowConsumer(Consumer):
+    """A consumer each of whose attempts takes `seconds` of the outbox's clock (or sets `stop` on the first)."""
+
+    def __init__(self, clock: list[float], seconds: float, stop: threading.Event | None = None) -> None:
+        super().__init__()
+        object.__setattr__(self, "clock", clock)
+        object.__setattr__(self, "seconds", seconds)
+        object.__setattr__(self, "stop", stop)
+
+    def attempt(self, event: str, body: str) -> str | None:
+        self.clock[0] += self.seconds
+        if self.stop is not None:
+            self.stop.set()
+        return super().attempt(event, body)
+
+
+def test_an_attempt_starts_only_while_the_batch_lease_has_room_for_it(fresh_store: JobStore,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attempts of a batch go one after another: one that could outlast the lease is not started, and the
+    events left are released at once for whoever comes next, never left leased and never attempted twice at once."""
+    clock = [1000.0]
+    monkeypatch.setattr(handoff.time, "monotonic", lambda: clock[0])
+    consumer = SlowConsumer(clock, seconds=consumer_lease(5) - 5 * handoff.ATTEMPT_TIMEOUTS + 1)  # leaves too little
+    store = JobStore(fresh_store.database, followers=(handoff.record_event,))
+    outbox = handoff.Outbox(store.database, consumer, 3600)
+    finished_jobs(store, 3)
+    assert outbox.deliver_due() == {"delivered": 1}  # the second would have started with too little lease left
+    left = [event for event in events(store) if event["state"] == "pending"]
+    assert len(left) == 2 and all(e["lease_until"] is None and e["attempts"] == 0 for e in left)
+    assert outbox.deliver_due() == {"delivered": 1}
+
+
+def consumer_lease(timeout: float) -> float:
+    return timeout * handoff.LEASE_TIMEOUTS
+
+
+def test_a_stop_between_attempts_releases_what_is_left(fresh_store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop = threading.Event()
+    consumer = SlowConsumer([0.0], seconds=0, stop=stop)
+    store = JobStore(fresh_store.database, followers=(handoff.record_event,))
+    outbox = handoff.Outbox(store.database, consumer, 3600)
+    finished_jobs(store, 3)
+    assert outbox.deliver_due(stop) == {"delivered": 1}
+    assert [e["lease_until"] for e in events(store) if e["state"] == "pending"] == [None, None]
+
+
+def test_a_round_ends_even_if_every_attempt_fails_and_is_due_again_at_once(fresh_store: JobStore,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events that fail during a round wait for the next round, so a consumer that keeps failing cannot hold
+    cronjob.py's pass (or the courier) in one round for ever."""
+    monkeypatch.setattr(handoff, "retry_delay", lambda attempts: 0.0)
+    store, outbox, consumer = outbox_store(fresh_store, refuse=10 ** 6)
+    finished_jobs(store, handoff.BATCH + 5)
+    guard = threading.Thread(target=outbox.deliver_due, daemon=True)
+    guard.start()
+    guard.join(timeout=20)
+    assert not guard.is_alive(), "the round never ended"
+    assert len(consumer.seen) == handoff.BATCH + 5
+
+
+def test_a_courier_does_not_wake_for_events_another_process_holds(fresh_store: JobStore) -> None:
+    store, outbox, _ = outbox_store(fresh_store)
+    finished_jobs(store, 1)
+    assert outbox.next_due_in() == 0
+    assert len(outbox.claim()) == 1
+    assert outbox.next_due_in() > 0  # due, but leased elsewhere: not before the lease runs out

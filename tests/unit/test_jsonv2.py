@@ -236,3 +236,15 @@ def test_the_failed_add_ons_of_a_transcript_are_found_wherever_its_metadata_is(m
     assert info[jsonv2.ADDONS_FIELD] == "translation, summarization" and info["id"] == "abcdefghij"
     _, plain = jsonv2.read(io.BytesIO(json.dumps(rest).encode()))
     assert jsonv2.ADDONS_FIELD not in plain
+
+
+def test_failed_add_ons_come_from_the_last_metadata_once_each_and_at_most_a_few() -> None:
+    many = {f"x{number}_errors": [] for number in range(1000)}
+    document = {"metadata": {"translation_errors": []}, "format": "2.9", "job": {"id": "abcdefghij"}, "results": [],
+                "metadata ": {}}
+    text = json.dumps(document).replace('"metadata ": {}', '"metadata": {"summarization_errors": [], '
+                                        '"summarization_errors": []}')
+    _, info = jsonv2.read(io.BytesIO(text.encode()))
+    assert info[jsonv2.ADDONS_FIELD] == "summarization"
+    _, info = jsonv2.read(io.BytesIO(json.dumps({**document, "metadata": many}).encode()))
+    assert info[jsonv2.ADDONS_FIELD].count(",") == jsonv2.MAX_ADDONS - 1
