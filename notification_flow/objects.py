@@ -116,6 +116,9 @@ class TranscriptObjects(Spool):
     def head(self, key: str) -> dict[str, Any] | None:
         return self._call("HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), (404,))
 
+    def delete(self, key: str) -> None:
+        self._call("DeleteObject", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+
     def exists(self, job_id: str) -> bool:
         """An object, and not an empty one (no transcript is empty): one HEAD."""
         found = self.head(self.key_for(job_id))

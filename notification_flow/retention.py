@@ -157,7 +157,7 @@ def _remove(transcripts: TranscriptStore, job_id: str, fmt: str) -> bool:
     key = objects.key_for(job_id, fmt)
     if objects.head(key) is None:
         return False
-    objects.client.delete_object(Bucket=objects.bucket, Key=key)
+    objects.delete(key)
     return True
 
 
@@ -173,8 +173,12 @@ def purge_old(store: JobStore, transcripts: TranscriptStore, days: int, limit: i
             "SELECT reference, job_id FROM jobs WHERE status = $1 AND created_at < $2 ORDER BY created_at LIMIT $3",
             state, cutoff, limit)]
     for row in due[:limit]:
-        if row["job_id"]:
-            remove_transcript(transcripts, row["job_id"])
+        try:
+            if row["job_id"]:
+                remove_transcript(transcripts, row["job_id"])
+        except OSError as error:  # one file or object that cannot go costs its own purge, never the others'
+            log.warning("retention: job %s not purged, tried again next pass: %s", row["job_id"], error)
+            continue
         purged += store.record_purged(row["reference"]) is not None
     if purged:
         log.info("retention: purged %d jobs created more than %d days ago", purged, days)

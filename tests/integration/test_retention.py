@@ -256,3 +256,14 @@ def test_retention_removes_the_subtitles_and_text_objects_too(s3_stack: Stack, s
     age(s3_stack, job_id, 10)
     assert s3_stack.cronjob("--all", KEEP_TRANSCRIPTS_DAYS=7).returncode == 0
     assert not [key for key in stored_objects(s3_stack, seaweedfs) if job_id in key]
+
+
+def test_a_transcript_that_cannot_be_removed_costs_its_own_purge_not_the_others(stack: Stack) -> None:
+    stuck, other = finished_unnotified(stack, 2)
+    assert stack.cronjob("--all").returncode == 0
+    (stack.transcripts / f"{stuck}.srt").mkdir()  # what an unlink cannot remove
+    for job_id in (stuck, other):
+        age(stack, job_id, 10)
+    result = stack.cronjob("--all", KEEP_TRANSCRIPTS_DAYS=7)
+    assert "Traceback" not in result.stderr and f"job {stuck} not purged" in result.stderr, result.stderr
+    assert row(stack, other).status == "purged" and row(stack, stuck).status == "done"
