@@ -152,7 +152,7 @@ class Receiver:
         file is linked only if absent, so a duplicate or late notification writes nothing."""
         written = self.transcripts.publish(job_id, transcript)
         self.metrics.transcripts.inc(int(written))  # counts only what this call wrote
-        formats.Formats(self.transcripts).keep_notified(job_id, request)  # srt and txt parts, beside the json-v2
+        formats.Formats(self.transcripts).keep_notified(job_id, request, transcript)  # srt and txt beside it
         notification = Notification(NotificationStatus.SUCCESS, self.transcripts.location(job_id),
                                     notice=notices.addon_notice(transcript.failed_addons))  # shown beside `done`
         return Answer(200, self.store.record_notification(job_id, notification), f"{job_id}.json" if written else "-")

@@ -176,9 +176,10 @@ class Formats:
             os.close(handle)
         return True
 
-    def keep_notified(self, job_id: str, request: Request) -> list[str]:
-        """Keep each srt or txt part of a notification whose json-v2 is stored; one that is not what it claims
-        is left for cronjob.py to fetch. The formats written."""
+    def keep_notified(self, job_id: str, request: Request, transcript: IncomingFile) -> list[str]:
+        """Keep each srt or txt part of a notification whose json-v2 (`transcript`, checked) is stored; one that
+        is not what it claims, or that storage cannot take now, is left for cronjob.py: the json-v2 is stored,
+        and the notification answered 200 for it. The formats written."""
         written: list[str] = []
         words: list[str] | None = None
         parts = request.files.items() if request.mimetype == "multipart/form-data" else ()
@@ -186,14 +187,14 @@ class Formats:
             fmt = name.removeprefix("transcript.")
             if name not in (f"transcript.{fmt}" for fmt in FORMATS):
                 continue
-            words = self.words(job_id) if words is None else words
+            words = words_of(transcript.reader()) if words is None else words
             with self.transcripts.incoming_file() as incoming:
                 shutil.copyfileobj(part.stream, incoming)
                 try:
                     if self.publish(job_id, fmt, incoming, words):
                         written.append(fmt)
-                except NotWhatItClaims as error:
-                    log.warning("job %s: %s; not kept, cronjob.py fetches it", job_id, error)
+                except (NotWhatItClaims, OSError) as error:
+                    log.warning("job %s: the %s is not kept, cronjob.py fetches it: %s", job_id, fmt, error)
         return written
 
     def fetch_missing(self, api: SpeechmaticsAPI, job_id: str) -> list[str]:

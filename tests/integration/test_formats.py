@@ -84,3 +84,14 @@ def test_an_unknown_format_is_refused_before_anything_is_written(stack: Stack) -
     result = stack.client("--format", "srt,vtt")
     assert result.returncode == 2 and "vtt" in result.stderr
     assert stack.client("--list", "--json").returncode == 2  # no database was even made
+
+
+@pytest.mark.emulator(processing_seconds=3)
+def test_a_format_storage_cannot_take_leaves_the_notification_answered_for_its_stored_json(served: Stack) -> None:
+    result = served.client("--format", "srt,txt")
+    assert result.returncode == 0
+    job_id = result.stdout.split("job ")[1].split()[0]
+    (served.transcripts / f"{job_id}.srt").mkdir()  # in the way of the srt, before the job finishes
+    assert done_job(served)["job_id"] == job_id  # the notification stored the json-v2 and made the job done
+    wait_for(lambda: (served.transcripts / f"{job_id}.txt").exists(), message="the txt")
+    assert (served.transcripts / f"{job_id}.srt").is_dir()
