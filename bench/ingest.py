@@ -10,7 +10,7 @@ server), the targets in interleaved rounds (targets.rounds); the report takes me
   loopback on the same cores; each run of `ours-s3` gets a bucket of its own.
 - The hand-off (`--only handoff`): how soon a finished job reaches the application with the server delivering,
   and what handing on adds to the answer. Ours, and ours with HANDOFF_URL pointing at a consumer on loopback (a
-  process of its own that answers 204 at once and notes when each job's event arrived), get the same
+  thread of this process that answers 204 at once and notes when each job's event arrived), get the same
   notifications, paced at `rate` a second: twice what one account can cause (the API creates at most 10 jobs a
   second), so the latency is a busy account's, not that of a queue a closed loop would build. It runs from a
   notification's sending to its event's arrival.
@@ -22,12 +22,10 @@ import base64
 import contextlib
 import http.server
 import json
-import multiprocessing
-import os
 import secrets
-import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -133,32 +131,17 @@ def status_kb(pid: int, name: str) -> int:
     return 0
 
 
-class Arrivals:
-    """When each job's event reached the consumer (perf_counter: the system's monotonic clock, which the load
-    generator's sending times share), as the consumer process appends them to a file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def read(self) -> dict[str, float]:
-        arrived: dict[str, float] = {}
-        for line in self.path.read_text().splitlines() if self.path.exists() else ():
-            job_id, at = line.split()
-            arrived.setdefault(job_id, float(at))
-        return arrived
-
-
-def serve_events(ready: Any, path: str) -> None:
-    """The consumer: answers every event 204 at once, over kept-alive connections as a real one would, and
-    notes when each job's event arrived. A process of its own, so it never takes the load generator's GIL."""
-    appended = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+@contextlib.contextmanager
+def consumer() -> Iterator[tuple[str, dict[str, float]]]:
+    """A consumer that takes every event at once: its URL, and each job's arrival time (perf_counter)."""
+    arrived: dict[str, float] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+        protocol_version = "HTTP/1.1"  # kept-alive connections, as a real consumer's: not one (and a thread) per event
 
         def do_POST(self) -> None:
             event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            os.write(appended, f"{event['data']['job_id']} {time.perf_counter()}\n".encode())
+            arrived.setdefault(event["data"]["job_id"], time.perf_counter())
             self.send_response(204)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -167,24 +150,12 @@ def serve_events(ready: Any, path: str) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    ready.send(server.server_address[1])
-    server.serve_forever()
-
-
-@contextlib.contextmanager
-def consumer() -> Iterator[tuple[str, Arrivals]]:
-    """A consumer process that takes every event at once: its URL, and each job's arrival time."""
-    path = Path(tempfile.mkdtemp(prefix="consumer-")) / "arrivals"
-    ready, child_end = multiprocessing.Pipe()
-    process = multiprocessing.get_context("fork").Process(target=serve_events, args=(child_end, str(path)),
-                                                          daemon=True)
-    process.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{ready.recv()}/handoff", Arrivals(path)
+        yield f"http://127.0.0.1:{server.server_address[1]}/handoff", arrived
     finally:
-        process.terminate()
-        process.join()
-        shutil.rmtree(path.parent, ignore_errors=True)
+        server.shutdown()
+        server.server_close()
 
 
 def handing_on(url: str) -> dict[str, str]:
@@ -194,14 +165,14 @@ def handing_on(url: str) -> dict[str, str]:
 
 def handoff(count: int, rounds: int, scratch: Path, log: Callable[[str], None], concurrency: int = 4,
             rate: float = 20.0) -> dict[str, Any]:
-    with consumer() as (url, arrivals):
-        chosen = {"ours": partial(measure_handoff, count, concurrency, rate, arrivals),
-                  "ours-handoff": partial(measure_handoff, count, concurrency, rate, arrivals, **handing_on(url))}
+    with consumer() as (url, arrived):
+        chosen = {"ours": partial(measure_handoff, count, concurrency, rate, arrived),
+                  "ours-handoff": partial(measure_handoff, count, concurrency, rate, arrived, **handing_on(url))}
         runs = targets.rounds("handoff", rounds, chosen, scratch, log)
     return {"jobs": count, "concurrency": concurrency, "rate": rate, "runs": runs}
 
 
-def measure_handoff(count: int, concurrency: int, rate: float, arrivals: Arrivals, work: Path,
+def measure_handoff(count: int, concurrency: int, rate: float, arrived: dict[str, float], work: Path,
                     **settings: str) -> dict[str, Any]:
     """One run: `count` notifications of running jobs; their answers' figures and, handing on, the hand-off's."""
     ids, database_url = targets.new_ids(count), f"sqlite:///{work / 'jobs.db'}"
@@ -210,9 +181,9 @@ def measure_handoff(count: int, concurrency: int, rate: float, arrivals: Arrival
         result = loadgen.measure(server.port, targets.SECRET, ids, 20_000, concurrency, warmup=0,
                                  seconds=count / rate + 60, rate=rate)
         deadline = time.monotonic() + 60
-        while settings and not set(ids) <= arrivals.read().keys() and time.monotonic() < deadline:
+        while settings and not all(job_id in arrived for job_id in ids) and time.monotonic() < deadline:
             time.sleep(0.05)
-    sent, arrived = result.pop("sent"), arrivals.read()
+    sent = result.pop("sent")
     handed = sorted((arrived[job_id] - sent[job_id]) * 1000 for job_id in ids if job_id in arrived)
     if handed:
         result.update(handoff_p50_ms=loadgen.percentile(handed, 0.50), handoff_p99_ms=loadgen.percentile(handed, 0.99))
