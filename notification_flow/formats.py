@@ -60,6 +60,11 @@ def add_format_arguments(parser: argparse.ArgumentParser) -> None:
                         "--config-file's output_config.srt_overrides")
 
 
+def listed(formats: str | None) -> list[str]:
+    """A row's `formats`, "srt,txt" (or NULL), as a list."""
+    return [fmt for fmt in (formats or "").split(",") if fmt]
+
+
 def with_formats(job: dict[str, Any], formats: str) -> dict[str, Any]:
     """The job config whose own (last) notification also carries each format, as one multipart body."""
     if formats:
@@ -130,11 +135,11 @@ class Formats:
             return []
         with self.store.database.transaction(write=False) as tx:
             rows = tx.execute("SELECT formats FROM jobs WHERE job_id = $1", job_id)
-        return [fmt for fmt in (rows[0]["formats"] or "").split(",") if fmt] if rows else []
+        return listed(rows[0]["formats"]) if rows else []
 
-    def missing(self, job_id: str) -> list[str]:
-        """The formats the job should have that are not stored: one stat or HEAD each (the repair sweep asks this
-        daily)."""
+    def missing(self, job_id: str, wanted: list[str] | None = None) -> list[str]:
+        """The formats the job should have (`wanted`, when the caller has read its row) that are not stored: one
+        stat or HEAD each (the repair sweep asks this daily)."""
         def present(fmt: str) -> bool:
             if not isinstance(self.transcripts, TranscriptFiles):
                 return self.transcripts.head(self.transcripts.key_for(job_id, fmt)) is not None
@@ -142,7 +147,7 @@ class Formats:
                 return stat.S_ISREG(os.stat(self.path(job_id, fmt)).st_mode)
             except (FileNotFoundError, NotADirectoryError):
                 return False
-        return [fmt for fmt in self.wanted(job_id) if not present(fmt)]
+        return [fmt for fmt in (self.wanted(job_id) if wanted is None else wanted) if not present(fmt)]
 
     def words(self, job_id: str) -> list[str]:
         """The words of the stored json-v2, which each format must hold."""

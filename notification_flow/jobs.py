@@ -47,6 +47,7 @@ class Job:
     updated_at: float
     remote_deleted_at: float | None = None  # when the job was deleted at Speechmatics on our behalf (retention.py)
     notice: str | None = None  # what Speechmatics recorded that the status does not say (notices.py)
+    formats: str | None = None  # what the job has beside the json-v2, "srt,txt" (formats.py)
 
     @property
     def is_terminal(self) -> bool:

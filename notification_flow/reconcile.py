@@ -31,7 +31,7 @@ from notification_flow.api import (
     rejection_reason,
 )
 from notification_flow.api import created_at as remote_created_at
-from notification_flow.formats import Formats
+from notification_flow.formats import Formats, listed
 from notification_flow.jobs import Job, JobStore, StoreUnavailable
 from notification_flow.lifecycle import Event, ReconcileOutcome
 from notification_flow.notices import addon_notice, record_notification_failures
@@ -282,7 +282,7 @@ class Reconciler:
         if not job.job_id or not job.transcript or job.created_at < now - self.policy.retention_seconds:
             return None  # nothing to check, or nothing Speechmatics could give again
         try:
-            present = self.transcripts.exists(job.job_id) and not self.formats.missing(job.job_id)
+            present = self.transcripts.exists(job.job_id) and not self.formats.missing(job.job_id, listed(job.formats))
         except Exception as error:  # one bad file or object costs its own check, never the pass
             log.warning("job %s: cannot check its transcript, tried again next pass: %s", job.job_id, error)
             self.count(Outcome.FAILED)

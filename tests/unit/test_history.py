@@ -238,3 +238,16 @@ def test_the_repair_sweep_reads_an_index_range(fresh_store: JobStore) -> None:
     with fresh_store.database.transaction() as tx:
         plan = " ".join(row["detail"] for row in tx.execute("EXPLAIN QUERY PLAN " + sql, *params))
     assert "SEARCH jobs USING INDEX jobs_by_check" in plan, plan
+
+
+def test_the_repair_sweep_asks_the_database_per_batch_never_per_file(fresh_store: JobStore, tmp_path: Path) -> None:
+    """A pass at a million jobs checks thousands of files: a query for each (which formats it should have, say)
+    would make its cost a round trip per file, which on PostgreSQL is most of the pass."""
+    transcripts = counting_files(tmp_path)
+    seeded_history(fresh_store, transcripts, 300, checked="now")
+    with fresh_store.database.transaction() as tx:
+        tx.execute("UPDATE jobs SET formats = 'srt' WHERE job_id = $1", "hist00000007")
+    reconciler = Reconciler(fresh_store, StubAPI([]), transcripts, ReconcilePolicy(check_floor=300))  # type: ignore[arg-type]
+    with tests_query_plans.recording() as seen:
+        reconciler.repair_missing_transcripts()
+    assert transcripts.checks == 300 and len(seen) < 30, [sql for sql, _ in seen][:5]
