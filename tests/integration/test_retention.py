@@ -14,6 +14,7 @@ from notification_flow.retention import LOST, want_deletion
 from notification_flow.transcripts import TranscriptFiles
 from seaweed import SeaweedFS
 from tests.integration.support import Stack, json_lines, submit_like_client, wait_for
+from tests.integration.test_formats import recovered_with_formats
 from tests.integration.test_s3 import object_of, stored_objects
 
 DELETE_ROUTE = {"api_fault_routes": ("DELETE /v2/jobs/*",), "api_500_fraction": 1.0}
@@ -234,12 +235,7 @@ def test_forget_an_unknown_id_says_so_and_changes_nothing(stack: Stack) -> None:
 def done_with_formats(stack: Stack) -> str:
     """A job submitted with --format srt,txt whose notification was lost, recovered by cronjob.py."""
     stack.emulator.set_faults(drop_fraction=1.0)
-    assert stack.client("--format", "srt,txt").returncode == 0
-    [job] = json_lines(stack.client("--list", "--json").stdout)
-    wait_for(lambda: remote_status(stack, job["job_id"]) == "done", message="the job to finish")
-    stack.emulator.set_faults(drop_fraction=0.0)
-    assert stack.cronjob("--all").returncode == 0
-    return job["job_id"]
+    return recovered_with_formats(stack)
 
 
 def test_forget_removes_the_subtitles_and_text_too(stack: Stack) -> None:

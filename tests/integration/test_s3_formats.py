@@ -6,15 +6,14 @@ one that is not what it claims is replaced), and a cut one is never published.""
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 from urllib3 import encode_multipart_formdata
 
-from emulator.transcripts import render_srt, render_txt
 from notification_flow.formats import check, words_of
 from seaweed import SeaweedFS
 from tests.integration.support import Stack, json_lines, wait_for
+from tests.integration.test_formats import done_job, recovered_with_formats, rendered
 
 
 def key(stack: Stack, job_id: str, fmt: str) -> tuple[str, str]:
@@ -38,19 +37,6 @@ def put_object(stack: Stack, seaweedfs: SeaweedFS, job_id: str, fmt: str, body: 
 def delete_object(stack: Stack, seaweedfs: SeaweedFS, job_id: str, fmt: str) -> None:
     bucket, name = key(stack, job_id, fmt)
     seaweedfs.client().delete_object(Bucket=bucket, Key=name)
-
-
-def rendered(stack: Stack, job_id: str, fmt: str) -> bytes:
-    """What Speechmatics serves for the job in `fmt`, uncut."""
-    document = json.loads(stack.emulator.transcript_bytes(job_id))
-    return (render_srt(document) if fmt == "srt" else render_txt(document)).encode()
-
-
-def done_job(stack: Stack) -> dict:
-    def done() -> dict | None:
-        jobs = json_lines(stack.client("--list", "--json").stdout)
-        return jobs[0] if jobs and jobs[0]["status"] == "done" else None
-    return wait_for(done, timeout=60, message="the job to be done")
 
 
 def assert_formats_match(stack: Stack, seaweedfs: SeaweedFS, job_id: str) -> None:
@@ -87,14 +73,7 @@ def test_the_notification_brings_srt_and_txt_objects_beside_the_json(s3_stack: S
 @pytest.mark.emulator(drop_fraction=1.0)
 def test_cronjob_fetches_the_formats_of_a_lost_notification_into_the_bucket(s3_stack: Stack,
                                                                             seaweedfs: SeaweedFS) -> None:
-    stack = s3_stack
-    assert stack.client("--format", "srt,txt").returncode == 0
-    [job] = json_lines(stack.client("--list", "--json").stdout)
-    wait_for(lambda: stack.emulator.job(job["job_id"])["status"] == "done", message="the job to finish")
-    result = stack.cronjob("--all")
-    assert result.returncode == 0, result.stderr
-    assert done_job(stack)["job_id"] == job["job_id"]
-    assert_formats_match(stack, seaweedfs, job["job_id"])
+    assert_formats_match(s3_stack, seaweedfs, recovered_with_formats(s3_stack))
 
 
 @pytest.mark.emulator(truncate_transcript_fraction=0.5, transcript_fault_formats=("srt", "txt"))
