@@ -121,3 +121,13 @@ def test_leftovers_of_a_killed_worker_are_swept(files: TranscriptFiles) -> None:
     with files.incoming_file() as current:
         assert files.remove_leftovers() == 1
         assert os.listdir(files.incoming) == [Path(current.name).name]  # one being written stays
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "empty", "cut", "whole"])
+def test_the_sweeps_look_at_a_file_takes_only_a_whole_regular_transcript(files: TranscriptFiles, kind: str) -> None:
+    """The repair sweep asks this of every file: something else at the name (a FIFO must not make it wait for a
+    writer) or a file cut short is missing, so it is fetched again."""
+    path = files.directory / f"{JOB_ID}.json"
+    {"fifo": lambda: os.mkfifo(path), "directory": path.mkdir, "empty": path.touch,
+     "cut": lambda: path.write_bytes(BODY[: len(BODY) // 2]), "whole": lambda: path.write_bytes(BODY)}[kind]()
+    assert files.exists(JOB_ID) is (kind == "whole")
