@@ -1,12 +1,10 @@
-"""`make bench`: the integration measured against a lean durable handler, into the pages in docs/.
-
-The method and the goals are prose in docs/benchmarks.md, not code here. Run `python -m bench` (every
-benchmark, then the pages). Modules:
+"""`make bench`: the integration measured against a lean durable handler, into the pages in docs/ (the method
+and the goals are prose in docs/benchmarks.md). `python -m bench` runs every benchmark, then the pages:
 
 - loadgen.py     the load generator, in a process of its own, and its bodies scaled from a real transcript
 - targets.py     the servers under test (ours, the lean handler of lean_app.py), their job rows, the rounds
 - ingest.py      webhook ingest, memory, into S3 against local disk, and the hand-off
-- scripts.py     cronjob.py recovering and client.py submitting at the API's limits, and against history size
+- scripts.py     cronjob.py and client.py at the API's limits, and against history size
 - report.py      the results pages, and the history's figure
 """
 

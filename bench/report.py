@@ -26,7 +26,7 @@ NAMES = {"ours": "ours: `python server.py`, sqlite", "ours-postgresql": "ours: `
          "ours-handoff": "ours, `HANDOFF_URL` (the server delivering)"}
 HISTORY = (("seconds", "idle pass, wall time, s"), ("cpu_seconds", "idle pass, CPU time, s"),
            ("peak_mb", "idle pass, peak RSS, MB"), ("list_seconds", "`client.py --list`, s"),
-           ("notification_ms", "one notification, ms"))
+           ("notification_ms", "one notification, ms"), ("bytes_per_job", "database, bytes a job"))
 Runs = list[dict[str, Any]]
 Column = tuple[str, Callable[[Runs], str]]
 

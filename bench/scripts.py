@@ -178,9 +178,10 @@ def link_transcripts(directory: Path, count: int, per_file: int = 60_000) -> Non
         os.link(original, directory / f"hist{n:08d}.json")
 
 
-def seed(url: str, count: int, files: Path) -> None:
+def seed(url: str, count: int, files: Path) -> int:
     """`count` done jobs, newest first one every SPACING seconds back from now, in one bulk load; then the
-    statistics and the checkpoint a week of traffic would have left."""
+    statistics and the checkpoint a week of traffic would have left. The database's bytes on disk, indexes
+    included (rows loaded in bulk fill their pages more than rows written one at a time)."""
     now = open_store(url).now()
     columns = "reference, job_id, audio, status, transcript, created_at, updated_at, checked_at"
     rows = ((f"{n:032x}", f"hist{n:08d}", "call.wav", "done", str(files / f"hist{n:08d}.json"),
@@ -194,7 +195,7 @@ def seed(url: str, count: int, files: Path) -> None:
                 conn.executemany(f"INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)  # noqa: S608
             conn.execute("ANALYZE")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return
+        return os.path.getsize(url.removeprefix("sqlite:///"))
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
@@ -203,6 +204,7 @@ def seed(url: str, count: int, files: Path) -> None:
                 copy.write_row(row)
         conn.execute("VACUUM ANALYZE jobs")  # pages marked all-visible, as autovacuum would have left them
         conn.execute("CHECKPOINT")
+        return int(conn.execute("SELECT pg_total_relation_size('jobs')").fetchone()[0])  # indexes, TOAST too
 
 
 def age_last_pass(url: str, seconds: float) -> None:
@@ -229,7 +231,7 @@ def measure_history(backend: str, size: int, rounds: int, files: Path, api_url: 
     try:
         with (targets.fresh_schema("history") if backend == "postgresql"
               else contextlib.nullcontext(f"sqlite:///{work / 'jobs.db'}")) as url:
-            seed(url, size, files)
+            stored = seed(url, size, files)
             env = targets.clean_env(work, SPEECHMATICS_API_KEY=API_KEY, SPEECHMATICS_BATCH_URL=api_url,
                                     DATABASE_URL=url, TRANSCRIPTS_DIR=str(files))
             cron = [str(ROOT / "cronjob.py"), "--all"]
@@ -245,7 +247,7 @@ def measure_history(backend: str, size: int, rounds: int, files: Path, api_url: 
     return {"seconds": median([run["seconds"] for run in passes]),
             "cpu_seconds": median([run["cpu_seconds"] for run in passes]),
             "peak_mb": max(run["peak_mb"] for run in passes), "list_seconds": median(listings),
-            "notification_ms": notification_ms}
+            "notification_ms": notification_ms, "bytes_per_job": stored / size}
 
 
 def notify(url: str, work: Path, count: int = 300) -> float:
