@@ -67,7 +67,8 @@ def test_only_tokens_of_the_current_and_previous_secret_are_accepted(stack: Stac
     reference = uuid.uuid4().hex
     old.add_submission(reference, "example.wav")
     job_id = create_job(stack, reference)
-    old.record_created(reference, job_id)
+    with old.database.transaction() as tx:  # as that version recorded it: today's mover knows later columns
+        tx.execute("UPDATE jobs SET job_id = $1, status = 'running' WHERE reference = $2", job_id, reference)
     wait_for(lambda: stack.emulator.job(job_id)["status"] == "done", message="the job to finish")
     body = stack.emulator.transcript_bytes(job_id)
 
