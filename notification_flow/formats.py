@@ -6,27 +6,24 @@ multipart notification). The server keeps each part it is sent; cronjob.py fetch
 recovers a job and in the repair sweep. Each file is checked for being what it claims before it is published
 (UTF-8 text; for SRT, well-formed cues), and against the json-v2 already stored: every word of the transcript,
 in order, must be in it, so a download cut short, even at a cue boundary, is never kept. Like the json-v2, each
-is written once and never over a valid one: a file in TRANSCRIPTS_DIR is linked into place; with TRANSCRIPTS_URL,
-`PREFIX/<job_id>.srt` and `.txt` are conditional PutObjects (objects.py's `put_once`). Transcript text never
-reaches a log line: a problem names word numbers, not words.
+is written once and never over a valid one, by the transcript store's `put_once`: a file in TRANSCRIPTS_DIR is
+linked into place; with TRANSCRIPTS_URL, `PREFIX/<job_id>.srt` and `.txt` are conditional PutObjects. Transcript
+text never reaches a log line: a problem names word numbers, not words.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shutil
-import stat
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import ijson
 
 from notification_flow.api import ApiError
-from notification_flow.spool import IncomingFile, check_job_id
-from notification_flow.transcripts import TranscriptFiles, TranscriptStore
+from notification_flow.spool import IncomingFile
+from notification_flow.transcripts import TranscriptStore
 
 if TYPE_CHECKING:
     from flask import Request
@@ -125,10 +122,6 @@ class Formats:
         """`store` for what each job should have (cronjob.py); the server only keeps what it is sent."""
         self.store, self.transcripts = store, transcripts
 
-    def path(self, job_id: str, fmt: str) -> Path:
-        assert isinstance(self.transcripts, TranscriptFiles)
-        return self.transcripts.directory / f"{check_job_id(job_id)}.{fmt}"
-
     def wanted(self, job_id: str) -> list[str]:
         """The formats the job's row records."""
         if self.store is None:
@@ -140,20 +133,11 @@ class Formats:
     def missing(self, job_id: str, wanted: list[str] | None = None) -> list[str]:
         """The formats the job should have (`wanted`, when the caller has read its row) that are not stored: one
         stat or HEAD each (the repair sweep asks this daily)."""
-        def present(fmt: str) -> bool:
-            if not isinstance(self.transcripts, TranscriptFiles):
-                return self.transcripts.head(self.transcripts.key_for(job_id, fmt)) is not None
-            try:
-                return stat.S_ISREG(os.stat(self.path(job_id, fmt)).st_mode)
-            except (FileNotFoundError, NotADirectoryError):
-                return False
-        return [fmt for fmt in (self.wanted(job_id) if wanted is None else wanted) if not present(fmt)]
+        return [fmt for fmt in (self.wanted(job_id) if wanted is None else wanted)
+                if not self.transcripts.stored(self.transcripts.key_for(job_id, fmt))]
 
     def words(self, job_id: str) -> list[str]:
         """The words of the stored json-v2, which each format must hold."""
-        if isinstance(self.transcripts, TranscriptFiles):
-            with open(self.transcripts.location(job_id), "rb") as transcript:
-                return words_of(transcript)
         words = self.transcripts.read(self.transcripts.key_for(job_id), words_of)
         if words is None:
             raise FileNotFoundError(f"the json-v2 of {job_id} is not stored")
@@ -163,23 +147,8 @@ class Formats:
         """Check the file against the json-v2's words and store it unless a valid one is there; True if this call
         wrote it. NotWhatItClaims if it is not what it claims to be."""
         check(fmt, incoming.reader().read(), words)
-        if not isinstance(self.transcripts, TranscriptFiles):  # a conditional PutObject, as for the json-v2
-            return self.transcripts.put_once(self.transcripts.key_for(job_id, fmt), incoming,
-                                             lambda body: holds(fmt, body.read(), words), CONTENT_TYPES[fmt])
-        final = self.path(job_id, fmt)
-        incoming.finish()
-        try:
-            os.link(incoming.name, final)
-        except FileExistsError:
-            if holds(fmt, final.read_bytes(), words):
-                return False
-            os.replace(incoming.name, final)
-        handle = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(handle)  # the new entry is durable once its directory is
-        finally:
-            os.close(handle)
-        return True
+        return self.transcripts.put_once(self.transcripts.key_for(job_id, fmt), incoming,
+                                         lambda body: holds(fmt, body.read(), words), CONTENT_TYPES[fmt])
 
     def keep_notified(self, job_id: str, request: Request, transcript: IncomingFile) -> list[str]:
         """Keep each srt or txt part of a notification whose json-v2 (`transcript`, checked) is stored; one that

@@ -116,8 +116,15 @@ class TranscriptObjects(Spool):
     def head(self, key: str) -> dict[str, Any] | None:
         return self._call("HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), (404,))
 
-    def delete(self, key: str) -> None:
+    def stored(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def delete(self, key: str) -> bool:
+        """Remove the object; False if there was none."""
+        if not self.stored(key):
+            return False
         self._call("DeleteObject", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+        return True
 
     def exists(self, job_id: str) -> bool:
         """An object, and not an empty one (no transcript is empty): one HEAD."""

@@ -18,18 +18,17 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from notification_flow.api import ApiError, SpeechmaticsAPI
 from notification_flow.db import Row, StoreUnavailable, Transaction
 from notification_flow.formats import FORMATS
 from notification_flow.jobs import Follower, Job, JobStore
 from notification_flow.lifecycle import Event, NotificationOutcome, State
-from notification_flow.transcripts import TranscriptFiles, TranscriptStore, open_transcripts
+from notification_flow.transcripts import TranscriptStore, open_transcripts
 
 if TYPE_CHECKING:
     from flask import Response
@@ -140,25 +139,10 @@ def facts(tx: Transaction, now: float) -> dict[str, int]:
 # -- KEEP_TRANSCRIPTS_DAYS ----------------------------------------------------------------------------------
 def remove_transcript(transcripts: TranscriptStore, job_id: str) -> bool:
     """Remove the job's transcript, file or object, and the srt and txt beside it; True if there was a json-v2."""
-    removed = _remove(transcripts, job_id, "json")
+    removed = transcripts.delete(transcripts.key_for(job_id))
     for fmt in FORMATS:
-        _remove(transcripts, job_id, fmt)
+        transcripts.delete(transcripts.key_for(job_id, fmt))
     return removed
-
-
-def _remove(transcripts: TranscriptStore, job_id: str, fmt: str) -> bool:
-    if isinstance(transcripts, TranscriptFiles):
-        try:
-            os.unlink(transcripts.path_for(job_id).with_suffix(f".{fmt}"))
-        except FileNotFoundError:
-            return False
-        return True
-    objects: Any = transcripts  # objects.TranscriptObjects, imported only by those who use S3
-    key = objects.key_for(job_id, fmt)
-    if objects.head(key) is None:
-        return False
-    objects.delete(key)
-    return True
 
 
 def purge_old(store: JobStore, transcripts: TranscriptStore, days: int, limit: int = 1000) -> int:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from notification_flow import jsonv2
 from notification_flow.objects import TranscriptObjects  # boto3 is imported only when it is used
@@ -29,69 +30,111 @@ __all__ = ["BodyTooLarge", "IncomingFile", "InvalidJobId", "NotATranscript", "Tr
            "open_transcripts"]
 
 log = logging.getLogger("storage")
+T = TypeVar("T")
 
 
 _ENDS = 64  # bytes read at each end of a file by `exists`
 
 
 class TranscriptFiles(Spool):
-    """`<job_id>.json` files in the spool's own directory, TRANSCRIPTS_DIR."""
+    """`<job_id>.json` files in the spool's own directory, TRANSCRIPTS_DIR, and the srt and txt beside them
+    (formats.py): the same interface as TranscriptObjects, where a key is a file's path."""
 
-    def path_for(self, job_id: str) -> Path:
+    def path_for(self, job_id: str, fmt: str = "json") -> Path:
         """The pattern admits only letters and digits, so the name cannot leave the (resolved) directory."""
-        return self.directory / f"{check_job_id(job_id)}.json"
+        return self.directory / f"{check_job_id(job_id)}.{fmt}"
+
+    def key_for(self, job_id: str, fmt: str = "json") -> str:
+        return str(self.path_for(job_id, fmt))
 
     def location(self, job_id: str) -> str:
         """Where the job's transcript is, as recorded on its row and shown by `--list` (InvalidJobId if the id
         cannot be a job's)."""
-        return str(self.path_for(job_id))
+        return self.key_for(job_id)
 
     def exists(self, job_id: str) -> bool:
         """A regular file that begins with `{` and ends with `}`: the repair sweep asks this of every file once
         a day, so it reads only the two ends, with as few system calls as it takes. A missing, empty, cut-off or
         zeroed file fails it; publishing reads the whole file before it keeps one."""
-        try:  # O_NONBLOCK: opening a FIFO left at the name must not wait for a writer
-            handle = os.open(self.location(job_id), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            handle = _open_regular(self.location(job_id))
         except (FileNotFoundError, NotADirectoryError):
             return False
+        if handle is None:
+            return False
         try:
-            found = os.fstat(handle)
-            if not stat.S_ISREG(found.st_mode) or found.st_size == 0:
-                return False
+            size = os.fstat(handle).st_size
             head = os.pread(handle, _ENDS, 0).lstrip()
-            tail = os.pread(handle, _ENDS, max(0, found.st_size - _ENDS)).rstrip()
+            tail = os.pread(handle, _ENDS, max(0, size - _ENDS)).rstrip()
         finally:
             os.close(handle)
         return head.startswith(b"{") and tail.endswith(b"}")
 
+    def stored(self, key: str) -> bool:
+        """Whether a regular file is there (one stat)."""
+        try:
+            return stat.S_ISREG(os.stat(key).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def read(self, key: str, judge: Callable[[BinaryIO], T]) -> T | None:
+        """`judge` of the file, read from its start; None unless a regular file is there."""
+        try:
+            handle = _open_regular(key)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if handle is None:
+            return None
+        with os.fdopen(handle, "rb") as file:
+            return judge(file)
+
     def is_valid(self, job_id: str) -> bool:
         """Whether `<job_id>.json` holds this job's complete transcript, read to its end: a damaged file can
         have any size, that of the transcript too."""
-        try:
-            with open(self.location(job_id), "rb") as source:
-                return stat.S_ISREG(os.fstat(source.fileno()).st_mode) and jsonv2.is_transcript_of(source, job_id)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return False
+        return bool(self.read(self.location(job_id), lambda file: jsonv2.is_transcript_of(file, job_id)))
 
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
-        """Publish the transcript as `<job_id>.json` unless it is already there; True if this call wrote it.
-
-        Only a file checked to be this job's complete transcript may be published. A file already there that
-        is not one (damaged, or left by an older version) is replaced, atomically; a valid one is kept."""
+        """Publish the transcript as `<job_id>.json` unless it is already there; True if this call wrote it. Only
+        a file checked to be this job's complete transcript may be published."""
         if incoming.checked_for != job_id:
             raise NotATranscript(f"the transcript of {job_id} was not checked before publishing")
-        final = self.location(job_id)
+        return self.put_once(self.location(job_id), incoming, lambda file: jsonv2.is_transcript_of(file, job_id))
+
+    def put_once(self, key: str, incoming: IncomingFile, valid: Callable[[BinaryIO], bool],
+                 content_type: str = "application/json") -> bool:
+        """Link the spool file to `key` (the json-v2; formats.py's srt and txt) unless a file is there; True if
+        this call wrote it. A file already there that `valid` refuses (damaged, or left by an older version) is
+        replaced, atomically, by the checked file itself; one it accepts is kept. (`content_type` is for
+        objects.)"""
         incoming.finish()
         try:
-            os.link(incoming.name, final)
+            os.link(incoming.name, key)
             written = True
         except FileExistsError:
-            written = not self.is_valid(job_id)
+            written = not self.read(key, valid)
             if written:
-                os.replace(incoming.name, final)  # the checked file itself takes the name
-                log.warning("transcript %s: replaced a stored file that was not a valid transcript", job_id)
+                os.replace(incoming.name, key)
+                log.warning("%s: replaced a stored file that was not what it claims", key)
         _sync_directory(self.directory)  # a new entry is durable only once its directory is fsynced
         return written
+
+    def delete(self, key: str) -> bool:
+        """Remove the file; False if there was none."""
+        try:
+            os.unlink(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _open_regular(path: str) -> int | None:
+    """A read-only descriptor of the regular file at `path`, or None if something else is there. O_NONBLOCK: a
+    FIFO left at the name must not make us wait for a writer."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if stat.S_ISREG(os.fstat(handle).st_mode):
+        return handle
+    os.close(handle)
+    return None
 
 
 def _sync_directory(directory: Path) -> None:
