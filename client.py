@@ -62,17 +62,18 @@ def job_config(settings: Settings, reference: str, args: argparse.Namespace) -> 
     return with_formats(job, args.formats)
 
 
-def submit(source: Source, settings: Settings, store: JobStore, api: SpeechmaticsAPI,
-           args: argparse.Namespace) -> tuple[bool, str]:
-    """Submit one file or URL; the answer is (submitted, message for the user)."""
+def submit(source: Source, settings: Settings, store: JobStore, api: SpeechmaticsAPI, args: argparse.Namespace,
+           note: str = "") -> tuple[bool, str, str | None]:
+    """Submit one file or URL (`note` goes on the row after its name); the answer is (submitted, message for the
+    user, the job id if a job was made)."""
     problem = source.problem()
     if problem:
-        return False, problem  # nothing recorded for it
+        return False, problem, None  # nothing recorded for it
     reference = uuid.uuid4().hex
     try:
-        store.add_submission(reference, str(source), args.formats)  # 1. intent, before anything is sent
+        store.add_submission(reference, f"{source}{note}", args.formats)  # 1. intent, before anything is sent
     except StoreUnavailable as error:
-        return False, f"{source}: not submitted: the database is unavailable ({error})"
+        return False, f"{source}: not submitted: the database is unavailable ({error})", None
     last_heartbeat = time.monotonic()
 
     def heartbeat() -> None:  # keeps cronjob.py from judging this row dead while we upload or wait
@@ -90,24 +91,24 @@ def submit(source: Source, settings: Settings, store: JobStore, api: Speechmatic
     except RowClosed as error:
         job = store.find_by_reference(reference)  # a notification may have brought the job id already
         if job is not None and job.job_id:
-            return True, f"{source}: job {job.job_id} {job.status}"
-        return False, f"{error}; not submitted"
+            return True, f"{source}: job {job.job_id} {job.status}", job.job_id
+        return False, f"{error}; not submitted", None
     except AmbiguousSubmission as error:
-        return False, f"{source}: {error}; left as 'submitting' for cronjob.py to resolve"
+        return False, f"{source}: {error}; left as 'submitting' for cronjob.py to resolve", None
     except ApiError as error:  # answered, and no job was made (a database that is away leaves it to cronjob.py)
         with contextlib.suppress(StoreUnavailable):
             store.record_not_created(reference, str(error))
         if isinstance(error, Unauthorized):
             raise  # every other file would fail the same way: stop
-        return False, f"{source}: not submitted: {error}"
+        return False, f"{source}: not submitted: {error}", None
     try:
         job = store.record_created(reference, job_id)  # 3. its id (a fast notification may have done it already)
     except StoreUnavailable:
         return False, f"{source}: job {job_id} created, its id not recorded yet (database unavailable); cronjob.py " \
-            "will find it by its reference"
+            "will find it by its reference", job_id
     if job is None:
-        return False, f"{source}: job {job_id} created, but its row belongs to another job; see cronjob.py's log"
-    return True, f"{source}: job {job_id} {job.status}"
+        return False, f"{source}: job {job_id} created, but its row belongs to another job; see cronjob.py's log", None
+    return True, f"{source}: job {job_id} {job.status}", job_id
 
 
 def submit_all(sources: list[Source], settings: Settings, store: JobStore, args: argparse.Namespace) -> int:
@@ -116,7 +117,7 @@ def submit_all(sources: list[Source], settings: Settings, store: JobStore, args:
             ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         results = pool.map(lambda source: submit(source, settings, store, api, args), sources)
         try:
-            for submitted, message in results:  # one line a source: what happened to it
+            for submitted, message, _ in results:  # one line a source: what happened to it
                 failures += not submitted
                 print(message, file=sys.stdout if submitted else sys.stderr, flush=True)
         except Unauthorized as error:
@@ -179,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.forget:  # erasure of one job (docs/privacy.md)
         return forget(store, settings, args.forget)
     if args.check:  # the sample, to see whether its notification reaches server.py and stores the transcript
-        return run_check(settings, store, job_config, args)
+        sample = args.sources[0]
+        return run_check(settings, store, args, lambda api: submit(sample, settings, store, api, args, " (--check)"))
     return submit_all(args.sources, settings, store, args)
 
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import re
 import time
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 from notification_flow.api import ApiError, SpeechmaticsAPI
-from notification_flow.jobs import JobStore, StoreUnavailable
+from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import State
 from notification_flow.notices import GAVE_UP, failed_notifications, messages
 from notification_flow.redaction import redact_urls_in
@@ -36,20 +34,19 @@ OUR_REFUSALS = {
     413: "body too large (MAX_NOTIFICATION_MB)",
     503: "temporarily unavailable: its database or transcript storage could not be used (see its log)",
 }
-JobConfig = Callable[[Settings, str, argparse.Namespace], dict[str, Any]]
+# client.py's own submission of the sample: (submitted, message, the job id if a job was made).
+Submit = Callable[[SpeechmaticsAPI], tuple[bool, str, str | None]]
 
 
-def run_check(settings: Settings, store: JobStore, job_config: JobConfig, args: argparse.Namespace) -> int:
+def run_check(settings: Settings, store: JobStore, args: argparse.Namespace, submit: Submit) -> int:
     """Submit, watch, and print the one line; the exit code."""
-    source = args.sources[0]
     with SpeechmaticsAPI(settings.api_key or "", settings.batch_url, timeout=settings.api_timeout) as api:
-        reference = uuid.uuid4().hex
         try:
-            store.add_submission(reference, f"{source} (--check)", args.formats)
-            job_id = api.submit(source.path, source.add_to(job_config(settings, reference, args)))
-            store.record_created(reference, job_id)
-        except (ApiError, StoreUnavailable) as error:
-            print(f"check: not submitted: {error}")
+            _, message, job_id = submit(api)
+        except ApiError as error:  # the key refused
+            message, job_id = str(error), None
+        if job_id is None:
+            print(f"check: not submitted: {message}")
             return EXIT_NOT_STORED
         code, line = watch(store, api, job_id, time.monotonic() + args.check_timeout)
     print(f"check: job {job_id} (notifying {redact_urls_in(settings.webhook_url)}): {line}")
