@@ -38,7 +38,7 @@ from notification_flow.cli import EXIT_BAD_SETTINGS, exit_on_bad_settings
 from notification_flow.db import Database, Row, StoreUnavailable, Transaction
 from notification_flow.jobs import JobStore, open_store
 from notification_flow.lifecycle import State
-from notification_flow.listing import parse_since
+from notification_flow.listing import parse_since, since_moment
 from notification_flow.logs import emit, error_line
 from notification_flow.settings import SettingsError, load_settings
 
@@ -377,11 +377,7 @@ def redeliver(args: argparse.Namespace) -> int:
             raise SettingsError("--redeliver needs HANDOFF_URL or HANDOFF_COMMAND")
         store = open_store(settings.database_url)
     outbox = Outbox(store.database, Sender.from_settings(settings), float(settings.handoff_max_age))
-    since = None
-    if args.since:
-        kind, value = args.since
-        since = store.now() - value if kind == "ago" else value  # the database's clock, as events were recorded
-    count = outbox.redeliver(args.redeliver or None, since)
+    count = outbox.redeliver(args.redeliver or None, since_moment(store, args.since))
     results = outbox.deliver_due()
     emit(None, f"redeliver: {count} events due again; delivered {results[DELIVERED]}, failed {results['failed']}",
          event="redeliver", due=count, delivered=results[DELIVERED], failed=results["failed"])

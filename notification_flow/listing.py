@@ -48,6 +48,14 @@ def parse_since(text: str) -> tuple[str, float]:
     return "at", (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+def since_moment(store: JobStore, since: tuple[str, float] | None) -> float | None:
+    """A parsed `--since` as epoch seconds by the database's clock, as rows and events record times."""
+    if since is None:
+        return None
+    kind, value = since
+    return store.now() - value if kind == "ago" else value
+
+
 def parse_limit(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError("must be a whole number, 0 for all")
@@ -60,12 +68,8 @@ HandoffStates = Callable[[JobStore, list[str]], dict[str, str]]
 
 def show_jobs(store: JobStore, args: argparse.Namespace, out: TextIO = sys.stdout,
               handoff_states: HandoffStates | None = None) -> None:
-    since = None
-    if args.since:
-        kind, value = args.since
-        since = store.now() - value if kind == "ago" else value
     limit = args.limit or None
-    jobs = store.newest_jobs(State(args.status) if args.status else None, since,
+    jobs = store.newest_jobs(State(args.status) if args.status else None, since_moment(store, args.since),
                              None if limit is None else limit + 1)  # one more: were any left out?
     if not args.json:
         print(f"{'job_id':<12} {'reference':<32} {'status':<13} {'created':<19} {'handoff':<9} transcript / error",
