@@ -37,14 +37,13 @@ from standardwebhooks.webhooks import Webhook
 from notification_flow.cli import EXIT_BAD_SETTINGS, exit_on_bad_settings
 from notification_flow.db import Database, Row, StoreUnavailable, Transaction
 from notification_flow.jobs import JobStore, open_store
-from notification_flow.lifecycle import State
+from notification_flow.lifecycle import FINISHED_STATES, State
 from notification_flow.listing import parse_since, since_moment
 from notification_flow.logs import emit, error_line
 from notification_flow.settings import SettingsError, load_settings
 
 log = logging.getLogger("handoff")
 
-FINAL_STATES = (State.DONE, State.REJECTED, State.EXPIRED, State.DELETED, State.SUBMIT_FAILED)
 # The wait after a failed attempt, by how many attempts have failed (the last repeats), each shortened by up
 # to a quarter at random so that a consumer back from an outage is not met by every event at once. The first
 # try is at once, so an event's first three fall within a minute; later ones are never more than ten minutes
@@ -84,7 +83,7 @@ def event_body(row: Row, at: float) -> str:
 
 def record_event(tx: Transaction, row: Row) -> None:
     """The store follower: a move into a final state records its event, in the move's own transaction."""
-    if row.get("status") not in FINAL_STATES:
+    if row.get("status") not in FINISHED_STATES:
         return
     now = tx.now()
     tx.execute("INSERT INTO handoff_events (id, reference, status, body, state, created_at, since, due_at, "

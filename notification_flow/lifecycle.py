@@ -37,6 +37,9 @@ class Event(StrEnum):
     PURGED = "purged"  # retention or erasure removed what was kept of a finished job (retention.py)
 
 
+# How a job ended: what the hand-off hands on, and what retention may purge.
+FINISHED_STATES = (State.DONE, State.REJECTED, State.EXPIRED, State.DELETED, State.SUBMIT_FAILED)
+
 TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.SUBMITTING, Event.CREATED): State.RUNNING,
     (State.SUBMITTING, Event.NOT_CREATED): State.SUBMIT_FAILED,
@@ -47,8 +50,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.RUNNING, Event.DELETED): State.DELETED,
     (State.REJECTED, Event.TRANSCRIPT_STORED): State.DONE,  # a transcript outranks a failure report
     # Our own retention, never anything Speechmatics says: only a finished job is purged, and it stays so.
-    **{(state, Event.PURGED): State.PURGED for state in (State.DONE, State.REJECTED, State.EXPIRED, State.DELETED,
-                                                         State.SUBMIT_FAILED)},
+    **{(state, Event.PURGED): State.PURGED for state in FINISHED_STATES},
 }
 
 OPEN_STATES = (State.SUBMITTING, State.RUNNING)  # the reconciler works on these

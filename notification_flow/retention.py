@@ -27,7 +27,7 @@ from notification_flow.api import ApiError, SpeechmaticsAPI
 from notification_flow.db import Row, StoreUnavailable, Transaction
 from notification_flow.formats import FORMATS
 from notification_flow.jobs import Follower, Job, JobStore
-from notification_flow.lifecycle import Event, NotificationOutcome, State
+from notification_flow.lifecycle import FINISHED_STATES, Event, NotificationOutcome, State
 from notification_flow.transcripts import TranscriptStore, open_transcripts
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("retention")
 
 DAY_SECONDS = 86400
-PURGEABLE = (State.DONE, State.REJECTED, State.EXPIRED, State.DELETED, State.SUBMIT_FAILED)
 LOST = "transcript lost: the file is missing or damaged and the job was deleted at Speechmatics; restore it " \
        "from a backup"
 
@@ -153,7 +152,7 @@ def purge_old(store: JobStore, transcripts: TranscriptStore, days: int, limit: i
     purged = 0
     with store.database.transaction(write=False) as tx:
         cutoff = tx.now() - days * DAY_SECONDS
-        due = [row for state in PURGEABLE for row in tx.execute(
+        due = [row for state in FINISHED_STATES for row in tx.execute(
             "SELECT reference, job_id FROM jobs WHERE status = $1 AND created_at < $2 ORDER BY created_at LIMIT $3",
             state, cutoff, limit)]
     for row in due[:limit]:

@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from notification_flow.handoff import FINAL_STATES, event_id
+from notification_flow.handoff import event_id
 from notification_flow.jobs import open_store
+from notification_flow.lifecycle import FINISHED_STATES
 from tests.integration.handoff_consumer import SECRET, Consumer, consumer_running
 from tests.integration.support import ROOT, Stack
 from tests.soak.options import Say
@@ -62,7 +63,7 @@ def check_handoff(stack: Stack, consumer: Consumer, result: SoakResult, seconds:
     """Every final job's event taken by the consumer (signed: it checked), none dead; duplicates reported."""
     store = open_store(stack.database_url, migrate_schema=False)
     delivered = consumer.delivered()
-    final = [job for job in store.jobs() if job.status in FINAL_STATES]
+    final = [job for job in store.jobs() if job.status in FINISHED_STATES]
     missing = [job for job in final if event_id(job.reference, job.status) not in delivered]
     with store.database.transaction(write=False) as tx:
         dead = tx.execute("SELECT reference FROM handoff_events WHERE state = 'dead'")
