@@ -134,7 +134,7 @@ class DatabaseCollector:
                      facts["retention"]["deletions_pending"])
         yield from handoff_metrics(facts["handoff"])
         yield _gauge("jobs_with_notice_last_day", "Jobs created in the last day whose notification Speechmatics "
-                     "could not deliver, or whose paid add-on failed (notices.py)", notice_counts(self.store), ["kind"])
+                     "could not deliver, or whose paid add-on failed (notices.py)", facts["notices"], ["kind"])
         summary = facts["pass"]
         if summary is None:  # no pass recorded yet: absent, which the silence alert treats as silence
             return
@@ -185,9 +185,10 @@ def database_facts(store: JobStore) -> dict[str, Any]:
         summary = last_pass(tx)
         kept = retention.facts(tx, now)
         handed_on = handoff.facts(tx)
+        notices = notice_counts(tx)
     oldest = {row["status"]: float(row["oldest"]) for row in rows}
     running = oldest.get(State.RUNNING.value)
     return {"open": {row["status"]: int(row["n"]) for row in rows},
             "oldest_open_age": max(0.0, now - min(oldest.values())) if oldest else 0.0,
             "expires_in": None if running is None else running + RETENTION_SECONDS - now,
-            "submit_failed": int(failed), "pass": summary, "retention": kept, "handoff": handed_on}
+            "submit_failed": int(failed), "pass": summary, "retention": kept, "handoff": handed_on, "notices": notices}
