@@ -125,7 +125,7 @@ def _whsec(name: str, value: str) -> str:
     except ValueError:
         key = b""
     if len(key) < 24:
-        raise SettingsError(f"{name} must be whsec_ followed by the base64 of 24 to 64 random bytes, e.g. "
+        raise SettingsError(f"{name} must be whsec_ followed by the base64 of at least 24 random bytes, e.g. "
                             "whsec_$(openssl rand -base64 32)")
     return value
 
