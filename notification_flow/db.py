@@ -26,10 +26,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
-
 from notification_flow.schema import MIGRATIONS
 
 # How long a writer waits for a lock before giving up with StoreUnavailable (the server's 503): long enough
@@ -154,6 +150,8 @@ def describe_database(database_url: str) -> str:
     never the password."""
     if urlsplit(database_url).scheme == "sqlite":
         return str(Path(unquote(database_url[len("sqlite:///"):])).resolve())
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         info = conninfo_to_dict(database_url)
     except Exception:  # an unparsable URL: say no more than its scheme
@@ -226,20 +224,27 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class PostgresDatabase(Database):
+    """psycopg is imported only here, when a PostgreSQL database is opened: a sqlite deployment never loads it."""
+
     CLOCK = "extract(epoch FROM clock_timestamp())::float8"
     SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(47112024)"
     JOB_ID_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
     SCHEMA_PRESENT = "SELECT 1 WHERE to_regclass('schema_version') IS NOT NULL"
     skip_locked = "FOR UPDATE SKIP LOCKED"
-    UNAVAILABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
-                   psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled, psycopg.OperationalError,
-                   psycopg.InterfaceError)
 
     def __init__(self, database_url: str) -> None:
+        import psycopg
+
         super().__init__()
         self.database_url = database_url
+        self.UNAVAILABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
+                            psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled, psycopg.OperationalError,
+                            psycopg.InterfaceError)
 
     def connect(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
         try:
             conn = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row,
                                    cursor_factory=psycopg.RawCursor, connect_timeout=10, keepalives=1,
