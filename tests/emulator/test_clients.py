@@ -6,15 +6,15 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from emulator import Emulator
+from tests import RUNTIME_PYTHON
 from tests.emulator.support import API_KEY, Receiver, wait_for, wav_bytes
 
-VENV_BIN = Path(sys.executable).parent
+VENV_BIN = Path(RUNTIME_PYTHON).parent  # speechmatics-python, a runtime requirement, installs its CLI there
 
 
 @pytest.fixture

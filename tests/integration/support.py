@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ import requests
 
 from notification_flow.auth import auth_header, job_token
 from notification_flow.jobs import JobStore, open_store
+from tests import RUNTIME_PYTHON
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-webhook-secret-0123456789"
@@ -97,7 +97,7 @@ class Stack:
         return script_env(self.tmp, **{**settings, **extra})
 
     def run(self, script: str, *args: str, timeout: float = 120, **env: Any) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(ROOT / script), *args], env=self.env(**env), cwd=self.tmp,
+        return subprocess.run([RUNTIME_PYTHON, str(ROOT / script), *args], env=self.env(**env), cwd=self.tmp,
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def client(self, *args: str, **env: Any) -> subprocess.CompletedProcess[str]:
@@ -109,7 +109,7 @@ class Stack:
     def start_server(self, workers: int = 2, **env: Any) -> subprocess.Popen[bytes]:
         log = (self.tmp / "server.log").open("ab")
         self.server = subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "--port", str(self.server_port), "--workers", str(workers)],
+            [RUNTIME_PYTHON, str(ROOT / "server.py"), "--port", str(self.server_port), "--workers", str(workers)],
             env=self.env(**env), cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(self._healthy, timeout=30, message="server.py to answer /readyz")
         return self.server

@@ -6,11 +6,11 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from notification_flow.auth import auth_header
+from tests import RUNTIME_PYTHON
 from tests.integration.support import ROOT, SECRET, Stack, blackhole, created_jobs, json_lines, wait_for
 
 
@@ -79,7 +79,7 @@ def test_client_killed_between_submit_and_record_is_recovered(stack: Stack) -> N
     stack.emulator.set_faults(hold_notifications=True)  # the webhook must not rescue it first
     stack.start_server()
     with blackhole(stack.emulator.url) as swallowing_url:
-        client = subprocess.Popen([sys.executable, str(ROOT / "client.py")], cwd=stack.tmp,
+        client = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "client.py")], cwd=stack.tmp,
                                   env=stack.env(SPEECHMATICS_BATCH_URL=swallowing_url))
         wait_for(lambda: created_jobs(stack), message="the job to be created")
         client.send_signal(signal.SIGKILL)

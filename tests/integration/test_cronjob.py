@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
+from tests import RUNTIME_PYTHON
 from tests.integration.support import (
     ROOT,
     Stack,
@@ -38,7 +38,7 @@ def transcript_reads(stack: Stack) -> int:
 def test_two_overlapping_passes_do_no_double_work(stack: Stack) -> None:
     job_ids = lost_jobs(stack, 40)
     stack.emulator.set_faults(api_latency_ms=20)
-    passes = [subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--all"], cwd=stack.tmp,
+    passes = [subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "cronjob.py"), "--all"], cwd=stack.tmp,
                                env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for _ in range(2)]
     outputs = [p.communicate(timeout=120) for p in passes]
@@ -84,7 +84,7 @@ def test_running_jobs_stay_running_and_loop_repeats(stack: Stack) -> None:
     assert result.returncode == 0 and "still running 1" in result.stdout
     assert stack.store().find(job_id).status == "running"
     stack.emulator.finish(job_id)
-    looping = subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--all", "--loop", "0.2"], cwd=stack.tmp,
+    looping = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "cronjob.py"), "--all", "--loop", "0.2"], cwd=stack.tmp,
                                env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: stack.store().find(job_id).status == "done", message="a later pass to recover the job")

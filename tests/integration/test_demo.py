@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
+from tests import RUNTIME_PYTHON
 from tests.integration.support import ROOT
 
 
 def test_the_demo_runs_the_whole_flow() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPEECHMATICS_", "WEBHOOK_", "DATABASE_URL"))}
-    result = subprocess.run([sys.executable, "demo.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+    result = subprocess.run([RUNTIME_PYTHON, "demo.py"], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=180, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout

@@ -11,7 +11,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import RUNTIME_PYTHON
 from tests.integration.support import (
     ROOT,
     SECRET,
@@ -37,7 +37,7 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").e
 def test_systemd_units_verify(tmp_path: Path) -> None:
     """Rendered with paths that exist here (this venv's python), else verify rejects the ExecStart."""
     for unit in sorted((DEPLOY / "systemd").iterdir()):
-        text = unit.read_text().replace("/srv/transcribe/.venv/bin/python", sys.executable)
+        text = unit.read_text().replace("/srv/transcribe/.venv/bin/python", RUNTIME_PYTHON)
         (tmp_path / unit.name).write_text(text)
         assert "NoNewPrivileges=yes" in text or unit.suffix == ".timer"
     units = sorted(str(path) for path in tmp_path.iterdir())

@@ -6,11 +6,11 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 import requests
 
+from tests import RUNTIME_PYTHON
 from tests.integration.support import ROOT, Stack, api_headers, json_lines, transcript_files, wait_for
 
 
@@ -171,6 +171,6 @@ def test_server_survives_sigkill_and_restart(stack: Stack) -> None:
 
 def test_scripts_have_help(stack: Stack) -> None:
     for script in ("client.py", "server.py", "cronjob.py"):
-        result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
+        result = subprocess.run([RUNTIME_PYTHON, str(ROOT / script), "--help"], capture_output=True, text=True,
                                 check=False, env=stack.env())
         assert result.returncode == 0 and "DATABASE_URL" in result.stdout, script

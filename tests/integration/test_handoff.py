@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests import RUNTIME_PYTHON
 from tests.integration.handoff_consumer import SECRET, Consumer, consumer_running
 from tests.integration.support import ROOT, Stack, free_port, json_lines, submit_like_client, wait_for
 
@@ -81,7 +82,7 @@ def test_a_killed_server_and_a_consumer_down_for_cronjob_passes_lose_nothing(sta
     for _ in range(2):
         assert stack.cronjob(**handoff_env(consumer)).returncode == 0
     assert consumer.received == []
-    loop = subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--loop", "0.5"], cwd=stack.tmp,
+    loop = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "cronjob.py"), "--loop", "0.5"], cwd=stack.tmp,
                             env=stack.env(**handoff_env(consumer)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -140,7 +141,7 @@ def test_two_servers_and_two_cronjobs_never_deliver_one_event_at_once(stack: Sta
         second = Stack(tmp=stack.tmp / "second", emulator=stack.emulator, database_url=stack.database_url)
         second.tmp.mkdir()
         second.start_server(TRANSCRIPTS_DIR=stack.transcripts, **env)
-        loops = [subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--loop", "0.2"], cwd=stack.tmp,
+        loops = [subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "cronjob.py"), "--loop", "0.2"], cwd=stack.tmp,
                                   env=stack.env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for _ in range(2)]
         try:
@@ -164,7 +165,7 @@ def test_two_servers_and_two_cronjobs_never_deliver_one_event_at_once(stack: Sta
 def test_the_example_consumer_verifies_dedups_and_reads_the_transcript(stack: Stack, tmp_path: Path) -> None:
     port, output = free_port(), tmp_path / "handed-on"
     log = (tmp_path / "consumer.log").open("w")
-    consumer = subprocess.Popen([sys.executable, str(ROOT / "examples" / "handoff_consumer.py"), "--port", str(port),
+    consumer = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "examples" / "handoff_consumer.py"), "--port", str(port),
                                  "--database", str(tmp_path / "consumer.db"), "--output", str(output)],
                                 env=stack.env(HANDOFF_SECRET=SECRET), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/handoff"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
@@ -17,6 +16,7 @@ from cronjob import run_pass
 from notification_flow.api import SpeechmaticsAPI
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
 from notification_flow.transcripts import TranscriptFiles
+from tests import RUNTIME_PYTHON
 from tests.integration.support import (
     API_KEY,
     ROOT,
@@ -98,7 +98,7 @@ def test_cronjob_loop_stops_on_a_signal_with_exit_0_and_releases_its_leases(stac
     for _ in range(20):
         submit_like_client(stack, {"contents": ["transcript"]})
     stack.emulator.set_faults(api_latency_ms=1500)  # the signal arrives while the pass holds its leases
-    loop = subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--all", "--loop", "60"], cwd=stack.tmp,
+    loop = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "cronjob.py"), "--all", "--loop", "60"], cwd=stack.tmp,
                             env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: leased(stack) > 0, timeout=30, message="the pass to lease its jobs")

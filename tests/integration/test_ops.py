@@ -7,13 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import RUNTIME_PYTHON
 from tests.integration.support import ROOT, Stack, running, submit_like_client, wait_for
 
 
@@ -154,7 +154,7 @@ def test_readyz_is_503_once_the_sqlite_file_is_deleted_under_the_server(stack: S
 
 def server_process(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
     stderr = (stack.tmp / "server.log").open("ab")
-    return subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--port", str(stack.server_port),
+    return subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "server.py"), "--port", str(stack.server_port),
                              "--workers", "2"], env=stack.env(**env), cwd=stack.tmp, stdout=stderr,
                             stderr=stderr, start_new_session=True)
 

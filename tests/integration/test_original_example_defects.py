@@ -7,13 +7,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests import RUNTIME_PYTHON
 from tests.integration.support import (
     ROOT,
     SECRET,
@@ -45,7 +45,7 @@ def test_defect_2_failure_takes_the_job_id_from_the_query_not_the_body(served: S
 def test_defect_3_job_is_recorded_before_it_is_submitted(stack: Stack) -> None:
     """The example inserted the row after submitting: a fast notification found nothing, a crash lost it."""
     with blackhole(stack.emulator.url) as swallowing_url:
-        client = subprocess.Popen([sys.executable, str(ROOT / "client.py")], cwd=stack.tmp,
+        client = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "client.py")], cwd=stack.tmp,
                                   env=stack.env(SPEECHMATICS_BATCH_URL=swallowing_url))
         try:
             wait_for(lambda: created_jobs(stack), message="the API to create the job")

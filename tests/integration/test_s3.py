@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 import requests
 
 from seaweed import SECRET_KEY, SeaweedFS
+from tests import RUNTIME_PYTHON
 from tests.integration.support import (
     ROOT,
     SECRET,
@@ -210,7 +210,7 @@ def run(script: str, tmp_path: Path, *args: str, **env: str) -> subprocess.Compl
     settings = {"SPEECHMATICS_API_KEY": "key", "SPEECHMATICS_BATCH_URL": "http://127.0.0.1:9/v2",
                 "WEBHOOK_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
                 "TRANSCRIPTS_DIR": str(tmp_path / "spool")}
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path,
+    return subprocess.run([RUNTIME_PYTHON, str(ROOT / script), *args], cwd=tmp_path,
                           env=script_env(tmp_path, **{**settings, **env}), capture_output=True, text=True,
                           timeout=60, check=False)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,13 +10,14 @@ import pytest
 
 from notification_flow.jobs import open_store
 from notification_flow.settings import SETTINGS
+from tests import RUNTIME_PYTHON
 from tests.integration.support import POSTGRES_URL, ROOT, SECRET, free_port, postgres_problem, script_env
 
 GOOD = {"SPEECHMATICS_API_KEY": "key", "WEBHOOK_URL": "https://example.com/webhook", "WEBHOOK_SECRET": SECRET}
 
 
 def run(script: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path, env=script_env(tmp_path, **env),
+    return subprocess.run([RUNTIME_PYTHON, str(ROOT / script), *args], cwd=tmp_path, env=script_env(tmp_path, **env),
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -79,14 +79,14 @@ def test_flags_override_the_environment(tmp_path: Path) -> None:
 
 
 def test_api_key_saved_by_the_speechmatics_cli_is_used(tmp_path: Path) -> None:
-    speechmatics = Path(sys.executable).with_name("speechmatics")
+    speechmatics = Path(RUNTIME_PYTHON).with_name("speechmatics")
     subprocess.run([str(speechmatics), "config", "set", "--auth-token", "saved-key"], env=script_env(tmp_path),
                    check=True, capture_output=True)
-    saved = subprocess.run([sys.executable, "-c", "from notification_flow.settings import load_settings; "
+    saved = subprocess.run([RUNTIME_PYTHON, "-c", "from notification_flow.settings import load_settings; "
                             "print(load_settings().api_key)"], env=script_env(tmp_path), cwd=ROOT,
                            capture_output=True, text=True, check=True)
     assert saved.stdout.strip() == "saved-key"
-    from_env = subprocess.run([sys.executable, "-c", "from notification_flow.settings import load_settings; "
+    from_env = subprocess.run([RUNTIME_PYTHON, "-c", "from notification_flow.settings import load_settings; "
                                "print(load_settings().api_key)"], env=script_env(tmp_path, SPEECHMATICS_API_KEY="env"),
                               cwd=ROOT, capture_output=True, text=True, check=True)
     assert from_env.stdout.strip() == "env"

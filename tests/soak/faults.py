@@ -7,7 +7,6 @@ import contextlib
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from tests import RUNTIME_PYTHON
 from tests.integration.support import ROOT, Stack, api_headers, blackhole, wait_for
 from tests.soak.options import JOBS_PER_KILL, MAX_DOWNTIME_SECONDS, Say
 from tests.soak.prepare import start_server
@@ -114,7 +114,7 @@ def submit_and_kill_client(stack: Stack, audio: Path, logs: Path, attempts: int 
             log = logs / f"killed-client-{attempt}.log"
             log_files.append(log)
             with log.open("wb") as output:
-                client = subprocess.Popen([sys.executable, str(ROOT / "client.py"), str(audio)], cwd=stack.tmp,
+                client = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "client.py"), str(audio)], cwd=stack.tmp,
                                           env=stack.env(SPEECHMATICS_BATCH_URL=swallowing_url), stdout=output,
                                           stderr=subprocess.STDOUT)
                 try:

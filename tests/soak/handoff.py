@@ -7,7 +7,6 @@ import contextlib
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from notification_flow.handoff import event_id
 from notification_flow.jobs import open_store
 from notification_flow.lifecycle import FINISHED_STATES
+from tests import RUNTIME_PYTHON
 from tests.integration.handoff_consumer import SECRET, Consumer, consumer_running
 from tests.integration.support import ROOT, Stack
 from tests.soak.options import Say
@@ -46,7 +46,7 @@ def deliver_the_rest(stack: Stack, progress: Say) -> float:
     """cronjob.py --loop until nothing waits (or the deadline): returns how long that took."""
     started = time.monotonic()
     log = (stack.tmp / "logs" / "cronjob-handoff.log").open("ab")
-    loop = subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--loop", "1"], cwd=stack.tmp,
+    loop = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "cronjob.py"), "--loop", "1"], cwd=stack.tmp,
                             env=stack.env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         while backlog(stack.database_url) and time.monotonic() - started < DELIVERED_WITHIN:

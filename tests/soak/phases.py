@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import random
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from notification_flow.jobs import open_store
 from notification_flow.lifecycle import OPEN_STATES
 from notification_flow.reconcile import ReconcilePolicy
 from seaweed import SeaweedFS
+from tests import RUNTIME_PYTHON
 from tests.integration.support import ROOT, Stack, api_headers, wait_for
 from tests.soak.checks import as_finished, check_everything, finished_at, record_observations, record_timings
 from tests.soak.faults import ServerKiller, plan_kills, submit_and_kill_client
@@ -220,7 +220,7 @@ def run_overlapping_cronjobs(stack: Stack, logs: Path, timeout: float = 600) -> 
     for name in ("cronjob-a", "cronjob-b"):
         log = logs / f"{name}.log"
         with log.open("wb") as output:
-            process = subprocess.Popen([sys.executable, str(ROOT / "cronjob.py"), "--all"], cwd=stack.tmp,
+            process = subprocess.Popen([RUNTIME_PYTHON, str(ROOT / "cronjob.py"), "--all"], cwd=stack.tmp,
                                        env=stack.env(), stdout=output, stderr=subprocess.STDOUT)
         processes.append((name, process, log, time.time()))
     runs = []
