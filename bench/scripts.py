@@ -181,11 +181,14 @@ def link_transcripts(directory: Path, count: int, per_file: int = 60_000) -> Non
 def seed(url: str, count: int, files: Path) -> int:
     """`count` done jobs, newest first one every SPACING seconds back from now, in one bulk load; then the
     statistics and the checkpoint a week of traffic would have left. The database's bytes on disk, indexes
-    included (rows loaded in bulk fill their pages more than rows written one at a time)."""
+    included (rows loaded in bulk fill their pages more than rows written one at a time).
+
+    Each job's file was last checked as passes leave it: first by the pass after the job finished, then once
+    every RECHECK, so the jobs falling due together are those that finished together."""
     now = open_store(url).now()
     columns = "reference, job_id, audio, status, transcript, created_at, updated_at, checked_at"
     rows = ((f"{n:032x}", f"hist{n:08d}", "call.wav", "done", str(files / f"hist{n:08d}.json"),
-             now - 60 - n * SPACING, now - 30 - n * SPACING, now - RECHECK * ((n * 7919) % count) / count)
+             now - 60 - n * SPACING, now - 30 - n * SPACING, now - (30 + n * SPACING) % RECHECK)
             for n in range(count))
     if url.startswith("sqlite"):
         import sqlite3

@@ -99,8 +99,9 @@ RECHECK = ReconcilePolicy().recheck_seconds
 def seeded_history(store: JobStore, transcripts: TranscriptFiles, count: int = JOBS, span: float = WEEK - 3600,
                    checked: str = "spread") -> list[str]:
     """`count` done jobs evenly over the last `span` seconds, newest first, their files hard links of one. Their
-    last checks are `spread` over the last recheck period in a shuffled order (the steady state of passes
-    every few minutes), `never` made, or all made `now`."""
+    last checks are `spread` over the last recheck period (as passes every few minutes leave them, though in a
+    shuffled order, which passes never leave: the guarantee must not rest on the order), `never` made, or all
+    made `now`."""
     original = transcripts.directory / "original.json"
     original.write_bytes(transcript_for("hist00000000"))
     ids = [f"hist{number:08d}" for number in range(count)]
