@@ -54,7 +54,8 @@ soak: $(DEV_STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite, DELE
 	$(DEV_BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2
 	$(DEV_BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2 --storage s3
 
-bench: $(DEV_STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md, -history.md and -s3.md
+bench: export RUNTIME_PYTHON = $(CURDIR)/$(BIN)/python
+bench: $(STAMP) $(DEV_STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md, -history.md and -s3.md
 	$(DEV_BIN)/python -m bench
 
 # mutmut copies the package into mutants/ and runs the unit tests against each mutant there (pyproject.toml's

@@ -8,6 +8,11 @@ and the goals are prose in docs/benchmarks.md). `python -m bench` runs every ben
 - report.py      the results pages, and the history's figure
 """
 
+import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
+# The python the scripts and servers run with: `make bench` gives .venv's, which holds only requirements.txt,
+# as a server's does; run by hand without RUNTIME_PYTHON, the benchmark's own.
+RUNTIME_PYTHON = os.environ.get("RUNTIME_PYTHON") or sys.executable

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -40,7 +39,7 @@ from typing import Any
 
 import requests
 
-from bench import ROOT, loadgen, targets
+from bench import ROOT, RUNTIME_PYTHON, loadgen, targets
 from bench.report import median
 from emulator import Emulator, EmulatorOptions
 from notification_flow.jobs import open_store
@@ -113,7 +112,7 @@ def watch(emulator: Emulator, method: str, command: list[str], env: dict[str, st
     first = last = (0.0, before)  # (when, count) at the first and the latest change
     with (work / "script.log").open("wb") as output:
         started = time.monotonic()
-        process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=output,
+        process = subprocess.Popen([RUNTIME_PYTHON, *command], cwd=ROOT, env=env, stdout=output,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         while process.poll() is None:
             now, count = time.monotonic(), api_requests(emulator, method)
@@ -221,7 +220,7 @@ def age_last_pass(url: str, seconds: float) -> None:
 def timed(command: list[str], env: dict[str, str]) -> dict[str, float]:
     """Wall time, CPU time and the kernel's peak RSS of one process, started through PEAK."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", PEAK, sys.executable, *command], env=env, cwd=ROOT,
+    done = subprocess.run([RUNTIME_PYTHON, "-c", PEAK, RUNTIME_PYTHON, *command], env=env, cwd=ROOT,
                           capture_output=True, text=True, check=True)
     peak_kb, cpu_seconds = done.stdout.split()[-2:]
     return {"seconds": time.monotonic() - started, "cpu_seconds": float(cpu_seconds), "peak_mb": int(peak_kb) / 1024}

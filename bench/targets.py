@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -30,7 +29,7 @@ from typing import Any
 
 import requests
 
-from bench import ROOT
+from bench import ROOT, RUNTIME_PYTHON
 from bench.loadgen import reference_for
 from notification_flow.jobs import JobStore, open_store
 
@@ -73,7 +72,7 @@ def ours(workdir: Path, database_url: str, max_notification_mb: int = 512, **set
     port = free_port()
     env = clean_env(workdir, WEBHOOK_SECRET=SECRET, DATABASE_URL=database_url, **settings,
                     TRANSCRIPTS_DIR=str(workdir / "transcripts"), MAX_NOTIFICATION_MB=str(max_notification_mb))
-    return Server("ours", [sys.executable, str(ROOT / "server.py"), "--port", str(port)], env, workdir, port)
+    return Server("ours", [RUNTIME_PYTHON, str(ROOT / "server.py"), "--port", str(port)], env, workdir, port)
 
 
 def lean(workdir: Path) -> Server:
@@ -81,7 +80,7 @@ def lean(workdir: Path) -> Server:
     transcripts.mkdir(parents=True, exist_ok=True)
     env = clean_env(workdir, WEBHOOK_SECRET=SECRET, TRANSCRIPTS_DIR=str(transcripts),
                     LEAN_DATABASE=str(workdir / "lean.db"))
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(os.cpu_count() or 1),
+    command = [RUNTIME_PYTHON, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(os.cpu_count() or 1),
                "--worker-class", "gthread", "--threads", str(THREADS), "--timeout", "120",
                "--keep-alive", str(KEEPALIVE), "bench.lean_app:app"]
     return Server("lean", command, env, workdir, port)
