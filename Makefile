@@ -49,7 +49,8 @@ test: $(STAMP) $(DEV_STAMP) $(DEB_STAMP)  ## Lint, the in-process tests, the res
 	$(DEV_BIN)/python -m pytest -n 6 --dist worksteal -m "not paced" tests/integration tests/emulator
 	$(DEV_BIN)/python -m pytest -m paced tests/integration
 
-soak: $(DEV_STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite, DELETE_AFTER_STORE; PostgreSQL, 2 servers; the same on S3
+soak: export RUNTIME_PYTHON = $(CURDIR)/$(BIN)/python
+soak: $(STAMP) $(DEV_STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sqlite, DELETE_AFTER_STORE; PostgreSQL, 2 servers; the same on S3
 	$(DEV_BIN)/python -m tests.soak --jobs 1000 --database sqlite --servers 1 --delete-after-store
 	$(DEV_BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2
 	$(DEV_BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2 --storage s3
