@@ -21,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from notification_flow import formats, handoff, notices, ops
+from notification_flow import formats, handoff, notices, ops, retention
 from notification_flow.api import ApiError, SpeechmaticsAPI, rejection_reason
 from notification_flow.auth import REFUSALS, Guard
 from notification_flow.cli import OneLineParser, exit_on_bad_settings, setup_logging
@@ -70,7 +70,7 @@ class Receiver:
                                 followers=(*followers(settings), *handoff.followers(settings)))
         self.courier = handoff.courier(settings, self.store.database)  # hands events on after our commit
         self.transcripts = open_transcripts(settings).ensure_directories()  # files, or objects (TRANSCRIPTS_URL)
-        self.metrics = Metrics(self.store)
+        self.metrics = Metrics(self.store, (retention.gauges, handoff.gauges, notices.gauges))  # in one transaction
         # One quick try: Speechmatics is waiting for our answer, and will retry the notification itself.
         self.api = (SpeechmaticsAPI(settings.api_key, settings.batch_url, timeout=10,
                                     retry=RetryPolicy(attempts=1, max_wait=0)) if settings.api_key else None)

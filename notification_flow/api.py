@@ -101,7 +101,6 @@ class SpeechmaticsAPI:
         self.http = httpx.Client(base_url=base if base.endswith("/v2") else f"{base}/v2",
                                  headers={"Authorization": f"Bearer {api_key}", "Accept-Charset": "utf-8"},
                                  timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport)
-        self.timeout = timeout
         self.download_seconds = timeout * 10
         self.retry = retry or RetryPolicy()
         self.reads = RateLimiter(reads_per_second)

@@ -40,6 +40,7 @@ from notification_flow.jobs import JobStore, open_store
 from notification_flow.lifecycle import FINISHED_STATES, State
 from notification_flow.listing import parse_since, since_moment
 from notification_flow.logs import emit, error_line
+from notification_flow.metrics import gauge
 from notification_flow.settings import SettingsError, load_settings
 
 log = logging.getLogger("handoff")
@@ -312,6 +313,19 @@ def facts(tx: Transaction) -> dict[str, Any]:
     oldest = pending["oldest"]
     return {"backlog": int(pending["n"]), "oldest_age": 0.0 if oldest is None else max(0.0, tx.now() - oldest),
             "dead": int(dead), "deliveries": counts}
+
+
+def gauges(tx: Transaction) -> list[Any]:
+    """The outbox's families for /metrics (docs/handoff.md), in the scrape's transaction: what waits, for how
+    long, what died, what was delivered."""
+    found = facts(tx)
+    return [gauge("handoff_backlog", "Hand-off events not delivered yet (pending)", found["backlog"]),
+            gauge("handoff_oldest_undelivered_age_seconds", "Age of the oldest hand-off event not delivered yet (0 "
+                  "when there is none)", found["oldest_age"]),
+            gauge("handoff_dead_events", "Hand-off events that failed for HANDOFF_MAX_AGE and were given up on (kept; "
+                  "cronjob.py --redeliver sends them again)", found["dead"]),
+            gauge("handoff_deliveries", "Hand-off attempts by every process, by result",
+                  {(result,): n for result, n in sorted(found["deliveries"].items())}, ["result"], counter=True)]
 
 
 def retry_delay(attempts: int) -> float:

@@ -7,7 +7,9 @@ first imported, so it is imported here only inside functions, which run in the w
 is set: importing this module never fixes the choice too early.
 
 Everything about jobs is read from the database when scraped, with queries that touch only unfinished jobs
-(through an index) and one-row tables, so a scrape costs the same whatever the history holds.
+(through an index) and one-row tables, so a scrape costs the same whatever the history holds. The features
+(hand-off, retention, notices) read their own gauges, in the same transaction: the server hands their
+functions to `Metrics`, so this module knows none of them.
 """
 
 from __future__ import annotations
@@ -20,18 +22,18 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from notification_flow import handoff, retention
 from notification_flow.api import RETENTION_SECONDS, ApiError
-from notification_flow.db import StoreUnavailable
+from notification_flow.db import StoreUnavailable, Transaction
 from notification_flow.jobs import JobStore
 from notification_flow.lifecycle import OPEN_STATES, State
-from notification_flow.notices import notice_counts
 from notification_flow.passes import COUNTS, last_pass
 
 log = logging.getLogger("server")
 PREFIX = "transcribe_"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 T = TypeVar("T")
+# A feature's metric families (made by `gauge`), read inside the scrape's one read transaction.
+Gauges = Callable[[Transaction], list[Any]]
 
 
 @contextlib.contextmanager
@@ -58,7 +60,7 @@ def multiprocess_directory() -> Iterator[str]:
 class Metrics:
     """The counters one process updates; `exposition()` renders them with the database's view."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, features: tuple[Gauges, ...] = ()) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry = CollectorRegistry()  # one per app, so that several apps in one process never clash
@@ -71,7 +73,7 @@ class Metrics:
                                    "server", registry=self.registry)
         self.api_calls = Counter(f"{PREFIX}api_calls_total", "Speechmatics API calls made by the server, by "
                                  "endpoint and answer class", ["endpoint", "answer"], registry=self.registry)
-        self.database = DatabaseCollector(store)
+        self.database = DatabaseCollector(store, features)
         self.registry.register(self.database)
 
     def observe_notification(self, outcome: str, code: int, seconds: float) -> None:
@@ -106,76 +108,53 @@ class Metrics:
 class DatabaseCollector:
     """A Prometheus custom collector: the gauges read from the database at each scrape."""
 
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
+    def __init__(self, store: JobStore, features: tuple[Gauges, ...]) -> None:
+        self.store, self.features = store, features
 
     def collect(self) -> Iterator[Any]:
         try:
-            facts = database_facts(self.store)
-        except StoreUnavailable:
-            yield _gauge("database_up", "1 if the database answered this scrape's queries", 0)
+            facts = database_facts(self.store, self.features)
+        except StoreUnavailable:  # the features' queries too: they ran in the same transaction
+            yield gauge("database_up", "1 if the database answered this scrape's queries", 0)
             return
-        yield _gauge("database_up", "1 if the database answered this scrape's queries", 1)
-        yield _gauge("jobs", "Unfinished jobs, by state (finished ones are counted by transcribe_notifications_total "
-                     "and the reconciler's pass)", {(state.value,): facts["open"].get(state.value, 0)
-                                                   for state in OPEN_STATES}, ["state"])
-        yield _gauge("oldest_unfinished_job_age_seconds", "Age of the oldest job still submitting or running (0 "
-                     "when there is none)", facts["oldest_open_age"])
+        yield gauge("database_up", "1 if the database answered this scrape's queries", 1)
+        yield gauge("jobs", "Unfinished jobs, by state (finished ones are counted by transcribe_notifications_total "
+                    "and the reconciler's pass)", {(state.value,): facts["open"].get(state.value, 0)
+                                                  for state in OPEN_STATES}, ["state"])
+        yield gauge("oldest_unfinished_job_age_seconds", "Age of the oldest job still submitting or running (0 "
+                    "when there is none)", facts["oldest_open_age"])
         if facts["expires_in"] is not None:
-            yield _gauge("oldest_unfetched_job_expires_in_seconds", "Seconds until Speechmatics deletes the data of "
-                         "the oldest running job whose transcript we have not stored (7 days after creation); absent "
-                         "when there is none", facts["expires_in"])
-        yield _gauge("submissions_failed_last_hour", "Jobs recorded submit_failed in the last hour (client.py is not "
-                     "scraped: this is how its failures show)", facts["submit_failed"])
-        yield _gauge("transcripts_lost_last_day", "Done jobs whose transcript the repair sweep found missing or "
-                     "damaged in the last day with no copy left at Speechmatics (DELETE_AFTER_STORE)",
-                     facts["retention"]["lost"])
-        yield _gauge("deletions_pending", "Jobs stored here and not yet deleted at Speechmatics (DELETE_AFTER_STORE)",
-                     facts["retention"]["deletions_pending"])
-        yield from handoff_metrics(facts["handoff"])
-        yield _gauge("jobs_with_notice_last_day", "Jobs created in the last day whose notification Speechmatics "
-                     "could not deliver, or whose paid add-on failed (notices.py)", facts["notices"], ["kind"])
+            yield gauge("oldest_unfetched_job_expires_in_seconds", "Seconds until Speechmatics deletes the data of "
+                        "the oldest running job whose transcript we have not stored (7 days after creation); absent "
+                        "when there is none", facts["expires_in"])
+        yield gauge("submissions_failed_last_hour", "Jobs recorded submit_failed in the last hour (client.py is not "
+                    "scraped: this is how its failures show)", facts["submit_failed"])
+        yield from facts["features"]
         summary = facts["pass"]
         if summary is None:  # no pass recorded yet: absent, which the silence alert treats as silence
             return
-        yield _gauge("reconciler_last_pass_end_timestamp_seconds", "When cronjob.py's last pass ended (epoch "
-                     "seconds, database clock)", summary["ended_at"])
-        yield _gauge("reconciler_last_pass_duration_seconds", "How long that pass took", summary["duration"])
-        yield _gauge("reconciler_last_pass_jobs", "What cronjob.py's last pass found, by result",
-                     {(result,): summary[result] for result in COUNTS}, ["result"])
-        yield _gauge("reconciler_last_pass_complete", "1 if that pass ran to its end, 0 if it was cut short (the "
-                     "API or the database unreadable, a defect)", summary["complete"])
+        yield gauge("reconciler_last_pass_end_timestamp_seconds", "When cronjob.py's last pass ended (epoch "
+                    "seconds, database clock)", summary["ended_at"])
+        yield gauge("reconciler_last_pass_duration_seconds", "How long that pass took", summary["duration"])
+        yield gauge("reconciler_last_pass_jobs", "What cronjob.py's last pass found, by result",
+                    {(result,): summary[result] for result in COUNTS}, ["result"])
+        yield gauge("reconciler_last_pass_complete", "1 if that pass ran to its end, 0 if it was cut short (the "
+                    "API or the database unreadable, a defect)", summary["complete"])
 
 
-def handoff_metrics(facts: dict[str, Any]) -> Iterator[Any]:
-    """The hand-off's outbox (docs/handoff.md): what waits, for how long, what died, what was delivered."""
-    from prometheus_client.core import CounterMetricFamily
+def gauge(name: str, documentation: str, value: float | dict[tuple[str, ...], float],
+          labels: list[str] | None = None, counter: bool = False) -> Any:
+    """One gauge, or a counter kept in the database: a single value, or one value per tuple of label values."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    yield _gauge("handoff_backlog", "Hand-off events not delivered yet (pending)", facts["backlog"])
-    yield _gauge("handoff_oldest_undelivered_age_seconds", "Age of the oldest hand-off event not delivered yet (0 "
-                 "when there is none)", facts["oldest_age"])
-    yield _gauge("handoff_dead_events", "Hand-off events that failed for HANDOFF_MAX_AGE and were given up on (kept; "
-                 "cronjob.py --redeliver sends them again)", facts["dead"])
-    deliveries = CounterMetricFamily(f"{PREFIX}handoff_deliveries", "Hand-off attempts by every process, by result",
-                                     labels=["result"])
-    for result, count in sorted(facts["deliveries"].items()):
-        deliveries.add_metric([result], count)
-    yield deliveries
-
-
-def _gauge(name: str, documentation: str, value: float | dict[tuple[str, ...], float],
-           labels: list[str] | None = None) -> Any:
-    """One gauge: a single value, or one value per tuple of label values."""
-    from prometheus_client.core import GaugeMetricFamily
-
-    gauge = GaugeMetricFamily(f"{PREFIX}{name}", documentation, labels=labels)
+    family = (CounterMetricFamily if counter else GaugeMetricFamily)(f"{PREFIX}{name}", documentation, labels=labels)
     for label_values, number in (value.items() if isinstance(value, dict) else [((), value)]):
-        gauge.add_metric(list(label_values), number)
-    return gauge
+        family.add_metric(list(label_values), number)
+    return family
 
 
-def database_facts(store: JobStore) -> dict[str, Any]:
-    """One read-only transaction: counts and ages of unfinished jobs, the last pass."""
+def database_facts(store: JobStore, features: tuple[Gauges, ...] = ()) -> dict[str, Any]:
+    """One read-only transaction: counts and ages of unfinished jobs, the last pass, the features' gauges."""
     with store.database.transaction(write=False) as tx:
         now = tx.now()
         rows = tx.execute("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "
@@ -183,12 +162,10 @@ def database_facts(store: JobStore) -> dict[str, Any]:
         failed = tx.execute("SELECT COUNT(*) AS n FROM jobs WHERE status = $1 AND updated_at > $2",  # indexed
                             State.SUBMIT_FAILED, now - 3600)[0]["n"]
         summary = last_pass(tx)
-        kept = retention.facts(tx, now)
-        handed_on = handoff.facts(tx)
-        notices = notice_counts(tx)
+        families = [family for gauges in features for family in gauges(tx)]
     oldest = {row["status"]: float(row["oldest"]) for row in rows}
     running = oldest.get(State.RUNNING.value)
     return {"open": {row["status"]: int(row["n"]) for row in rows},
             "oldest_open_age": max(0.0, now - min(oldest.values())) if oldest else 0.0,
             "expires_in": None if running is None else running + RETENTION_SECONDS - now,
-            "submit_failed": int(failed), "pass": summary, "retention": kept, "handoff": handed_on, "notices": notices}
+            "submit_failed": int(failed), "pass": summary, "features": families}

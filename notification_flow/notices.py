@@ -14,6 +14,7 @@ from typing import Any
 from notification_flow.api import NOTIFICATION_ERRORS
 from notification_flow.db import Transaction
 from notification_flow.logs import printable
+from notification_flow.metrics import gauge
 from notification_flow.redaction import redact_urls_in
 
 NOTIFICATION, ADDON = "notification failed", "add-on failed"
@@ -56,11 +57,12 @@ def addon_notice(failed_addons: str | None) -> str | None:
     return printable(f"{ADDON}: {failed_addons}")[:500] if failed_addons else None  # names come from the body
 
 
-def notice_counts(tx: Transaction) -> dict[tuple[str, ...], float]:
+def gauges(tx: Transaction) -> list[Any]:
     """Jobs created in the last day with a notice, by kind, for /metrics (in the scrape's one transaction):
     one range of a partial index."""
     rows = tx.execute("SELECT notice FROM jobs WHERE notice IS NOT NULL AND created_at > $1", tx.now() - DAY)
     counts = {("notification",): 0.0, ("addon",): 0.0}
     for row in rows:
         counts[("addon",) if row["notice"].startswith(ADDON) else ("notification",)] += 1
-    return counts
+    return [gauge("jobs_with_notice_last_day", "Jobs created in the last day whose notification Speechmatics could "
+                  "not deliver, or whose paid add-on failed (notices.py)", counts, ["kind"])]

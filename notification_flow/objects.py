@@ -131,10 +131,6 @@ class TranscriptObjects(Spool):
         found = self.head(self.key_for(job_id))
         return found is not None and found["ContentLength"] > 0
 
-    def is_valid(self, job_id: str) -> bool:
-        """Whether the object holds this job's complete transcript, read to its end."""
-        return bool(self.read(self.key_for(job_id), lambda body: jsonv2.is_transcript_of(body, job_id)))
-
     def read(self, key: str, judge: Callable[[BinaryIO], T], etag: str | None = None) -> T | None:
         """`judge` of the object (the version `etag` names, if given), copied into the spool and read from there
         to its end (a damaged object can have any size); None if it is not there."""

@@ -88,11 +88,6 @@ class TranscriptFiles(Spool):
         with os.fdopen(handle, "rb") as file:
             return judge(file)
 
-    def is_valid(self, job_id: str) -> bool:
-        """Whether `<job_id>.json` holds this job's complete transcript, read to its end: a damaged file can
-        have any size, that of the transcript too."""
-        return bool(self.read(self.location(job_id), lambda file: jsonv2.is_transcript_of(file, job_id)))
-
     def publish(self, job_id: str, incoming: IncomingFile) -> bool:
         """Publish the transcript as `<job_id>.json` unless it is already there; True if this call wrote it. Only
         a file checked to be this job's complete transcript may be published."""

@@ -16,6 +16,7 @@ from seaweed import SeaweedFS
 from tests.integration.support import Stack, json_lines, submit_like_client, wait_for
 from tests.integration.test_formats import recovered_with_formats
 from tests.integration.test_s3 import object_of, stored_objects
+from tests.stores import holds_transcript
 
 DELETE_ROUTE = {"api_fault_routes": ("DELETE /v2/jobs/*",), "api_500_fraction": 1.0}
 
@@ -38,7 +39,7 @@ def row(stack: Stack, job_id: str) -> Job:
 
 def intact(stack: Stack, job_id: str) -> bool:
     """The job's file is there and holds its complete json-v2 transcript."""
-    return TranscriptFiles(stack.transcripts).is_valid(job_id)
+    return holds_transcript(TranscriptFiles(stack.transcripts), job_id)
 
 
 def finished_unnotified(stack: Stack, count: int = 1, **notification: Any) -> list[str]:

@@ -22,6 +22,7 @@ import pytest
 from notification_flow.objects import TranscriptObjects
 from notification_flow.payloads import check_transcript
 from seaweed import SeaweedFS
+from tests.stores import holds_transcript
 
 
 def transcript(job_id: str, words: int = 10, spacing: str = "") -> bytes:
@@ -116,11 +117,11 @@ def test_a_stored_object_that_is_not_a_transcript_is_replaced(store: TranscriptO
                                                                caplog: pytest.LogCaptureFixture) -> None:
     job_id = "damaged0001"
     store.client.put_object(Bucket=store.bucket, Key=store.key_for(job_id), Body=b'{"format": "2.9", "job"')
-    assert store.exists(job_id) and not store.is_valid(job_id)
+    assert store.exists(job_id) and not holds_transcript(store, job_id)
     body = transcript(job_id)
     with caplog.at_level(logging.WARNING, logger="storage"):
         assert publish(store, job_id, body) is True
-    assert stored(store, job_id) == body and store.is_valid(job_id)
+    assert stored(store, job_id) == body and holds_transcript(store, job_id)
     assert any("replaced a stored object" in r.getMessage() for r in caplog.records)
 
 

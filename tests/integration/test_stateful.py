@@ -24,6 +24,7 @@ from notification_flow.lifecycle import TRANSITIONS, State
 from notification_flow.reconcile import ReconcilePolicy, Reconciler
 from notification_flow.transcripts import TranscriptFiles
 from tests.integration.support import API_KEY, Stack, create_job
+from tests.stores import holds_transcript
 
 EXPECTED = {"done": "done", "rejected": "rejected"}
 DOWNLOAD_FAULTS = ("truncate_transcript_fraction", "empty_transcript_fraction")
@@ -130,7 +131,7 @@ def test_any_interleaving_converges_to_the_true_state(served: Stack) -> None:
                     assert job.status in reachable(self.last_seen[job.reference]), (self.last_seen, job)
                 self.last_seen[job.reference] = job.status
                 if job.status == "done":
-                    assert transcripts.is_valid(job.job_id)
+                    assert holds_transcript(transcripts, job.job_id)
 
         def teardown(self) -> None:
             served.emulator.set_faults(**dict.fromkeys(DOWNLOAD_FAULTS, 0.0))

@@ -14,6 +14,7 @@ import pytest
 
 from notification_flow.spool import IncomingFile, NotATranscript
 from notification_flow.transcripts import TranscriptFiles
+from tests.stores import holds_transcript
 from tests.unit.support import held_open
 
 JOB_ID = "650krlru2e"
@@ -100,18 +101,18 @@ def test_a_discarded_body_leaves_nothing(files: TranscriptFiles) -> None:
 
 def test_a_damaged_file_of_the_transcripts_size_is_replaced_and_not_valid(files: TranscriptFiles) -> None:
     """A file of the right size is not yet the right file: neither the sweep's look at its ends (`exists`)
-    nor publishing's full read (`is_valid`) takes a zeroed one."""
+    nor a full read (`holds_transcript`, the test of publishing) takes a zeroed one."""
     (files.directory / f"{JOB_ID}.json").write_bytes(b"\x00" * len(BODY))
-    assert not files.exists(JOB_ID) and not files.is_valid(JOB_ID)
+    assert not files.exists(JOB_ID) and not holds_transcript(files, JOB_ID)
     with files.incoming_file() as incoming:
         assert files.publish(JOB_ID, received(incoming)) is True
-    assert (files.directory / f"{JOB_ID}.json").read_bytes() == BODY and files.is_valid(JOB_ID)
+    assert (files.directory / f"{JOB_ID}.json").read_bytes() == BODY and holds_transcript(files, JOB_ID)
 
 
 def test_another_jobs_transcript_is_not_valid(files: TranscriptFiles) -> None:
     (files.directory / f"{JOB_ID}.json").write_bytes(BODY.replace(JOB_ID.encode(), b"otherjob99"))
-    assert not files.is_valid(JOB_ID)
-    assert not files.is_valid("nothing000")
+    assert not holds_transcript(files, JOB_ID)
+    assert not holds_transcript(files, "nothing000")
 
 
 def test_leftovers_of_a_killed_worker_are_swept(files: TranscriptFiles) -> None:
