@@ -13,6 +13,5 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
-# The python the scripts and servers run with: `make bench` gives .venv's, which holds only requirements.txt,
-# as a server's does; run by hand without RUNTIME_PYTHON, the benchmark's own.
+# What the scripts and servers run with: make bench gives .venv's python (requirements.txt only, as a server's).
 RUNTIME_PYTHON = os.environ.get("RUNTIME_PYTHON") or sys.executable

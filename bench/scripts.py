@@ -6,15 +6,14 @@
   submissions a second), and `python cronjob.py --all` recovers them.
 - **submission**: `python client.py call-000.wav …` with the limit of 10 job creations a second on; the
   emulator drops every notification: this measures submitting, not receiving.
-- **history**: for each backend and size, a fresh database holds that many `done` jobs, created one every
-  0.1 s back from now (the API's limit of 10 jobs a second, so every one is inside the retention window the
-  repair sweep covers), each with its `<job_id>.json` (hard links of a few files, made once for the largest
-  size and shared), and its file last checked at a moment spread over the last recheck period, in shuffled
-  order, as regular passes leave it. Then `cronjob.py --all` with nothing to reconcile, one cron interval (by
-  the database's clock) after the previous pass: its wall time, CPU time and the kernel's peak RSS (see
-  PEAK), over several rounds; then `client.py --list`, and one notification at a time to `python server.py`
-  for a `running` job. Its page (docs/benchmarks-history.md, with a figure) is its own, so `--only history`
-  rewrites nothing else.
+- **history**: for each backend and size, a fresh database holds that many `done` jobs, one every 0.1 s back
+  from now (the API's limit of 10 a second: all inside the retention window the repair sweep covers), each
+  with its `<job_id>.json` (hard links of a few files, made once and shared), last checked as passes leave
+  it (the pass after the job finished, then once each recheck period: jobs due together finished together).
+  Then `cronjob.py --all` with nothing to reconcile, one cron interval (by the database's clock) after the
+  previous pass: wall time, CPU time and the kernel's peak RSS (see PEAK) over several rounds; then
+  `client.py --list`, and one notification at a time to `python server.py` for a `running` job. Its page
+  (docs/benchmarks-history.md, with a figure) is its own, so `--only history` rewrites nothing else.
 
 Requests per second are counted over the window in which the emulator's count of them moved, polled while
 the script runs, so the interpreter's start-up is not counted as time the API was idle; the peak is the
@@ -27,6 +26,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -180,18 +180,13 @@ def link_transcripts(directory: Path, count: int, per_file: int = 60_000) -> Non
 def seed(url: str, count: int, files: Path) -> int:
     """`count` done jobs, newest first one every SPACING seconds back from now, in one bulk load; then the
     statistics and the checkpoint a week of traffic would have left. The database's bytes on disk, indexes
-    included (rows loaded in bulk fill their pages more than rows written one at a time).
-
-    Each job's file was last checked as passes leave it: first by the pass after the job finished, then once
-    every RECHECK, so the jobs falling due together are those that finished together."""
+    included (rows loaded in bulk fill their pages more than rows written one at a time)."""
     now = open_store(url).now()
     columns = "reference, job_id, audio, status, transcript, created_at, updated_at, checked_at"
     rows = ((f"{n:032x}", f"hist{n:08d}", "call.wav", "done", str(files / f"hist{n:08d}.json"),
              now - 60 - n * SPACING, now - 30 - n * SPACING, now - (30 + n * SPACING) % RECHECK)
             for n in range(count))
     if url.startswith("sqlite"):
-        import sqlite3
-
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
             with conn:  # one transaction
                 conn.executemany(f"INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)  # noqa: S608
