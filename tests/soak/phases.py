@@ -123,6 +123,9 @@ def drive(stack: Stack, servers: list[Stack], audio: list[Path], rng: random.Ran
     return Run(truth, deliveries, windows, clients, cronjobs, last_finish, submission_seconds, settling, conflicting)
 
 
+NOTIFICATION_ATTEMPTS = 4  # as many as Speechmatics' documented example of a failing notification shows
+
+
 def report_conflicting(servers: list[Stack], truth: dict[str, dict[str, Any]], rng: random.Random) -> list[str]:
     """Some done jobs are reported failed too, then done again with their transcript: the transcript must win,
     whatever the genuine notification did meanwhile."""
@@ -132,8 +135,12 @@ def report_conflicting(servers: list[Stack], truth: dict[str, dict[str, Any]], r
         server = servers[rng.randrange(len(servers))]
         for status, body in (("error", b""), ("success", server.emulator.transcript_bytes(job_id))):
             reference = ((truth[job_id].get("config") or {}).get("tracking") or {}).get("reference")
-            answer = server.notify(job_id, status=status, body=body, content_type="application/json",
-                                   reference=reference)  # the job's own token, as Speechmatics would send
+            for _ in range(NOTIFICATION_ATTEMPTS):  # Speechmatics sends a notification again unless answered 2xx
+                answer = server.notify(job_id, status=status, body=body, content_type="application/json",
+                                       reference=reference)  # the job's own token, as Speechmatics would send
+                if answer.status_code != 503:  # 503: not now (the API could not prove the job's id, say)
+                    break
+                time.sleep(0.5)
             assert answer.status_code in (200, 202), (job_id, status, answer.status_code, answer.text)
     return chosen
 
