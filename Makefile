@@ -75,5 +75,5 @@ lint: $(DEV_STAMP)  ## ruff
 lock: $(DEV_STAMP)  ## Re-pin every installed package into constraints.txt
 	$(DEV_BIN)/pip freeze --exclude-editable > constraints.txt
 
-clean:  ## Remove the venv and generated files
+clean:  ## Remove both venvs and generated files
 	rm -rf $(VENV) $(DEV) .pytest_cache .ruff_cache .hypothesis demo
