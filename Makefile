@@ -45,7 +45,7 @@ $(DEB_STAMP): $(DEV_STAMP)
 test: export RUNTIME_PYTHON = $(CURDIR)/$(BIN)/python
 test: $(STAMP) $(DEV_STAMP) $(DEB_STAMP)  ## Lint, the in-process tests, the rest six at a time, then the pacing tests alone
 	$(DEV_BIN)/ruff check .
-	@# Where PYTHONDONTWRITEBYTECODE is set (CI's machines), each process would compile the package anew.
+	@# Where PYTHONDONTWRITEBYTECODE is set (CI's machines), each process the tests start would compile it anew.
 	$(BIN)/python -m compileall -q notification_flow
 	$(DEV_BIN)/python -m pytest tests/unit
 	$(DEV_BIN)/python -m pytest -n 6 --dist worksteal -m "not paced" tests/integration tests/emulator

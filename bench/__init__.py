@@ -13,5 +13,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
-# What the scripts and servers run with: make bench gives .venv's python (requirements.txt only, as a server's).
-RUNTIME_PYTHON = os.environ.get("RUNTIME_PYTHON") or sys.executable
+# What the scripts and servers run with: .venv's python (requirements.txt only, as a server's) where there is one.
+_VENV = ROOT / ".venv" / "bin" / "python"
+RUNTIME_PYTHON = os.path.abspath(os.environ.get("RUNTIME_PYTHON") or (str(_VENV) if _VENV.exists() else sys.executable))

@@ -50,9 +50,8 @@ LATENCY_MS = 50
 SPACING = 0.1  # seconds between two jobs' creation: the API's limit of 10 a second
 PASS_INTERVAL = 300  # the cron interval the README suggests
 RECHECK = ReconcilePolicy().recheck_seconds
-# A small interpreter of its own starts the command and prints, last, the command's peak RSS in KB and the CPU
-# seconds it used (RUSAGE_CHILDREN): a child started straight from this benchmark would inherit the
-# benchmark's larger RSS as its starting high-water mark, and the kernel would report that instead.
+# An interpreter of its own runs the command, then prints its peak RSS (KB) and CPU seconds (RUSAGE_CHILDREN): a
+# child of this benchmark would inherit the benchmark's larger RSS as its high-water mark, and report that.
 PEAK = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
         "usage = resource.getrusage(resource.RUSAGE_CHILDREN); "
         "print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime); sys.exit(code)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import requests
 
 from emulator.options import FIELDS
+from tests import RUNTIME_PYTHON
 from tests.emulator.support import API_KEY, AUTH, submit_id, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def running(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [RUNTIME_PYTHON, "-m", "emulator", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env={**os.environ, **(env or {})},
     )
     try:
@@ -64,7 +64,7 @@ def test_options_come_from_the_environment_and_the_command_line_wins() -> None:
 
 
 def test_help_lists_every_option_with_its_environment_variable() -> None:
-    result = subprocess.run([sys.executable, "-m", "emulator", "--help"], cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run([RUNTIME_PYTHON, "-m", "emulator", "--help"], cwd=ROOT, capture_output=True, text=True,
                             timeout=30, check=True)
     text = " ".join(result.stdout.split())
     for name in FIELDS:
@@ -75,6 +75,6 @@ def test_help_lists_every_option_with_its_environment_variable() -> None:
 @pytest.mark.parametrize("args", [[], ["--api-key", "k", "--drop-fraction", "3"], ["--api-key", "k", "--port", "x"]])
 def test_bad_options_exit_2(args: list[str]) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("EMULATOR_")}
-    result = subprocess.run([sys.executable, "-m", "emulator", *args], cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run([RUNTIME_PYTHON, "-m", "emulator", *args], cwd=ROOT, capture_output=True, text=True,
                             timeout=30, env=env, check=False)
     assert result.returncode == 2 and "error:" in result.stderr and result.stdout == ""

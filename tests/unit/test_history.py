@@ -100,8 +100,8 @@ def seeded_history(store: JobStore, transcripts: TranscriptFiles, count: int = J
                    checked: str = "spread") -> list[str]:
     """`count` done jobs evenly over the last `span` seconds, newest first, their files hard links of one. Their
     last checks are `spread` over the last recheck period (as passes every few minutes leave them, though in a
-    shuffled order, which passes never leave: the guarantee must not rest on the order), `never` made, or all
-    made `now`."""
+    shuffled order, where passes leave them roughly in the order jobs finished: the guarantee must not rest on
+    the order), `never` made, or all made `now`."""
     original = transcripts.directory / "original.json"
     original.write_bytes(transcript_for("hist00000000"))
     ids = [f"hist{number:08d}" for number in range(count)]
