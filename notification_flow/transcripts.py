@@ -56,19 +56,7 @@ class TranscriptFiles(Spool):
         """A regular file that begins with `{` and ends with `}`: the repair sweep asks this of every file once
         a day, so it reads only the two ends, with as few system calls as it takes. A missing, empty, cut-off or
         zeroed file fails it; publishing reads the whole file before it keeps one."""
-        try:
-            handle = _open_regular(self.location(job_id))
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        if handle is None:
-            return False
-        try:
-            size = os.fstat(handle).st_size
-            head = os.pread(handle, _ENDS, 0).lstrip()
-            tail = os.pread(handle, _ENDS, max(0, size - _ENDS)).rstrip()
-        finally:
-            os.close(handle)
-        return head.startswith(b"{") and tail.endswith(b"}")
+        return bool(self.read(self.location(job_id), _braced_at_both_ends))
 
     def stored(self, key: str) -> bool:
         """Whether a regular file is there (one stat)."""
@@ -120,6 +108,14 @@ class TranscriptFiles(Spool):
         except FileNotFoundError:
             return False
         return True
+
+
+def _braced_at_both_ends(file: BinaryIO) -> bool:
+    """Whether the file begins with `{` and ends with `}`, whitespace aside: one fstat and a pread at each end."""
+    handle = file.fileno()
+    size = os.fstat(handle).st_size
+    return (os.pread(handle, _ENDS, 0).lstrip().startswith(b"{")
+            and os.pread(handle, _ENDS, max(0, size - _ENDS)).rstrip().endswith(b"}"))
 
 
 def _open_regular(path: str) -> int | None:
